@@ -1,0 +1,245 @@
+"""The whole loop through the real `openai` SDK against the emulator over loopback:
+submit, poll, collect, incremental re-runs, retries, the answer cache."""
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from warehouse_batch import api
+from warehouse_batch.clock import Backoff
+
+from helpers import EmulatorClock, billed_counts, emulator_env, provider_calls, write_job
+
+PROMPT = "Classify the sentiment of this review: {{ text }}"
+
+
+class Job:
+    """A job file over table `reviews` in a DuckDB file, run against the emulator."""
+
+    def __init__(self, tmp_path, emu, rows: int = 12, prompt: str = PROMPT, extra: str = ""):
+        self.tmp, self.emu = tmp_path, emu
+        self.db = str(tmp_path / "w.duckdb")
+        con = duckdb.connect(self.db)
+        con.execute("CREATE TABLE reviews AS SELECT range + 1 AS id, "
+                    "CASE range % 3 WHEN 0 THEN 'I love it, great ' WHEN 1 "
+                    "THEN 'broken and terrible ' ELSE 'it is a thing ' END || range AS text "
+                    f"FROM range({rows})")
+        con.close()
+        self.write(prompt, extra)
+
+    def write(self, prompt: str = PROMPT, extra: str = "") -> None:
+        self.path = str(write_job(self.tmp, f"""
+            name='enriched', provider='openai', model='gpt-4.1-mini', unique_key='id',
+            system='Answer with one word.', prompt={prompt!r}, max_tokens=5{extra}""",
+                                  "SELECT id, text FROM reviews"))
+
+    def options(self, **kw) -> api.Options:
+        return api.Options(db=self.db, env=emulator_env(self.emu), clock=EmulatorClock(self.emu),
+                           **kw)
+
+    def run(self, wait: bool = True, **kw) -> api.RunReport:
+        return api.run(self.path, self.options(**kw), wait=wait, max_wait=30 * 86400,
+                       backoff=Backoff(initial=30, maximum=3600))
+
+    def sql(self, query: str, params=None) -> list[tuple]:
+        con = duckdb.connect(self.db)
+        try:
+            return con.execute(query, params or []).fetchall()
+        finally:
+            con.close()
+
+    def batches_created(self) -> int:
+        return len(provider_calls(self.emu, "POST", "/v1/batches")) - len(
+            [c for c in provider_calls(self.emu, "POST", "/v1/batches") if
+             c["path"].endswith("/cancel")])
+
+
+def test_end_to_end_every_row_answered(tmp_path, emulator):
+    job = Job(tmp_path, emulator)
+    report = job.run()
+    assert report.rows.rows == 12 and report.rows.succeeded == 12 and report.exit_code == 0
+    rows = job.sql("SELECT id, text, response, _status, _error, _request_hash, _input_tokens "
+                   "FROM enriched ORDER BY id")
+    assert len(rows) == 12
+    assert {r[3] for r in rows} == {"succeeded"} and all(r[4] is None for r in rows)
+    by_id = {r[0]: r[2] for r in rows}
+    assert by_id[1] == "positive" and by_id[2] == "negative" and by_id[3] == "neutral"
+    assert all(r[6] and r[6] > 0 for r in rows)
+    # state tables tell the same story
+    assert job.sql("SELECT count(*) FROM warehouse_batch.results WHERE status='succeeded'") \
+        == [(12,)]
+    assert job.sql("SELECT DISTINCT state FROM warehouse_batch.batches") == [("collected",)]
+    # provider files were cleaned up after the results were stored
+    assert emulator.admin("GET", "/_emulator/health")["ok"]
+    import openai
+    client = openai.OpenAI(base_url=emulator.openai_base_url, api_key="x")
+    assert list(client.files.list()) == []
+
+
+def test_second_run_sends_nothing(tmp_path, emulator):
+    job = Job(tmp_path, emulator)
+    job.run()
+    batches, requests = job.batches_created(), job.sql(
+        "SELECT count(*) FROM warehouse_batch.requests")
+    report = job.run(wait=False)
+    assert report.submitted.requests_submitted == 0 and report.exit_code == 0
+    assert job.batches_created() == batches
+    assert job.sql("SELECT count(*) FROM warehouse_batch.requests") == requests
+    assert len(provider_calls(emulator, "POST", "/v1/files")) == 1
+
+
+def test_only_new_and_edited_rows_are_sent(tmp_path, emulator):
+    job = Job(tmp_path, emulator)
+    job.run()
+    job.sql("INSERT INTO reviews VALUES (100, 'new and great'), (101, 'new and broken')")
+    job.sql("UPDATE reviews SET text = 'edited: worst ever' WHERE id = 5")
+    plan = api.plan(job.path, job.options())
+    assert (plan.rows_new, plan.rows_changed, plan.rows_done, plan.requests_to_send) == \
+        (2, 1, 11, 3)
+    report = job.run()
+    assert report.submitted.requests_submitted == 3
+    sent = {r[0] for r in job.sql(
+        "SELECT c.prompt FROM warehouse_batch.batch_requests br "
+        "JOIN warehouse_batch.batches b USING (batch_id) "
+        "JOIN (SELECT request_hash, body ->> '$.messages[1].content' AS prompt "
+        "      FROM warehouse_batch.requests) c USING (request_hash) "
+        "WHERE b.run_id = ?", [report.run_id])}
+    assert sent == {PROMPT.replace("{{ text }}", t) for t in
+                    ("new and great", "new and broken", "edited: worst ever")}
+    assert job.sql("SELECT count(*) FROM enriched WHERE _status = 'succeeded'") == [(14,)]
+    assert job.sql("SELECT response FROM enriched WHERE id = 5") == [("negative",)]
+
+
+def test_prompt_change_resends_and_changing_back_is_free(tmp_path, emulator):
+    job = Job(tmp_path, emulator)
+    job.run()
+    job.write(prompt="Sentiment? {{ text }}")
+    assert job.run().submitted.requests_submitted == 12
+    job.write()
+    before = job.batches_created()
+    report = job.run(wait=False)
+    assert report.submitted.requests_submitted == 0 and report.rows.succeeded == 12
+    assert job.batches_created() == before
+
+
+def test_model_and_parameters_are_part_of_the_request(tmp_path, emulator):
+    job = Job(tmp_path, emulator)
+    job.run()
+    job.write(extra=", temperature=0.5")
+    assert api.plan(job.path, job.options()).rows_changed == 12
+
+
+def test_failures_and_expiry_end_with_every_row_succeeded(tmp_path, emulator):
+    emulator.admin("POST", "/_emulator/config", {"failure_rate": 0.1, "expire_fraction": 0.5})
+    job = Job(tmp_path, emulator, rows=60, extra=", max_attempts=10")
+    report = job.run()
+    assert report.rows.succeeded == 60 and report.rows.pending == 0, report.to_dict()
+    billed = billed_counts(emulator)
+    assert len(billed) == 60 and max(billed.values()) == 1  # nothing paid twice
+    outcomes = dict(job.sql("SELECT outcome, count(*) FROM warehouse_batch.attempts "
+                            "GROUP BY 1"))
+    assert outcomes["expired"] > 0 and outcomes["errored"] > 0 and outcomes["succeeded"] == 60
+
+
+def test_permanent_failures_are_recorded_and_not_retried(tmp_path, emulator):
+    job = Job(tmp_path, emulator)
+    job.sql("UPDATE reviews SET text = 'too long [[emu:error400]]' WHERE id = 4")
+    report = job.run()
+    assert report.exit_code == 4 and report.rows.failed == 1 and report.rows.succeeded == 11
+    status, error, attempts = job.sql(
+        "SELECT _status, _error, _attempts FROM enriched WHERE id = 4")[0]
+    assert status == "failed" and "context length" in error.lower() and attempts == 1
+    assert job.run(wait=False).submitted.requests_submitted == 0
+
+
+def test_retryable_failures_stop_at_max_attempts(tmp_path, emulator):
+    job = Job(tmp_path, emulator, extra=", max_attempts=2")
+    job.sql("UPDATE reviews SET text = 'flaky [[emu:error500]]' WHERE id = 4")
+    report = job.run()
+    assert report.rows.failed == 1 and report.exit_code == 4
+    assert job.sql("SELECT failures, retryable FROM warehouse_batch.results r "
+                   "JOIN enriched e ON e._request_hash = r.request_hash WHERE e.id = 4") \
+        == [(2, True)]
+
+
+def test_identical_requests_are_sent_once(tmp_path, emulator):
+    job = Job(tmp_path, emulator)
+    job.sql("UPDATE reviews SET text = 'same words'")
+    report = job.run()
+    assert report.submitted.requests_submitted == 1 and report.rows.succeeded == 12
+    assert len({r[0] for r in job.sql("SELECT _request_hash FROM enriched")}) == 1
+
+
+def test_chunking_by_request_count_and_bytes(tmp_path, emulator):
+    job = Job(tmp_path, emulator, rows=10)
+    report = job.run(batch_max_requests=3)
+    assert report.submitted.batches_created == 4
+    assert sorted(r[0] for r in job.sql("SELECT request_count FROM warehouse_batch.batches")) \
+        == [1, 3, 3, 3]
+    job.write(prompt="again: {{ text }}")
+    report = job.run(batch_max_bytes=700)
+    sizes = job.sql("SELECT bytes FROM warehouse_batch.batches WHERE run_id = ?",
+                    [report.run_id])
+    assert len(sizes) > 1 and all(s[0] <= 700 for s in sizes)
+
+
+def test_submit_returns_at_once_and_collect_finishes(tmp_path, emulator):
+    job = Job(tmp_path, emulator)
+    sub = api.submit(job.path, job.options())
+    assert sub.submitted.requests_submitted == 12 and sub.exit_code == 0
+    assert job.sql("SELECT count(*) FROM enriched WHERE _status = 'pending'") == [(12,)]
+    early = api.collect(job.path, job.options())
+    assert early.exit_code == 75 and early.collected.batches_in_progress == 1
+    emulator.advance(3600)
+    done = api.collect(job.path, job.options())
+    assert done.exit_code == 0 and done.rows.succeeded == 12
+
+
+def test_cancel_keeps_partial_answers(tmp_path, emulator):
+    job = Job(tmp_path, emulator, rows=20)
+    api.submit(job.path, job.options())
+    emulator.advance(5 + 30)    # validating, then half the processing time
+    cancelled = api.cancel(job.path, job.options())
+    assert len(cancelled.cancelled) == 1
+    emulator.advance(60)
+    report = api.collect(job.path, job.options())
+    assert 0 < report.rows.succeeded < 20 and report.collected.not_processed > 0
+    assert report.rows.pending == 20 - report.rows.succeeded
+    final = job.run()
+    assert final.rows.succeeded == 20
+    assert max(billed_counts(emulator).values()) == 1
+
+
+def test_full_refresh_rebuilds_from_cache(tmp_path, emulator):
+    job = Job(tmp_path, emulator)
+    job.run()
+    job.sql("DROP TABLE enriched")
+    before = job.batches_created()
+    report = job.run(wait=False, full_refresh=True)
+    assert report.rows.succeeded == 12 and job.batches_created() == before
+    assert job.sql("SELECT count(*) FROM enriched WHERE response IS NOT NULL") == [(12,)]
+
+
+def test_every_expired_batch_with_null_output_file(tmp_path, emulator):
+    """A batch where everything failed has no output file; nothing breaks, all is retried."""
+    job = Job(tmp_path, emulator, rows=4, extra=", max_attempts=5")
+    emulator.admin("POST", "/_emulator/config", {"failure_rate": 1.0})
+    api.submit(job.path, job.options())
+    emulator.advance(3600)
+    report = api.collect(job.path, job.options())
+    assert report.collected.failed == 4 and report.rows.pending == 4
+    emulator.admin("POST", "/_emulator/config", {"failure_rate": 0.0})
+    assert job.run().rows.succeeded == 4
+
+
+@pytest.mark.parametrize("fault", ["error_after_create", "drop_after_create"])
+def test_lost_create_response_does_not_pay_twice(tmp_path, emulator, fault):
+    emulator.admin("POST", "/_emulator/config", {"create_fault": fault,
+                                                 "create_fault_count": 1})
+    job = Job(tmp_path, emulator)
+    report = job.run()
+    assert report.rows.succeeded == 12
+    import openai
+    client = openai.OpenAI(base_url=emulator.openai_base_url, api_key="x")
+    assert len(list(client.batches.list())) == 1
+    assert max(billed_counts(emulator).values()) == 1

@@ -1,0 +1,316 @@
+"""The library: one function per lifecycle step. The CLI, Dagster, Airflow and dbt call these.
+
+Every function opens the DuckDB file for one phase of work and closes it again, so no lock is
+held while a batch runs for hours. Every function is safe to repeat and safe after a crash:
+`run` first finishes whatever an earlier process left half-done.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import duckdb
+
+from .clock import Backoff, Clock, SystemClock
+from .collect import CollectReport, collect_ready, poll, submitted_batches
+from .db import default_db_path, session
+from .errors import EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, WarehouseBatchError
+from .output import RowCounts, write_output
+from .plan import PlanReport, build_plan
+from .providers.base import LedgerBatch, Provider, get_provider
+from .source import Prepared, prepare
+from .spec import JobSpec, load_job
+from .sqlutil import quote_qualified
+from .state import SCHEMA, fetch_dicts, now_utc, update_batch
+from .submit import (SubmitReport, known_batch_ids, new_run_id, resume_unfinished,
+                     submit_work, unfinished_batches)
+
+
+@dataclass
+class Options:
+    """How to run a job; everything a CLI flag can set."""
+
+    db: str = field(default_factory=default_db_path)
+    vars: dict[str, Any] = field(default_factory=dict)
+    max_attempts: int | None = None
+    batch_max_requests: int | None = None
+    batch_max_bytes: int | None = None
+    batch_max_tokens: int | None = None
+    full_refresh: bool = False
+    env: Mapping[str, str] | None = None
+    clock: Clock = field(default_factory=SystemClock)
+    log: Callable[[str], None] = lambda message: None
+
+
+@dataclass
+class RunReport:
+    """What a submit / collect / run did, and where the job stands now."""
+
+    run_id: str
+    job: str
+    command: str
+    rows: RowCounts = field(default_factory=RowCounts)
+    submitted: SubmitReport = field(default_factory=SubmitReport)
+    collected: CollectReport = field(default_factory=CollectReport)
+    polls: int = 0
+    table: str = ""
+
+    @property
+    def pending(self) -> bool:
+        return self.rows.pending > 0
+
+    @property
+    def exit_code(self) -> int:
+        if self.command == "submit":
+            return EXIT_OK
+        if self.rows.pending:
+            return EXIT_PENDING
+        return EXIT_FAILED_ROWS if self.rows.failed else EXIT_OK
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["status"] = "pending" if self.pending else ("failed" if self.rows.failed
+                                                      else "succeeded")
+        return d
+
+
+def load(job_path: str, options: Options | None = None) -> JobSpec:
+    """Read a job file and apply option overrides (attempts, chunk limits)."""
+    options = options or Options()
+    spec = load_job(job_path, vars=options.vars)
+    for name in ("max_attempts", "batch_max_requests", "batch_max_bytes", "batch_max_tokens"):
+        value = getattr(options, name)
+        if value is not None:
+            setattr(spec, name, value)
+    return spec
+
+
+def plan(job_path: str, options: Options | None = None) -> PlanReport:
+    """What `run` would send, and why. Sends nothing and writes nothing."""
+    options = options or Options()
+    spec = load(job_path, options)
+    provider = get_provider(spec, options.env)
+    with session(options.db) as con:
+        prepared = prepare(con, spec, provider)
+        return build_plan(con, prepared)
+
+
+def submit(job_path: str, options: Options | None = None) -> RunReport:
+    """Submit everything that needs sending, then return (never waits for batches)."""
+    return _step(job_path, options or Options(), "submit", collect=False)
+
+
+def collect(job_path: str, options: Options | None = None) -> RunReport:
+    """Ingest every batch that has ended, rebuild the output table; submits nothing."""
+    return _step(job_path, options or Options(), "collect", submit=False)
+
+
+def run(job_path: str, options: Options | None = None, *, wait: bool = False,
+        max_wait: float | None = None, backoff: Backoff | None = None) -> RunReport:
+    """Collect what is ready, submit what is needed, collect again; with `wait`, repeat
+    (sleeping with exponential backoff) until every row is terminal or `max_wait` passes."""
+    options = options or Options()
+    report = _step(job_path, options, "run")
+    if not wait:
+        return report
+    backoff = backoff or Backoff()
+    started = options.clock.now()
+    while report.pending:
+        delay = backoff.next_delay()
+        if max_wait is not None and options.clock.now() + delay - started > max_wait:
+            options.log(f"stopping after {max_wait:.0f}s; rows still pending: "
+                        f"{report.rows.pending}")
+            break
+        options.log(f"{report.rows.pending:,} rows pending; next poll in {delay:.0f}s")
+        options.clock.sleep(delay)
+        progressed = _step(job_path, options, "run", report=report)
+        if progressed:
+            backoff.reset()
+    return report
+
+
+def _step(job_path: str, options: Options, command: str, *, submit: bool = True,
+          collect: bool = True, report: RunReport | None = None) -> RunReport | bool:
+    """One pass: collect ended batches, submit new work, collect again, rebuild the table.
+
+    With `report` given (a later pass of `run --wait`), the pass only polls unless something
+    ended or is left to submit, and returns whether anything moved.
+    """
+    spec = load(job_path, options)
+    provider = get_provider(spec, options.env)
+    first = report is None
+    if first:
+        report = RunReport(run_id=new_run_id(), job=spec.name, command=command, table=spec.name)
+    with session(options.db) as con:
+        if first:
+            _record_run(con, report, spec)
+        try:
+            before = report.collected.batches_collected
+            if collect:
+                _merge(report.collected, collect_ready(con, provider, spec.name, options.log))
+            report.polls += 1
+            moved = report.collected.batches_collected > before
+            if not first and not moved and not unfinished_batches(con, spec.name) \
+                    and submitted_batches(con, spec.name):
+                return False  # nothing ended yet: no need to re-read the source
+            prepared = _prepare(con, spec, provider, options)
+            if submit:
+                _merge(report.submitted, submit_work(con, prepared, report.run_id, options.log))
+                if collect and report.submitted.batches_created:
+                    _merge(report.collected, collect_ready(con, provider, spec.name,
+                                                           options.log))
+            report.rows = write_output(con, prepared)
+            _finish_run(con, report)
+        except WarehouseBatchError as e:
+            _finish_run(con, report, error=e)
+            raise
+    return report if first else True
+
+
+def _prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
+             options: Options) -> Prepared:
+    if options.full_refresh:
+        con.execute(f"DELETE FROM {SCHEMA}.job_rows WHERE job_name = ?", [spec.name])
+        con.execute(f"DROP TABLE IF EXISTS {quote_qualified(spec.name)}")
+        options.full_refresh = False
+    return prepare(con, spec, provider)
+
+
+def _merge(total: Any, part: Any) -> None:
+    for f in dataclasses.fields(total):
+        a, b = getattr(total, f.name), getattr(part, f.name)
+        if isinstance(a, int):
+            setattr(total, f.name, a + b)
+        elif isinstance(a, list):
+            a.extend(b)
+        elif isinstance(a, dict):
+            a.update(b)
+
+
+def _record_run(con: duckdb.DuckDBPyConnection, report: RunReport, spec: JobSpec) -> None:
+    con.execute(f"""INSERT INTO {SCHEMA}.runs (run_id, job_name, job_file, command, provider,
+        model, started_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'running')""",
+                [report.run_id, spec.name, spec.path, report.command, spec.provider, spec.model,
+                 now_utc()])
+
+
+def _finish_run(con: duckdb.DuckDBPyConnection, report: RunReport,
+                error: Exception | None = None) -> None:
+    status = "error" if error else report.to_dict()["status"]
+    con.execute(f"""UPDATE {SCHEMA}.runs SET finished_at = ?, status = ?, rows_selected = ?,
+        rows_done = ?, requests_submitted = ?, batches_submitted = ?, results_collected = ?,
+        error = ? WHERE run_id = ?""",
+                [now_utc(), status, report.rows.rows, report.rows.succeeded,
+                 report.submitted.requests_submitted, report.submitted.batches_created,
+                 report.collected.succeeded + report.collected.failed,
+                 str(error) if error else None, report.run_id])
+
+
+# -- status, cancel, reconcile -----------------------------------------------------------------
+
+@dataclass
+class StatusReport:
+    job: str
+    batches: list[dict]
+    rows: RowCounts
+
+    @property
+    def exit_code(self) -> int:
+        if self.rows.pending:
+            return EXIT_PENDING
+        return EXIT_FAILED_ROWS if self.rows.failed else EXIT_OK
+
+    def to_dict(self) -> dict:
+        return {"job": self.job, "batches": self.batches, "rows": self.rows.to_dict()}
+
+
+def status(job_path: str, options: Options | None = None, refresh: bool = True) -> StatusReport:
+    """Where the job stands: each batch (polled from the provider unless `refresh` is off)
+    and the rows of the last submit by status. Ingests nothing."""
+    options = options or Options()
+    spec = load(job_path, options)
+    provider = get_provider(spec, options.env)
+    with session(options.db) as con:
+        if refresh:
+            for batch in submitted_batches(con, spec.name):
+                poll(con, provider, batch)
+        batches = fetch_dicts(con, f"""SELECT batch_id, provider_batch_id, state,
+            provider_status, request_count, bytes, counts, created_at, submitted_at,
+            collected_at, error FROM {SCHEMA}.batches WHERE job_name = ? ORDER BY batch_id""",
+                              [spec.name])
+        for b in batches:
+            b["counts"] = json.loads(b["counts"]) if b["counts"] else None
+            for k in ("created_at", "submitted_at", "collected_at"):
+                b[k] = b[k].isoformat() if b[k] else None
+        row = con.execute(f"""SELECT count(*),
+                count(*) FILTER (WHERE r.status = 'succeeded'),
+                count(*) FILTER (WHERE r.status = 'failed'
+                                 AND NOT (r.retryable AND r.failures < ?))
+            FROM {SCHEMA}.job_rows j LEFT JOIN {SCHEMA}.results r USING (request_hash)
+            WHERE j.job_name = ?""", [spec.max_attempts, spec.name]).fetchone()
+        rows = RowCounts(rows=row[0], succeeded=row[1], failed=row[2],
+                         pending=row[0] - row[1] - row[2])
+    return StatusReport(spec.name, batches, rows)
+
+
+@dataclass
+class CancelReport:
+    job: str
+    cancelled: list[str] = field(default_factory=list)
+    abandoned: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def cancel(job_path: str, options: Options | None = None) -> CancelReport:
+    """Cancel the job's batches on the provider. Finished answers stay collectable: run
+    `collect` afterwards. Batches never created are abandoned (their rows are sent again
+    by the next run)."""
+    options = options or Options()
+    spec = load(job_path, options)
+    provider = get_provider(spec, options.env)
+    report = CancelReport(spec.name)
+    with session(options.db) as con:
+        for batch in unfinished_batches(con, spec.name):
+            found = (provider.find_batch(batch, None, known_batch_ids(con))
+                     if batch.state == "creating" else None)
+            if found is None:
+                update_batch(con, batch.batch_id, state="abandoned", error="cancelled by user")
+                report.abandoned.append(batch.batch_id)
+                continue
+            update_batch(con, batch.batch_id, state="submitted",
+                         provider_batch_id=found.provider_batch_id, submitted_at=now_utc())
+        for batch in submitted_batches(con, spec.name):
+            remote = provider.cancel(batch)
+            update_batch(con, batch.batch_id, provider_status=remote.status)
+            report.cancelled.append(remote.provider_batch_id)
+    return report
+
+
+def reconcile(job_path: str, options: Options | None = None) -> RunReport:
+    """Finish what a crashed process left: resume half-submitted batches (finding lost
+    creates by their tag) and ingest ended ones. Sends no new work."""
+    options = options or Options()
+    spec = load(job_path, options)
+    provider = get_provider(spec, options.env)
+    report = RunReport(run_id=new_run_id(), job=spec.name, command="reconcile", table=spec.name)
+    with session(options.db) as con:
+        _record_run(con, report, spec)
+        prepared = prepare(con, spec, provider)
+        if unfinished_batches(con, spec.name):
+            provider.preflight()
+            with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:
+                resume_unfinished(con, prepared, Path(tmp), report.submitted, options.log)
+        _merge(report.collected, collect_ready(con, provider, spec.name, options.log))
+        report.rows = write_output(con, prepared)
+        _finish_run(con, report)
+    return report
+
+
+__all__ = ["Options", "RunReport", "StatusReport", "CancelReport", "PlanReport", "LedgerBatch",
+           "plan", "submit", "collect", "run", "status", "cancel", "reconcile", "load"]

@@ -1,0 +1,298 @@
+"""The `warehouse-batch` command: each subcommand is one library call plus error translation.
+
+Exit codes (also in the README):
+  0  done: every selected row has an answer
+  1  internal error (a bug: please report it)
+  2  user error: the job file, the data, or the command line needs fixing
+  3  provider error: missing/refused API key, unreachable provider, provider refused a call
+  4  done, but some rows failed permanently (see the _status and _error columns)
+  75 work still pending: batches are running; run `collect` or `run` again later
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, Callable
+
+import click
+
+from . import api
+from . import __version__
+from .clock import Backoff
+from .errors import EXIT_INTERNAL, EXIT_USER, WarehouseBatchError
+
+
+def _emit(obj: Any, as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(obj.to_dict() if hasattr(obj, "to_dict") else obj, indent=2,
+                              default=str))
+    else:
+        human()
+
+
+def _logger(quiet: bool) -> Callable[[str], None]:
+    def log(message: str) -> None:
+        if not quiet:
+            click.echo(f"[{time.strftime('%H:%M:%S')}] {message}", err=True)
+    return log
+
+
+def _parse_vars(values: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        if "=" not in item:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--var")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def job_options(f: Callable) -> Callable:
+    """Options every job command takes."""
+    decorators = [
+        click.argument("job", type=click.Path(dir_okay=False)),
+        click.option("--db", default=None, metavar="PATH",
+                     help="DuckDB file holding the sources, the state and the output table "
+                          "[default: $WAREHOUSE_BATCH_DB or ./warehouse.duckdb]"),
+        click.option("--var", "vars_", multiple=True, metavar="KEY=VALUE",
+                     help="a value for {{ var('KEY') }} in the job file (JSON or text); repeatable"),
+        click.option("--json", "as_json", is_flag=True, help="print a JSON report on stdout"),
+        click.option("-q", "--quiet", is_flag=True, help="no progress messages on stderr"),
+        click.option("--max-attempts", type=click.IntRange(min=1), default=None,
+                     help="retryable failures allowed per request [default: job's, else 3]"),
+        click.option("--batch-max-requests", type=click.IntRange(min=1), default=None,
+                     help="requests per provider batch [default: provider limit]"),
+        click.option("--batch-max-bytes", type=click.IntRange(min=1), default=None,
+                     help="bytes per provider batch [default: provider limit]"),
+        click.option("--batch-max-tokens", type=click.IntRange(min=1), default=None,
+                     help="estimated input tokens per batch (enqueued-token budgets)"),
+    ]
+    for d in reversed(decorators):
+        f = d(f)
+    return f
+
+
+def _options(db, vars_, quiet, max_attempts, batch_max_requests, batch_max_bytes,
+             batch_max_tokens, **extra) -> api.Options:
+    opts = api.Options(vars=_parse_vars(vars_), max_attempts=max_attempts,
+                       batch_max_requests=batch_max_requests, batch_max_bytes=batch_max_bytes,
+                       batch_max_tokens=batch_max_tokens, log=_logger(quiet), **extra)
+    if db:
+        opts.db = db
+    return opts
+
+
+def _guard(as_json: bool, fn: Callable[[], int | None]) -> None:
+    """Run a command body; translate library errors into a message and an exit code."""
+    try:
+        code = fn() or 0
+    except WarehouseBatchError as e:
+        if as_json:
+            click.echo(json.dumps(e.to_dict(), indent=2))
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit:
+        raise
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except KeyboardInterrupt:
+        click.echo("interrupted; state is saved: run the same command again to resume", err=True)
+        sys.exit(130)
+    except Exception as e:  # a bug: say so, keep the traceback for the report
+        import traceback
+        traceback.print_exc()
+        click.echo(f"internal error: {e}", err=True)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="warehouse-batch")
+def main() -> None:
+    """Turn a SQL query into LLM batch jobs and bring the answers back as a DuckDB table.
+
+    \b
+    A job is one .sql file: a {{ config(...) }} block, then one SELECT.
+      warehouse-batch plan   reviews.sql     # what would be sent, and why; sends nothing
+      warehouse-batch run    reviews.sql --wait
+      warehouse-batch submit reviews.sql     # submit and exit (for pipelines)
+      warehouse-batch collect reviews.sql    # later: ingest finished batches
+    \b
+    Exit codes: 0 done, 2 fix the job/data/command, 3 provider problem,
+    4 done with permanently failed rows, 75 work still pending (come back later).
+    """
+
+
+@main.command()
+@job_options
+def plan(job, as_json, **kw) -> None:
+    """Show what a run would send: rows new/changed/done, batches, one rendered request."""
+    def body():
+        report = api.plan(job, _options(**kw))
+        _emit(report, as_json, lambda: _print_plan(report))
+    _guard(as_json, body)
+
+
+def _print_plan(r) -> None:
+    rows = [
+        ("rows selected", r.rows_selected), ("already answered", r.rows_done),
+        ("in flight", r.rows_in_flight), ("failed (final)", r.rows_failed),
+        ("new", r.rows_new), ("changed", r.rows_changed), ("retryable failures", r.rows_retry),
+        ("never answered", r.rows_unsent), ("duplicates collapsed", r.duplicates_collapsed),
+    ]
+    click.echo(f"job {r.job}: {r.provider} / {r.model} (templates rendered in {r.render_mode})")
+    for label, n in rows:
+        click.echo(f"  {label:<22}{n:>12,}")
+    click.echo(f"  {'requests to send':<22}{r.requests_to_send:>12,}  in {r.batches} batch(es), "
+               f"{r.bytes_to_send / 1e6:,.1f} MB, ~{r.est_input_tokens:,} input tokens")
+    if r.sample_request:
+        click.echo("one request:")
+        click.echo(json.dumps(r.sample_request, indent=2, ensure_ascii=False))
+
+
+def _print_run(r: api.RunReport) -> None:
+    s, c, rows = r.submitted, r.collected, r.rows
+    click.echo(f"job {r.job} ({r.command}, run {r.run_id})")
+    click.echo(f"  submitted   {s.requests_submitted:,} requests in {s.batches_created} new "
+               f"batch(es); resumed {s.batches_resumed}")
+    click.echo(f"  collected   {c.batches_collected} batch(es): {c.succeeded:,} succeeded, "
+               f"{c.failed:,} failed, {c.not_processed:,} not processed; "
+               f"{c.batches_in_progress} still running")
+    click.echo(f"  table {r.table}: {rows.rows:,} rows, {rows.succeeded:,} succeeded, "
+               f"{rows.failed:,} failed, {rows.pending:,} pending")
+    for w in s.warnings + c.warnings:
+        click.echo(f"  warning: {w}", err=True)
+    if rows.pending and r.command != "submit":
+        click.echo("  work is still pending: run `collect` (or `run --wait`) later", err=True)
+
+
+def _lifecycle(name: str, fn: Callable, doc: str, extra: list[Callable] | None = None):
+    def command(job, as_json, **kw):
+        run_kw = {k: kw.pop(k) for k in ("wait", "max_wait", "poll_interval") if k in kw}
+        full_refresh = kw.pop("full_refresh", False)
+
+        def body():
+            opts = _options(**kw, full_refresh=full_refresh)
+            if name == "run":
+                report = fn(job, opts, wait=run_kw["wait"], max_wait=run_kw["max_wait"],
+                            backoff=Backoff(initial=run_kw["poll_interval"]))
+            else:
+                report = fn(job, opts)
+            _emit(report, as_json, lambda: _print_run(report))
+            return report.exit_code
+        _guard(as_json, body)
+
+    command.__doc__ = doc
+    command.__name__ = name
+    for d in reversed(extra or []):
+        command = d(command)
+    return main.command(name=name)(job_options(command))
+
+
+_full_refresh = click.option("--full-refresh", is_flag=True,
+                             help="drop and rebuild the output table and forget which rows "
+                                  "changed; cached answers are reused, nothing is paid twice")
+_lifecycle("submit", api.submit, "Submit every row that needs an answer, then exit (no waiting).",
+           [_full_refresh])
+_lifecycle("collect", api.collect,
+           "Ingest every batch that has ended and rebuild the output table. Sends nothing.")
+_lifecycle("reconcile", api.reconcile,
+           "Finish what a crashed process left (lost uploads and creates), then collect.")
+_lifecycle("run", api.run,
+           "Collect what is ready, submit what is needed, collect again. With --wait, keep "
+           "polling (exponential backoff with jitter) until every row is answered or failed.",
+           [_full_refresh,
+            click.option("--wait", is_flag=True, help="poll until every row is terminal"),
+            click.option("--max-wait", type=float, default=None, metavar="SECONDS",
+                         help="with --wait: give up polling after this long (exit 75)"),
+            click.option("--poll-interval", type=float, default=10.0, show_default=True,
+                         metavar="SECONDS", help="first delay between polls; doubles to 600")])
+
+
+@main.command()
+@job_options
+@click.option("--no-refresh", is_flag=True, help="report the ledger without asking the provider")
+def status(job, as_json, no_refresh, **kw) -> None:
+    """Show the job's batches (as the provider reports them) and its rows by status."""
+    def body():
+        report = api.status(job, _options(**kw), refresh=not no_refresh)
+
+        def human():
+            click.echo(f"job {report.job}: {report.rows.rows:,} rows, {report.rows.succeeded:,} "
+                       f"succeeded, {report.rows.failed:,} failed, {report.rows.pending:,} "
+                       "pending")
+            for b in report.batches:
+                click.echo(f"  {b['batch_id']}  {b['provider_batch_id'] or '-':<36} "
+                           f"{b['state']:<10} {b['provider_status'] or '-':<11} "
+                           f"{b['request_count']:>8,} requests")
+        _emit(report, as_json, human)
+        return report.exit_code
+    _guard(as_json, body)
+
+
+@main.command()
+@job_options
+def cancel(job, as_json, **kw) -> None:
+    """Cancel the job's running batches. Answers already produced stay collectable."""
+    def body():
+        report = api.cancel(job, _options(**kw))
+        _emit(report, as_json, lambda: click.echo(
+            f"cancelled {len(report.cancelled)} batch(es), abandoned {len(report.abandoned)} "
+            "never-created one(s); run `collect` to keep the partial answers"))
+    _guard(as_json, body)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address to bind (keep it on loopback)")
+@click.option("--port", default=8123, show_default=True, type=int, help="0 picks a free port")
+@click.option("--state-dir", default=None, metavar="DIR",
+              help="persist files, batches and the clock here (survives restarts)")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--clock", type=click.Choice(["real", "manual"]), default="real", show_default=True,
+              help="manual: time moves only via POST /_emulator/clock")
+@click.option("--latency", type=float, default=None, metavar="SECONDS",
+              help="total time a batch takes (validate+process+finalize); 0 = instant")
+@click.option("--failure-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="fraction of requests that fail with a retryable 500")
+@click.option("--expire-fraction", type=click.FloatRange(0, 1), default=None,
+              help="expire each batch after this fraction of its requests is processed")
+@click.option("--cancel-fraction", type=click.FloatRange(0, 1), default=None,
+              help="cancel each batch after this fraction of its requests is processed")
+def emulator(host, port, state_dir, seed, clock, latency, failure_rate, expire_fraction,
+             cancel_fraction) -> None:
+    """Run a local server speaking the OpenAI Batch and Anthropic Message Batches protocols.
+
+    \b
+    Point the SDKs at it:
+      export OPENAI_BASE_URL=http://127.0.0.1:8123/v1 OPENAI_API_KEY=emulator
+      export ANTHROPIC_BASE_URL=http://127.0.0.1:8123 ANTHROPIC_API_KEY=emulator
+    Admin endpoints live under /_emulator/ (clock, config knobs, fault injection).
+    """
+    from .emulator import EmulatorConfig, serve
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: binding {host}: the emulator has no real authentication", err=True)
+    cfg = EmulatorConfig(host=host, port=port, state_dir=state_dir, seed=seed, clock=clock,
+                         failure_rate=failure_rate, expire_fraction=expire_fraction,
+                         cancel_fraction=cancel_fraction)
+    if latency is not None:
+        cfg.validate_seconds = latency * 0.1
+        cfg.process_seconds = latency * 0.8
+        cfg.finalize_seconds = latency * 0.1
+        cfg.cancel_seconds = min(cfg.cancel_seconds, latency)
+    try:
+        serve(cfg)
+    except OSError as e:
+        click.echo(f"error: cannot listen on {host}:{port}: {e}", err=True)
+        sys.exit(EXIT_USER)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

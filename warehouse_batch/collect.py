@@ -1,0 +1,156 @@
+"""Bringing answers home: poll batches, stream result files into DuckDB, classify every line.
+
+For each submitted batch of the job: ask the provider for its state; when it has ended
+(completed, failed, expired, cancelled — all of them may hold paid answers), download its
+result files, load their lines into DuckDB, map each line to our result shape with the
+provider's SQL, and fold the outcomes into `attempts` and `results` in the same transaction
+that marks the batch `collected`. A custom_id found in no file is `missing`: not processed,
+sent again. Only then are the provider's files deleted.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+
+from . import faults
+from .providers.base import LedgerBatch, Provider, RemoteBatch
+from .state import SCHEMA, fetch_dicts, now_utc, update_batch
+from .sqlutil import load_sql
+from .submit import CSV_DELIM
+
+MISSING_MESSAGE = "not processed: the custom_id was in neither the output nor the error file"
+
+
+@dataclass
+class CollectReport:
+    batches_polled: int = 0
+    batches_collected: int = 0
+    batches_in_progress: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    not_processed: int = 0
+    warnings: list[str] = field(default_factory=list)
+    statuses: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def submitted_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[LedgerBatch]:
+    rows = fetch_dicts(con, f"""SELECT * FROM {SCHEMA}.batches
+        WHERE job_name = ? AND state = 'submitted' ORDER BY batch_id""", [job_name])
+    return [LedgerBatch.from_row(r) for r in rows]
+
+
+def poll(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatch) -> RemoteBatch:
+    remote = provider.retrieve(batch)
+    update_batch(con, batch.batch_id, provider_status=remote.status, counts=remote.counts,
+                 last_polled_at=now_utc(), output_file_id=remote.output_file_id,
+                 error_file_id=remote.error_file_id,
+                 **({"ended_at": now_utc()} if remote.ended else {}))
+    return remote
+
+
+def collect_ready(con: duckdb.DuckDBPyConnection, provider: Provider, job_name: str,
+                  log: Callable[[str], None] = lambda m: None) -> CollectReport:
+    """Poll every submitted batch of the job and ingest those that have ended."""
+    report = CollectReport()
+    for batch in submitted_batches(con, job_name):
+        remote = poll(con, provider, batch)
+        report.batches_polled += 1
+        report.statuses[remote.provider_batch_id] = remote.status
+        if not remote.ended:
+            report.batches_in_progress += 1
+            continue
+        log(f"collecting batch {remote.provider_batch_id} ({remote.status})")
+        ingest(con, provider, batch, remote, report)
+        report.batches_collected += 1
+    return report
+
+
+def ingest(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatch,
+           remote: RemoteBatch, report: CollectReport) -> None:
+    with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:
+        paths = [p for p in provider.download_results(batch, remote, Path(tmp))
+                 if p.stat().st_size > 0]
+        faults.checkpoint("during_collect")
+        bad = load_lines(con, paths)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE wb_norm AS {load_sql(provider.results_sql)}")
+        if bad:
+            report.warnings.append(
+                f"batch {remote.provider_batch_id}: {bad} result line(s) were not valid JSON and "
+                "were skipped; their requests count as not processed and will be sent again")
+        if remote.error and not paths:
+            _fail_all(con, batch, f"batch {remote.status}: {remote.error}")
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(load_sql("batch_outcomes.sql"),
+                        {"batch_id": batch.batch_id, "missing_message": MISSING_MESSAGE})
+            counts = dict(con.execute("SELECT outcome, count(*) FROM wb_outcomes GROUP BY 1")
+                          .fetchall())
+            merge_outcomes(con, batch.batch_id, remote.provider_batch_id)
+            update_batch(con, batch.batch_id, state="collected", collected_at=now_utc(),
+                         error=remote.error)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    faults.checkpoint("after_collect_commit")
+    report.succeeded += counts.get("succeeded", 0)
+    report.failed += counts.get("errored", 0)
+    report.not_processed += sum(counts.get(k, 0) for k in ("expired", "cancelled", "missing"))
+    try:
+        provider.cleanup(batch, remote)
+    except Exception as e:  # files expire on their own; never lose results over a delete
+        report.warnings.append(f"could not delete the files of {remote.provider_batch_id}: {e}")
+
+
+def load_lines(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> int:
+    """Load raw JSONL lines into temp table `wb_lines`; returns how many were not JSON."""
+    con.execute("CREATE OR REPLACE TEMP TABLE wb_lines (line VARCHAR)")
+    if not paths:
+        return 0
+    files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+    con.execute(f"""INSERT INTO wb_lines
+        SELECT rtrim(line, chr(13)) FROM read_csv({files}, columns={{'line': 'VARCHAR'}},
+            header=false, delim='{CSV_DELIM}', quote='', escape='', auto_detect=false)
+        WHERE line IS NOT NULL AND trim(line) <> ''""")
+    bad = con.execute("SELECT count(*) FROM wb_lines WHERE NOT json_valid(line)").fetchone()[0]
+    if bad:
+        con.execute("DELETE FROM wb_lines WHERE NOT json_valid(line)")
+    return bad
+
+
+def _fail_all(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, message: str) -> None:
+    """A batch that failed as a whole: every request gets a retryable error with its reason."""
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_norm AS
+        SELECT custom_id, 'errored' AS outcome, true AS retryable,
+               CAST(NULL AS INTEGER) AS status_code, 'batch_failed' AS error_type,
+               CAST(NULL AS VARCHAR) AS error_code, ? AS error_message,
+               CAST(NULL AS VARCHAR) AS response_text, CAST(NULL AS VARCHAR) AS response_body,
+               CAST(NULL AS VARCHAR) AS finish_reason, CAST(NULL AS BIGINT) AS input_tokens,
+               CAST(NULL AS BIGINT) AS output_tokens, CAST(NULL AS BIGINT) AS cached_tokens,
+               CAST(NULL AS BIGINT) AS cache_creation_tokens
+        FROM {SCHEMA}.batch_requests WHERE batch_id = ?""", [message, batch.batch_id])
+
+
+def record_batch_failure(con: duckdb.DuckDBPyConnection, batch: LedgerBatch,
+                         message: str) -> None:
+    """Record a batch-level failure for every request in it (no provider batch exists)."""
+    _fail_all(con, batch, message)
+    con.execute(load_sql("batch_outcomes.sql"),
+                {"batch_id": batch.batch_id, "missing_message": MISSING_MESSAGE})
+    merge_outcomes(con, batch.batch_id, None)
+
+
+def merge_outcomes(con: duckdb.DuckDBPyConnection, batch_id: str,
+                   provider_batch_id: str | None) -> None:
+    """wb_outcomes -> attempts (history) and results (the cache)."""
+    now = now_utc()
+    con.execute(load_sql("record_attempts.sql"), {"batch_id": batch_id, "now": now})
+    con.execute(load_sql("merge_results.sql"),
+                {"batch_id": batch_id, "provider_batch_id": provider_batch_id, "now": now})

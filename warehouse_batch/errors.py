@@ -1,0 +1,139 @@
+"""Every error warehouse-batch raises on purpose, and the exit code each maps to.
+
+User errors carry a location (file, line, column) or the offending rows, so the message tells
+the user exactly what to fix. Provider errors say whether retrying can help, so the ledger and
+the CLI can tell "come back later" from "fix something first".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Exit codes, documented in the README. `75` is sysexits' EX_TEMPFAIL: "try again later".
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USER = 2
+EXIT_PROVIDER = 3
+EXIT_FAILED_ROWS = 4
+EXIT_PENDING = 75
+
+
+class WarehouseBatchError(Exception):
+    """Base class: anything the CLI translates into a clean message and an exit code."""
+
+    exit_code = EXIT_INTERNAL
+
+    def to_dict(self) -> dict:
+        return {"error": type(self).__name__, "message": str(self)}
+
+
+@dataclass
+class Location:
+    """Where in a user's file a problem is. Lines and columns are 1-based."""
+
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        parts = [self.file or "<job>"]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.column is not None:
+                parts.append(str(self.column))
+        return ":".join(parts)
+
+
+class UserError(WarehouseBatchError):
+    """Something the user must change: the job file, the data, the options or the environment."""
+
+    exit_code = EXIT_USER
+
+    def __init__(self, message: str, location: Location | None = None, hint: str | None = None):
+        self.message = message
+        self.location = location
+        self.hint = hint
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        text = f"{self.location}: {self.message}" if self.location else self.message
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        if self.location:
+            d["location"] = {
+                "file": self.location.file,
+                "line": self.location.line,
+                "column": self.location.column,
+            }
+        if self.hint:
+            d["hint"] = self.hint
+        return d
+
+
+class JobFileError(UserError):
+    """The job file is malformed: config block, SQL, or template."""
+
+
+class DataError(UserError):
+    """The selected rows break a rule (NULL or duplicate keys, colliding column names)."""
+
+    def __init__(self, message: str, rows: list[dict] | None = None, **kw):
+        self.rows = rows or []
+        if self.rows:
+            shown = "\n".join(f"    {r}" for r in self.rows[:10])
+            message = f"{message}\n{shown}"
+            if len(self.rows) > 10:
+                message += f"\n    … and {len(self.rows) - 10} more"
+        super().__init__(message, **kw)
+
+
+class ConfigurationError(UserError):
+    """The environment is incomplete: a missing API key, a bad base URL, a bad option value."""
+
+    exit_code = EXIT_PROVIDER
+
+
+class StateError(WarehouseBatchError):
+    """The state schema in the DuckDB file is unusable (newer than this tool, or locked)."""
+
+    exit_code = EXIT_USER
+
+
+@dataclass
+class ProviderErrorInfo:
+    status: int | None = None
+    request_id: str | None = None
+    type: str | None = None
+    code: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class ProviderError(WarehouseBatchError):
+    """A provider call failed. `retryable` says whether the same call may succeed later."""
+
+    exit_code = EXIT_PROVIDER
+
+    def __init__(self, message: str, *, retryable: bool, info: ProviderErrorInfo | None = None):
+        self.retryable = retryable
+        self.info = info or ProviderErrorInfo()
+        suffix = " (retryable)" if retryable else ""
+        rid = f" [request id {self.info.request_id}]" if self.info.request_id else ""
+        super().__init__(f"{message}{rid}{suffix}")
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.update(retryable=self.retryable, status=self.info.status, request_id=self.info.request_id)
+        return d
+
+
+class AmbiguousCreateError(ProviderError):
+    """A create call may or may not have reached the provider (timeout, 5xx, dropped connection).
+
+    The ledger must look for the batch by its tag before ever creating it again.
+    """
+
+    def __init__(self, message: str, info: ProviderErrorInfo | None = None):
+        super().__init__(message, retryable=True, info=info)

@@ -1,0 +1,94 @@
+"""What a run would do, computed set-based from the current rows and the state tables."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import duckdb
+
+from .source import Prepared
+from .sqlutil import load_sql
+
+SEND_CATEGORIES = ("new", "changed", "retry", "unsent")
+
+
+@dataclass
+class PlanReport:
+    """Counts of rows by category, and what would be sent. Sends nothing."""
+
+    job: str
+    provider: str
+    model: str
+    rows_selected: int
+    rows_done: int
+    rows_in_flight: int
+    rows_failed: int
+    rows_new: int
+    rows_changed: int
+    rows_retry: int
+    rows_unsent: int
+    rows_to_send: int
+    requests_to_send: int
+    duplicates_collapsed: int
+    batches: int
+    bytes_to_send: int
+    est_input_tokens: int
+    render_mode: str
+    sample_request: dict | None = None
+    limits: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def classify(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> None:
+    """Build temp table `wb_plan` (one row per selected row, with its category)."""
+    con.execute(load_sql("plan_rows.sql"),
+                {"job_name": prepared.spec.name, "max_attempts": prepared.spec.max_attempts})
+
+
+def to_send_sql() -> str:
+    """Distinct requests that need sending, with their prompt (from wb_plan + wb_current)."""
+    cats = ", ".join(f"'{c}'" for c in SEND_CATEGORIES)
+    return f"""SELECT c.request_hash, any_value(c.custom_id) AS custom_id,
+                      any_value(c.prompt) AS prompt
+               FROM wb_plan p JOIN wb_current c USING (_rid)
+               WHERE p.category IN ({cats}) GROUP BY c.request_hash"""
+
+
+def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport:
+    """Classify rows and estimate the batches, without writing anything."""
+    from .submit import chunk_sizes, line_sql
+
+    classify(con, prepared)
+    counts = dict(con.execute("SELECT category, count(*) FROM wb_plan GROUP BY 1").fetchall())
+    to_send_rows = sum(counts.get(c, 0) for c in SEND_CATEGORIES)
+    sizes = con.execute(f"""SELECT strlen({line_sql(prepared, 'custom_id',
+                                                          prepared.body_sql('prompt'))}) + 1,
+                                   strlen(prompt) // 4 + 1
+                            FROM ({to_send_sql()}) ORDER BY custom_id""").fetchall()
+    chunks = chunk_sizes([s[0] for s in sizes], [s[1] for s in sizes],
+                         prepared.provider.effective_limits())
+    sample = None
+    first = con.execute(f"SELECT custom_id, {prepared.body_sql('prompt')} FROM "
+                        f"({to_send_sql()}) ORDER BY custom_id LIMIT 1").fetchone()
+    if first is None:
+        first = con.execute(f"SELECT custom_id, {prepared.body_sql('prompt')} FROM wb_current "
+                            "ORDER BY _rid LIMIT 1").fetchone()
+    if first is not None:
+        sample = prepared.provider.envelope(first[0], json.loads(first[1]))
+    limits = prepared.provider.effective_limits()
+    return PlanReport(
+        job=prepared.spec.name, provider=prepared.provider.name, model=prepared.spec.model,
+        rows_selected=prepared.rows, rows_done=counts.get("done", 0),
+        rows_in_flight=counts.get("in_flight", 0), rows_failed=counts.get("failed", 0),
+        rows_new=counts.get("new", 0), rows_changed=counts.get("changed", 0),
+        rows_retry=counts.get("retry", 0), rows_unsent=counts.get("unsent", 0),
+        rows_to_send=to_send_rows, requests_to_send=len(sizes),
+        duplicates_collapsed=to_send_rows - len(sizes),
+        batches=len(set(chunks)), bytes_to_send=sum(s[0] for s in sizes),
+        est_input_tokens=sum(s[1] for s in sizes), render_mode=prepared.render_mode,
+        sample_request=sample,
+        limits={"max_requests": limits.max_requests, "max_bytes": limits.max_bytes,
+                "max_tokens": limits.max_tokens},
+    )

@@ -1,0 +1,220 @@
+"""The one interface every provider implements, and the registry that finds them by name.
+
+A provider answers five questions and nothing else:
+1. what a request body looks like for a job (`build_body`) and how it is wrapped in the upload
+   (`envelope`);
+2. how to put a batch on the provider (`upload`, `create`) and find one whose create response
+   was lost (`find_batch`);
+3. what state a batch is in (`retrieve`);
+4. where its results are (`download_results`) and how their lines map to our result shape
+   (`results_sql`, a file in `sql/`);
+5. how to cancel it and clean up after it.
+
+The ledger, chunking, hashing, collection and the output table are shared code; a provider
+never touches DuckDB state. Provider differences are attributes and small methods here, not
+if/else chains elsewhere.
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+from ..errors import ConfigurationError
+from ..spec import JobSpec
+
+PROMPT_PLACEHOLDER = "\u0000warehouse-batch:prompt\u0000"
+CUSTOM_ID_PLACEHOLDER = "\u0000warehouse-batch:custom_id\u0000"
+BODY_PLACEHOLDER = "\u0000warehouse-batch:body\u0000"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How big one provider batch may be. Any of them closes a chunk."""
+
+    max_requests: int
+    max_bytes: int
+    max_tokens: int | None = None   # estimated enqueued input tokens per batch
+
+
+@dataclass
+class LedgerBatch:
+    """The ledger's view of one batch (a row of warehouse_batch.batches)."""
+
+    batch_id: str
+    run_id: str
+    job_name: str
+    endpoint: str
+    model: str
+    chunk: int
+    state: str
+    request_count: int
+    bytes: int
+    created_at: Any
+    input_file_id: str | None = None
+    provider_batch_id: str | None = None
+    provider_status: str | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "LedgerBatch":
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in row.items() if k in names})
+
+
+@dataclass
+class RemoteBatch:
+    """A provider's answer about one batch, normalised."""
+
+    provider_batch_id: str
+    status: str                    # the provider's own word, stored as provider_status
+    ended: bool                    # terminal: results (if any) can be fetched
+    counts: dict = field(default_factory=dict)
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    error: str | None = None       # batch-level failure (e.g. validation), if any
+    created_at: float | None = None
+    raw: dict = field(default_factory=dict)
+
+
+class Provider(ABC):
+    """Base class; subclasses register themselves under `name`."""
+
+    name: ClassVar[str]
+    limits: ClassVar[Limits]
+    uploads_files: ClassVar[bool] = True         # False: requests go inline in the create call
+    supports_embeddings: ClassVar[bool] = False
+    results_sql: ClassVar[str]                   # a file in warehouse_batch/sql/
+    option_keys: ClassVar[frozenset[str]] = frozenset()   # provider settings it understands
+
+    def __init__(self, spec: JobSpec, env: Mapping[str, str] | None = None):
+        self.spec = spec
+        self.env = dict(os.environ if env is None else env)
+        self.options = dict(spec.provider_options)
+
+    # -- requests ----------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Refuse, at plan time, a job this provider cannot run (raise JobFileError)."""
+        from ..errors import JobFileError
+
+        unknown = set(self.options) - set(self.option_keys)
+        if unknown:
+            key = sorted(unknown)[0]
+            raise JobFileError(f"provider {self.name!r} has no setting {key!r}",
+                               self.spec.location_of(key))
+        if self.spec.endpoint == "embeddings" and not self.supports_embeddings:
+            raise JobFileError(f"provider {self.name!r} has no embeddings batch API",
+                               self.spec.location_of("endpoint"))
+
+    @abstractmethod
+    def endpoint_path(self) -> str:
+        """The API path this job's requests go to, as recorded in the request identity."""
+
+    @abstractmethod
+    def build_body(self, system: str | None, prompt: str) -> dict:
+        """The request body for one row (`prompt` may be PROMPT_PLACEHOLDER)."""
+
+    @abstractmethod
+    def envelope(self, custom_id: str, body: Any) -> dict:
+        """One request as it appears in the upload (a JSONL line or an inline list item)."""
+
+    def effective_limits(self) -> Limits:
+        s = self.spec
+        return Limits(
+            max_requests=s.batch_max_requests or self.limits.max_requests,
+            max_bytes=s.batch_max_bytes or self.limits.max_bytes,
+            max_tokens=s.batch_max_tokens or self.limits.max_tokens,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @abstractmethod
+    def preflight(self) -> None:
+        """Check credentials and reachability before anything is written to the ledger."""
+
+    def find_upload(self, batch: LedgerBatch) -> str | None:
+        """An input file uploaded for `batch` whose id was never recorded (crash), if any."""
+        return None
+
+    def upload(self, batch: LedgerBatch, payload: Path) -> str | None:
+        """Upload the batch's JSONL; returns the provider's file id (None if not needed)."""
+        return None
+
+    @abstractmethod
+    def create(self, batch: LedgerBatch, payload: Path) -> RemoteBatch:
+        """Create the provider batch. Raises AmbiguousCreateError if it may have happened."""
+
+    @abstractmethod
+    def find_batch(self, batch: LedgerBatch, payload: Path | None = None,
+                   known: frozenset[str] = frozenset()) -> RemoteBatch | None:
+        """The provider batch created for `batch` whose create response was lost, if any.
+
+        `payload` is the batch's upload (its custom_ids identify it where the provider keeps
+        no tag); `known` holds provider batch ids the ledger already owns (never adopt them).
+        """
+
+    @abstractmethod
+    def retrieve(self, batch: LedgerBatch) -> RemoteBatch:
+        """The batch's current state."""
+
+    @abstractmethod
+    def download_results(self, batch: LedgerBatch, remote: RemoteBatch,
+                         dest: Path) -> list[Path]:
+        """Write the batch's raw result files (JSONL) into `dest`; return their paths."""
+
+    @abstractmethod
+    def cancel(self, batch: LedgerBatch) -> RemoteBatch:
+        """Ask the provider to cancel; results of finished requests stay collectable."""
+
+    def cleanup(self, batch: LedgerBatch, remote: RemoteBatch | None) -> None:
+        """Delete provider-side files we no longer need (after results are stored)."""
+
+    # -- helpers -------------------------------------------------------------------------------
+    def require_env(self, *names: str) -> str:
+        for n in names:
+            if self.env.get(n):
+                return self.env[n]
+        raise ConfigurationError(
+            f"no API key for provider {self.name!r}: set {' or '.join(names)}",
+            hint="to try a job offline, start `warehouse-batch emulator` and point the "
+                 "provider's base URL at it (see the README)")
+
+
+_REGISTRY: dict[str, type[Provider]] = {}
+
+
+def register(cls: type[Provider]) -> type[Provider]:
+    """Class decorator: make a provider available to job files under `cls.name`."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def provider_names() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_provider(spec: JobSpec, env: Mapping[str, str] | None = None) -> Provider:
+    """The provider a job names, constructed for it."""
+    from ..errors import JobFileError
+
+    _load_builtin()
+    cls = _REGISTRY.get(spec.provider)
+    if cls is None:
+        raise JobFileError(f"unknown provider {spec.provider!r}",
+                           spec.location_of("provider"),
+                           hint="one of: " + ", ".join(sorted(_REGISTRY)))
+    return cls(spec, env)
+
+
+def _load_builtin() -> None:
+    import importlib
+
+    for module in ("openai", "anthropic", "azure"):
+        try:
+            importlib.import_module(f"{__package__}.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__package__}.{module}":
+                raise

@@ -1,0 +1,234 @@
+"""OpenAI Batch API (Files + Batches) over the official `openai` SDK.
+
+Also the base for every OpenAI-shaped service (Azure OpenAI, OpenAI-compatible endpoints):
+they differ in how the client is built and in a few flags, not in the flow.
+Protocol facts: ../shared/reference/batch-apis.md §1 and
+https://developers.openai.com/api/docs/guides/batch
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import (AmbiguousCreateError, ConfigurationError, ProviderError,
+                      ProviderErrorInfo)
+from .base import LedgerBatch, Limits, Provider, RemoteBatch, register
+
+TERMINAL = {"completed", "failed", "expired", "cancelled"}
+METADATA_TAG = "warehouse_batch"   # metadata key holding our batch_id: how lost creates are found
+FIND_WINDOW_SECONDS = 3600         # look this far before the intent for clock skew
+
+
+def translate_error(exc: Exception, action: str) -> ProviderError:
+    """An SDK exception as a ProviderError that says whether retrying can help."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        retryable = status in (408, 409, 429) or status >= 500
+        info = ProviderErrorInfo(status=status, request_id=exc.request_id,
+                                 type=getattr(exc, "type", None), code=getattr(exc, "code", None))
+        message = getattr(exc, "message", str(exc))
+        if status == 401:
+            return ProviderError(f"{action}: the provider refused the API key ({message})",
+                                 retryable=False, info=info)
+        return ProviderError(f"{action}: HTTP {status}: {message}", retryable=retryable,
+                             info=info)
+    if isinstance(exc, openai.APIConnectionError):
+        url = getattr(getattr(exc, "request", None), "url", None)
+        where = f" {url.scheme}://{url.host}:{url.port}" if url is not None else ""
+        return ProviderError(f"{action}: cannot reach the provider at{where} ({exc})",
+                             retryable=True)
+    return ProviderError(f"{action}: {exc}", retryable=False)
+
+
+@register
+class OpenAIProvider(Provider):
+    """api.openai.com, or any server speaking its Files + Batches protocol."""
+
+    name: ClassVar[str] = "openai"
+    limits: ClassVar[Limits] = Limits(max_requests=50_000, max_bytes=200 * 1024 * 1024)
+    supports_embeddings: ClassVar[bool] = True
+    results_sql: ClassVar[str] = "openai_results.sql"
+    option_keys: ClassVar[frozenset[str]] = frozenset({"base_url"})
+    api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
+    base_url_env: ClassVar[str] = "OPENAI_BASE_URL"
+    line_url_prefix: ClassVar[str] = "/v1"
+    empty_error_file_on_success: ClassVar[bool] = False
+
+    _client: Any = None
+
+    # -- requests ----------------------------------------------------------------------------
+    def endpoint_path(self) -> str:
+        return "/v1/embeddings" if self.spec.endpoint == "embeddings" else "/v1/chat/completions"
+
+    def line_url(self) -> str:
+        return self.line_url_prefix + self.endpoint_path().removeprefix("/v1")
+
+    def build_body(self, system: str | None, prompt: str) -> dict:
+        s = self.spec
+        if s.endpoint == "embeddings":
+            body = {"model": s.model, "input": prompt}
+            body.update({k: v for k, v in s.generation.items() if k == "dimensions"})
+        else:
+            messages = [{"role": "system", "content": system}] if system is not None else []
+            messages.append({"role": "user", "content": prompt})
+            body = {"model": s.model, "messages": messages}
+            body.update({k: v for k, v in s.generation.items() if k != "dimensions"})
+        body.update(s.params)
+        return body
+
+    def envelope(self, custom_id: str, body: Any) -> dict:
+        return {"custom_id": custom_id, "method": "POST", "url": self.line_url(), "body": body}
+
+    # -- client ------------------------------------------------------------------------------
+    def base_url(self) -> str | None:
+        return self.options.get("base_url") or self.env.get(self.base_url_env) or None
+
+    def make_client(self) -> Any:
+        import openai
+
+        key = self.require_env(*self.api_key_env)
+        return openai.OpenAI(api_key=key, base_url=self.base_url(), max_retries=2)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self.make_client()
+        return self._client
+
+    def _call(self, action: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ProviderError:
+            raise
+        except ConfigurationError:
+            raise
+        except Exception as e:  # the SDK's exceptions, translated with their retryability
+            if type(e).__module__.startswith(("openai", "httpx")):
+                raise translate_error(e, action) from None
+            raise
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def preflight(self) -> None:
+        self._call("checking the provider", lambda: self.client.with_options(max_retries=1)
+                   .batches.list(limit=1))
+
+    def find_upload(self, batch: LedgerBatch) -> str | None:
+        since = _epoch(batch.created_at) - FIND_WINDOW_SECONDS
+        name = _filename(batch)
+
+        def scan():
+            for f in self.client.files.list(purpose="batch", order="desc", limit=1000):
+                if f.filename == name:
+                    return f.id
+                if f.created_at and f.created_at < since:
+                    return None
+            return None
+
+        return self._call("looking for an earlier upload", scan)
+
+    def upload(self, batch: LedgerBatch, payload: Path) -> str | None:
+        with open(payload, "rb") as fh:
+            f = self._call("uploading the batch file", self.client.files.create,
+                           file=(_filename(batch), fh, "application/jsonl"), purpose="batch")
+        return f.id
+
+    def create(self, batch: LedgerBatch, payload: Path) -> RemoteBatch:
+        import openai
+
+        # SDK retries are off here: a retried POST can create a second, paid batch
+        # (neither SDK sends an idempotency key, batch-apis.md §0.1). We retry ourselves,
+        # after looking the batch up by its metadata tag.
+        client = self.client.with_options(max_retries=0)
+        try:
+            b = client.batches.create(
+                input_file_id=batch.input_file_id, endpoint=self.line_url(),
+                completion_window="24h", metadata=self.metadata(batch))
+        except (openai.APIConnectionError, openai.InternalServerError) as e:
+            raise AmbiguousCreateError(
+                f"creating batch {batch.batch_id}: the provider may or may not have created it "
+                f"({e})") from None
+        except openai.APIStatusError as e:
+            if e.status_code >= 500 or e.status_code == 408:
+                raise AmbiguousCreateError(f"creating batch {batch.batch_id}: HTTP "
+                                           f"{e.status_code}") from None
+            raise translate_error(e, f"creating batch {batch.batch_id}") from None
+        return self._remote(b)
+
+    def metadata(self, batch: LedgerBatch) -> dict[str, str]:
+        return {METADATA_TAG: batch.batch_id, "wb_job": batch.job_name[:512],
+                "wb_run": batch.run_id, "wb_chunk": str(batch.chunk)}
+
+    def find_batch(self, batch: LedgerBatch, payload: Path | None = None,
+                   known: frozenset[str] = frozenset()) -> RemoteBatch | None:
+        since = _epoch(batch.created_at) - FIND_WINDOW_SECONDS
+
+        def scan():
+            for b in self.client.batches.list(limit=100):
+                if (b.metadata or {}).get(METADATA_TAG) == batch.batch_id:
+                    return self._remote(b)
+                if b.created_at and b.created_at < since:
+                    return None
+            return None
+
+        return self._call("looking for a batch whose create response was lost", scan)
+
+    def retrieve(self, batch: LedgerBatch) -> RemoteBatch:
+        b = self._call(f"polling batch {batch.provider_batch_id}", self.client.batches.retrieve,
+                       batch.provider_batch_id)
+        return self._remote(b)
+
+    def download_results(self, batch: LedgerBatch, remote: RemoteBatch,
+                         dest: Path) -> list[Path]:
+        paths = []
+        for kind, fid in (("output", remote.output_file_id), ("error", remote.error_file_id)):
+            if not fid:   # null and "" mean "no file" (Azure sends "", batch-apis.md §0.5)
+                continue
+            path = dest / f"{batch.batch_id}.{kind}.jsonl"
+            content = self._call(f"downloading the {kind} file of {remote.provider_batch_id}",
+                                 self.client.files.content, fid)
+            path.write_bytes(content.content)
+            paths.append(path)
+        return paths
+
+    def cancel(self, batch: LedgerBatch) -> RemoteBatch:
+        b = self._call(f"cancelling batch {batch.provider_batch_id}",
+                       self.client.batches.cancel, batch.provider_batch_id)
+        return self._remote(b)
+
+    def cleanup(self, batch: LedgerBatch, remote: RemoteBatch | None) -> None:
+        import openai
+
+        ids = {batch.input_file_id}
+        if remote is not None:
+            ids |= {remote.output_file_id, remote.error_file_id}
+        for fid in sorted(i for i in ids if i):
+            try:
+                self.client.files.delete(fid)
+            except openai.NotFoundError:
+                pass
+
+    def _remote(self, b: Any) -> RemoteBatch:
+        counts = b.request_counts.model_dump() if b.request_counts is not None else {}
+        error = None
+        if b.errors is not None and b.errors.data:
+            error = "; ".join(
+                f"{e.code}: {e.message}" + (f" (line {e.line})" if e.line else "")
+                for e in b.errors.data)
+        return RemoteBatch(
+            provider_batch_id=b.id, status=b.status, ended=b.status in TERMINAL, counts=counts,
+            output_file_id=b.output_file_id or None, error_file_id=b.error_file_id or None,
+            error=error, created_at=b.created_at, raw=b.model_dump())
+
+
+def _filename(batch: LedgerBatch) -> str:
+    return f"{batch.batch_id}.jsonl"
+
+
+def _epoch(ts: Any) -> float:
+    if isinstance(ts, dt.datetime):
+        return ts.replace(tzinfo=dt.timezone.utc).timestamp() if ts.tzinfo is None \
+            else ts.timestamp()
+    return float(ts or 0)

@@ -1,0 +1,407 @@
+"""A job file becomes a `JobSpec`: the `{{ config(...) }}` block plus exactly one SELECT.
+
+The config block is read as literal values only (strings, numbers, booleans, lists, dicts),
+never executed, so a job file cannot run code. Every problem is reported with the file, line
+and column it comes from. Checks that need the database (columns, keys) live in `source.py`.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import io
+import re
+import tokenize
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from .errors import JobFileError, Location
+
+_CONFIG_START = re.compile(r"\{\{-?\s*config\s*\(")
+
+# Keys the config block understands. Request-body parameters beyond these go in `params`.
+GENERATION_KEYS = {
+    "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stop_sequences",
+    "presence_penalty", "frequency_penalty", "max_completion_tokens", "reasoning_effort",
+    "logprobs", "top_logprobs", "logit_bias", "n", "response_format", "service_tier",
+    "metadata", "user", "thinking", "tools", "tool_choice", "verbosity", "dimensions",
+}
+CONTROL_KEYS = {
+    "name", "provider", "model", "unique_key", "prompt", "prompt_file", "system",
+    "system_file", "params", "endpoint", "max_attempts", "batch_max_requests",
+    "batch_max_bytes", "batch_max_tokens", "description", "tags",
+    # provider settings (see the README's provider table)
+    "base_url", "api_version", "anthropic_version", "cache_system_prompt",
+}
+KNOWN_KEYS = GENERATION_KEYS | CONTROL_KEYS
+REQUIRED_KEYS = ("name", "provider", "model", "unique_key")
+
+
+@dataclass
+class Template:
+    """A prompt or system template and where its first line sits in the user's files."""
+
+    text: str
+    file: str
+    line: int          # file line of the template's first line
+    column: int = 1    # file column of the template's first character (inline templates)
+
+    def location(self, template_line: int | None = None) -> Location:
+        if template_line is None:
+            return Location(self.file, self.line, self.column)
+        return Location(self.file, self.line + template_line - 1,
+                        self.column if template_line == 1 else None)
+
+
+@dataclass
+class JobSpec:
+    """Everything a job file says, validated for shape (not yet against the database)."""
+
+    path: str
+    name: str
+    provider: str
+    model: str
+    unique_key: list[str]
+    prompt: Template
+    sql: str
+    system: Template | None = None
+    endpoint: str = "chat"
+    generation: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    max_attempts: int = 3
+    batch_max_requests: int | None = None
+    batch_max_bytes: int | None = None
+    batch_max_tokens: int | None = None
+    provider_options: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
+    tags: list[str] = field(default_factory=list)
+    vars: dict[str, Any] = field(default_factory=dict)
+    key_locations: dict[str, Location] = field(default_factory=dict)
+    sql_line: int = 1
+
+    def location_of(self, key: str) -> Location:
+        return self.key_locations.get(key, Location(self.path, 1, 1))
+
+
+def load_job(path: str | Path, vars: dict[str, Any] | None = None) -> JobSpec:
+    """Read and validate a job file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise JobFileError(f"job file not found: {p}") from None
+    except UnicodeDecodeError as e:
+        raise JobFileError(f"job file is not UTF-8: {e}", Location(str(p))) from None
+    return parse_job(text, str(p), vars=vars or {})
+
+
+def parse_job(text: str, path: str = "<job>", vars: dict[str, Any] | None = None) -> JobSpec:
+    """Parse the text of a job file named `path` (used in messages and to resolve files)."""
+    config, locations, body = _split_config(text, path)
+    _check_keys(config, locations, path)
+    spec = _build_spec(config, locations, path, vars or {})
+    spec.sql, spec.sql_line = _prepare_sql(body, path, spec.vars)
+    _check_sql(spec.sql, path)
+    return spec
+
+
+# --- the config block -------------------------------------------------------------------------
+
+def _split_config(text: str, path: str) -> tuple[dict, dict[str, Location], str]:
+    matches = list(_CONFIG_START.finditer(text))
+    if not matches:
+        raise JobFileError(
+            "no {{ config(...) }} block found",
+            Location(path, 1, 1),
+            hint="start the file with {{ config(name='...', provider='openai', model='...', "
+                 "unique_key='id', prompt='...') }}",
+        )
+    if len(matches) > 1:
+        line, col = _line_col(text, matches[1].start())
+        raise JobFileError("a job file has one config block; found a second one",
+                           Location(path, line, col))
+    m = matches[0]
+    call_start = text.index("config", m.start())
+    start_line, start_col = _line_col(text, call_start)
+    call_end = _find_call_end(text, call_start, path)
+    close = re.compile(r"\s*-?\}\}").match(text, call_end)
+    if not close:
+        line, col = _line_col(text, call_end)
+        raise JobFileError("expected '}}' to close the config block", Location(path, line, col))
+    call_text = text[call_start:call_end]
+    config, locations = _literal_kwargs(call_text, path, start_line, start_col)
+    block = text[m.start():close.end()]
+    body = text[:m.start()] + "\n" * block.count("\n") + text[close.end():]
+    return config, locations, body
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return line, col
+
+
+def _find_call_end(text: str, call_start: int, path: str) -> int:
+    """Offset just past the `)` that closes `config(`, honouring strings and nesting."""
+    reader = io.StringIO(text[call_start:]).readline
+    depth = 0
+    base_line, base_col = _line_col(text, call_start)
+    line_offsets = [0]
+    for ln in text[call_start:].splitlines(keepends=True):
+        line_offsets.append(line_offsets[-1] + len(ln))
+    try:
+        for tok in tokenize.generate_tokens(reader):
+            if tok.type == tokenize.OP and tok.string in "([{":
+                depth += 1
+            elif tok.type == tokenize.OP and tok.string in ")]}":
+                depth -= 1
+                if depth == 0:
+                    row, col = tok.end
+                    return call_start + line_offsets[row - 1] + col
+            elif tok.type == tokenize.ENDMARKER:
+                break
+    except (tokenize.TokenError, IndentationError, SyntaxError) as e:
+        if "EOF" in str(e):
+            raise JobFileError("config block is never closed: missing ')' or a closing quote",
+                               Location(path, base_line, base_col)) from None
+        raise JobFileError(f"config block is not well formed: {e}",
+                           Location(path, base_line, base_col),
+                           hint="check for an unclosed string or parenthesis") from None
+    raise JobFileError("config block is never closed: missing ')'",
+                       Location(path, base_line, base_col))
+
+
+def _literal_kwargs(call_text: str, path: str, line0: int,
+                    col0: int) -> tuple[dict, dict[str, Location]]:
+    def loc(node: ast.AST) -> Location:
+        lineno = getattr(node, "lineno", 1)
+        col = getattr(node, "col_offset", 0) + 1
+        return Location(path, line0 + lineno - 1, col + (col0 - 1 if lineno == 1 else 0))
+
+    try:
+        tree = ast.parse(call_text, mode="eval")
+    except SyntaxError as e:
+        lineno = e.lineno or 1
+        col = (e.offset or 1) + (col0 - 1 if lineno == 1 else 0)
+        raise JobFileError(f"config block is not valid: {e.msg}",
+                           Location(path, line0 + lineno - 1, col)) from None
+    call = tree.body
+    if not isinstance(call, ast.Call) or call.args:
+        raise JobFileError("config(...) takes keyword arguments only, e.g. name='reviews'",
+                           loc(call))
+    config: dict[str, Any] = {}
+    locations: dict[str, Location] = {}
+    for kw in call.keywords:
+        if kw.arg is None:
+            raise JobFileError("config(**...) is not supported; write each key out", loc(kw))
+        if kw.arg in config:
+            raise JobFileError(f"config key {kw.arg!r} is given twice", loc(kw))
+        config[kw.arg] = _literal(kw.value, loc)
+        locations[kw.arg] = loc(kw.value)
+    return config, locations
+
+
+_NAMES = {"true": True, "false": False, "none": None, "True": True, "False": False,
+          "None": None}
+
+
+def _literal(node: ast.AST, loc) -> Any:
+    """A literal value; Jinja's lower-case true/false/none are accepted too."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in _NAMES:
+        return _NAMES[node.id]
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_literal(e, loc) for e in node.elts]
+    if isinstance(node, ast.Dict):
+        out = {}
+        for k, v in zip(node.keys, node.values):
+            if k is None:
+                raise JobFileError("dict unpacking is not supported in config", loc(v))
+            key = _literal(k, loc)
+            if not isinstance(key, str):
+                raise JobFileError("dict keys in config must be strings", loc(k))
+            out[key] = _literal(v, loc)
+        return out
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        value = _literal(node.operand, loc)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return -value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _literal(node.left, loc), _literal(node.right, loc)
+        if isinstance(left, str) and isinstance(right, str):
+            return left + right   # implicit concatenation across lines reads naturally
+    raise JobFileError("config values must be literals (strings, numbers, true/false, "
+                       "lists, dicts)", loc(node))
+
+
+def _check_keys(config: dict, locations: dict[str, Location], path: str) -> None:
+    for key in config:
+        if key not in KNOWN_KEYS:
+            close = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else (
+                "other request-body parameters go in params={...}")
+            raise JobFileError(f"unknown config key {key!r}", locations[key], hint=hint)
+    for key in REQUIRED_KEYS:
+        if key not in config:
+            raise JobFileError(f"config is missing the required key {key!r}",
+                               Location(path, next(iter(locations.values())).line
+                                        if locations else 1))
+    if "prompt" not in config and "prompt_file" not in config:
+        raise JobFileError("config needs a prompt (inline) or a prompt_file",
+                           locations.get("name", Location(path, 1)))
+    if "prompt" in config and "prompt_file" in config:
+        raise JobFileError("give either prompt or prompt_file, not both",
+                           locations["prompt_file"])
+    if "system" in config and "system_file" in config:
+        raise JobFileError("give either system or system_file, not both",
+                           locations["system_file"])
+
+
+def _want(config: dict, locations: dict, key: str, types: tuple, what: str) -> Any:
+    value = config[key]
+    if not isinstance(value, types) or isinstance(value, bool) and bool not in types:
+        raise JobFileError(f"config key {key!r} must be {what}, got {value!r}", locations[key])
+    return value
+
+
+def _build_spec(config: dict, locations: dict[str, Location], path: str,
+                vars: dict[str, Any]) -> JobSpec:
+    name = _want(config, locations, "name", (str,), "a table name")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}", name):
+        raise JobFileError(f"name {name!r} is not a plain table name (letters, digits, _, "
+                           "optionally schema-qualified)", locations["name"])
+    if name.split(".")[0] == "warehouse_batch" or name.startswith("warehouse_batch."):
+        raise JobFileError("the warehouse_batch schema is reserved for state tables",
+                           locations["name"])
+    key = config["unique_key"]
+    keys = [key] if isinstance(key, str) else key
+    if not keys or not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+        raise JobFileError("unique_key must be a column name or a list of column names",
+                           locations["unique_key"])
+    if len(set(keys)) != len(keys):
+        raise JobFileError("unique_key lists a column twice", locations["unique_key"])
+
+    base = Path(path).parent
+    prompt = _template(config, locations, "prompt", "prompt_file", base, path)
+    system = (_template(config, locations, "system", "system_file", base, path)
+              if "system" in config or "system_file" in config else None)
+    params = config.get("params", {})
+    if not isinstance(params, dict):
+        raise JobFileError("params must be a dict of request-body fields", locations["params"])
+    generation = {k: v for k, v in config.items() if k in GENERATION_KEYS}
+    clash = set(params) & (set(generation) | {"model", "messages", "system"})
+    if clash:
+        raise JobFileError(f"params repeats {sorted(clash)}; set each field once",
+                           locations["params"])
+    ints = {}
+    for k in ("max_attempts", "batch_max_requests", "batch_max_bytes", "batch_max_tokens"):
+        if k in config:
+            v = _want(config, locations, k, (int,), "a positive whole number")
+            if v < 1:
+                raise JobFileError(f"{k} must be at least 1", locations[k])
+            ints[k] = v
+    if "max_tokens" in config:
+        v = _want(config, locations, "max_tokens", (int,), "a positive whole number")
+        if v < 1:
+            raise JobFileError("max_tokens must be at least 1", locations["max_tokens"])
+    if "temperature" in config:
+        _want(config, locations, "temperature", (int, float), "a number")
+    endpoint = config.get("endpoint", "chat")
+    if endpoint not in ("chat", "embeddings"):
+        raise JobFileError(f"endpoint must be 'chat' or 'embeddings', got {endpoint!r}",
+                           locations["endpoint"])
+    tags = config.get("tags", [])
+    provider_options = {k: config[k] for k in
+                        ("base_url", "api_version", "anthropic_version", "cache_system_prompt")
+                        if k in config}
+    return JobSpec(
+        path=path, name=name,
+        provider=_want(config, locations, "provider", (str,), "a provider name"),
+        model=_want(config, locations, "model", (str,), "a model name"),
+        unique_key=keys, prompt=prompt, system=system, sql="", endpoint=endpoint,
+        generation=generation, params=params, provider_options=provider_options,
+        description=config.get("description"), tags=list(tags) if tags else [],
+        vars=dict(vars), key_locations=locations, **ints,
+    )
+
+
+def _template(config: dict, locations: dict[str, Location], inline_key: str, file_key: str,
+              base: Path, path: str) -> Template:
+    if inline_key in config:
+        text = _want(config, locations, inline_key, (str,), "a string")
+        loc = locations[inline_key]
+        return Template(text=text, file=path, line=loc.line or 1, column=loc.column or 1)
+    rel = _want(config, locations, file_key, (str,), "a path")
+    f = (base / rel)
+    try:
+        return Template(text=f.read_text(encoding="utf-8"), file=str(f), line=1)
+    except FileNotFoundError:
+        raise JobFileError(f"{file_key} not found: {f}", locations[file_key]) from None
+
+
+# --- the SELECT -------------------------------------------------------------------------------
+
+def _prepare_sql(body: str, path: str, vars: dict[str, Any]) -> tuple[str, int]:
+    """Render `{{ var('x') }}` in the SQL body (sandboxed); keep line numbers as in the file."""
+    if "{{" in body or "{%" in body:
+        from .render import render_sql_body
+        body = render_sql_body(body, path, vars)
+    stripped = body.strip()
+    if not stripped:
+        raise JobFileError("the job file has no SELECT after the config block",
+                           Location(path, body.count("\n") + 1))
+    for number, line in enumerate(body.split("\n"), 1):
+        if line.strip() and not line.strip().startswith("--"):
+            return body, number
+    return body, 1
+
+
+def _check_sql(sql: str, path: str) -> None:
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+    except (ParseError, TokenError) as e:
+        if _duckdb_says_single_select(sql):
+            return  # valid DuckDB that sqlglot cannot parse; DuckDB's binder checks it later
+        err = e.errors[0] if isinstance(e, ParseError) and e.errors else {}
+        raise JobFileError(f"SQL does not parse: {err.get('description') or e}",
+                           Location(path, err.get("line"), err.get("col"))) from None
+    if not statements:
+        raise JobFileError("the job file has no SELECT after the config block", Location(path))
+    if len(statements) > 1:
+        raise JobFileError(
+            f"the job file has {len(statements)} SQL statements; a job has exactly one SELECT",
+            _statement_location(sql, path, 1))
+    stmt = statements[0]
+    if not isinstance(stmt, exp.Query):
+        kind = type(stmt).__name__.upper()
+        raise JobFileError(f"the statement is {kind}, not a SELECT; a job only reads data",
+                           _statement_location(sql, path, 0))
+
+
+def _statement_location(sql: str, path: str, index: int) -> Location:
+    """Line and column where statement number `index` (0-based) starts."""
+    offset, seen = 0, 0
+    for m in re.finditer(r";", sql):
+        if seen == index:
+            break
+        offset, seen = m.end(), seen + 1
+    rest = sql[offset:]
+    offset += len(rest) - len(rest.lstrip())
+    line, col = _line_col(sql, offset)
+    return Location(path, line, col)
+
+
+def _duckdb_says_single_select(sql: str) -> bool:
+    import duckdb
+
+    try:
+        con = duckdb.connect()
+        stmts = con.extract_statements(sql)
+        return len(stmts) == 1 and stmts[0].type == duckdb.StatementType.SELECT
+    except Exception:
+        return False

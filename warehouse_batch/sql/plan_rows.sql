@@ -1,0 +1,34 @@
+-- Classify every selected row by what its current request needs.
+-- Parameters: $job_name, $max_attempts. Input: temp table wb_current.
+--   done       a successful answer for this exact request is cached
+--   in_flight  the request is in a batch not yet collected
+--   failed     a permanent failure, or retryable failures have used every attempt
+--   retry      failed before for a retryable reason; attempts remain
+--   new        the row's key was never submitted by this job
+--   changed    the row's key was submitted with a different request (input/prompt/model/params)
+--   unsent     the row was seen with this request before, but it was never answered
+CREATE OR REPLACE TEMP TABLE wb_plan AS
+WITH in_flight AS (
+    SELECT DISTINCT br.request_hash
+    FROM warehouse_batch.batch_requests br
+    JOIN warehouse_batch.batches b USING (batch_id)
+    WHERE b.state NOT IN ('collected', 'abandoned')
+), previous AS (
+    SELECT row_key_hash, any_value(request_hash) AS request_hash
+    FROM warehouse_batch.job_rows WHERE job_name = $job_name GROUP BY row_key_hash
+)
+SELECT
+    c._rid, c.row_key_hash, c.request_hash, c.custom_id,
+    CASE
+        WHEN r.status = 'succeeded' THEN 'done'
+        WHEN f.request_hash IS NOT NULL THEN 'in_flight'
+        WHEN r.status = 'failed' AND NOT (r.retryable AND r.failures < $max_attempts) THEN 'failed'
+        WHEN r.status = 'failed' THEN 'retry'
+        WHEN p.row_key_hash IS NULL THEN 'new'
+        WHEN p.request_hash <> c.request_hash THEN 'changed'
+        ELSE 'unsent'
+    END AS category
+FROM wb_current c
+LEFT JOIN warehouse_batch.results r USING (request_hash)
+LEFT JOIN in_flight f USING (request_hash)
+LEFT JOIN previous p USING (row_key_hash);

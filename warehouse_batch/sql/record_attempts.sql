@@ -1,0 +1,7 @@
+-- Append one batch's outcomes (temp table wb_outcomes) to the attempts history.
+-- Parameters: $batch_id, $now. Idempotent: re-collecting a batch adds nothing.
+INSERT INTO warehouse_batch.attempts
+SELECT $batch_id, request_hash, custom_id, outcome, retryable, status_code, error_type,
+       error_code, error_message, $now
+FROM wb_outcomes
+ON CONFLICT DO NOTHING;

@@ -1,0 +1,78 @@
+"""The state schema `warehouse_batch` inside the user's DuckDB file: migrations and the ledger.
+
+Migrations are numbered SQL files in `sql/` (`migrate_NNN_name.sql`), applied in order and
+recorded in `warehouse_batch.schema_migrations`, so a file written by an older version is
+upgraded in place and a file written by a newer one is refused rather than damaged.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from importlib import resources
+from typing import Any
+
+import duckdb
+
+from .errors import StateError
+
+SCHEMA = "warehouse_batch"
+_MIGRATION_RE = re.compile(r"migrate_(\d{3})_(\w+)\.sql$")
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every shipped migration, oldest first."""
+    found = []
+    for entry in resources.files("warehouse_batch").joinpath("sql").iterdir():
+        m = _MIGRATION_RE.match(entry.name)
+        if m:
+            found.append((int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
+    """Create or upgrade the state schema; returns the schema version now in the file."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations (
+        version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)""")
+    applied = {v for (v,) in con.execute(f"SELECT version FROM {SCHEMA}.schema_migrations")
+               .fetchall()}
+    known = migrations()
+    newest = max(v for v, _, _ in known)
+    if applied and max(applied) > newest:
+        raise StateError(
+            f"the state schema in this file is version {max(applied)}, newer than this "
+            f"warehouse-batch understands ({newest}); upgrade warehouse-batch")
+    for version, name, sql in known:
+        if version in applied:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(sql)
+            con.execute(f"INSERT INTO {SCHEMA}.schema_migrations VALUES (?, ?, ?)",
+                        [version, name, now_utc()])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return newest
+
+
+def now_utc() -> dt.datetime:
+    """Naive UTC timestamp, as stored in state tables."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def update_batch(con: duckdb.DuckDBPyConnection, batch_id: str, **fields: Any) -> None:
+    """Record a ledger step for one batch; committed immediately (autocommit)."""
+    if not fields:
+        return
+    cols = ", ".join(f"{k} = ?" for k in fields)
+    values = [json.dumps(v) if isinstance(v, dict) else v for v in fields.values()]
+    con.execute(f"UPDATE {SCHEMA}.batches SET {cols} WHERE batch_id = ?", [*values, batch_id])
+
+
+def fetch_dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
+    cur = con.execute(sql, params or [])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]

@@ -1,0 +1,270 @@
+"""Putting work on the provider, through the ledger, so a crash anywhere costs nothing.
+
+Every provider side effect is preceded by a committed ledger row saying what is about to
+happen, and followed by one saying what happened:
+
+    intent ──upload──▶ uploaded ──(creating)──create──▶ submitted ──collect──▶ collected
+
+A batch found in `intent` may have an uploaded file we never heard about: look it up by
+name before uploading again. A batch found in `creating` may exist on the provider: look it up
+by its tag before creating again. An ambiguous create (timeout, 5xx, dropped connection) is
+looked up at once and, if not found, left in `creating` for the next pass, so two lookups
+separated in time precede any second create.
+"""
+from __future__ import annotations
+
+import secrets
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+import pyarrow as pa
+
+from . import faults
+from .errors import AmbiguousCreateError, ProviderError
+from .identity import json_template_sql
+from .plan import to_send_sql
+from .providers.base import (BODY_PLACEHOLDER, CUSTOM_ID_PLACEHOLDER, LedgerBatch, Limits,
+                             Provider, RemoteBatch)
+from .source import Prepared
+from .state import SCHEMA, fetch_dicts, now_utc, update_batch
+
+UNFINISHED_SUBMIT = ("intent", "uploaded", "creating")
+CSV_DELIM = "\x1f"  # never appears raw in JSON text, so lines are written verbatim
+
+
+@dataclass
+class SubmitReport:
+    batches_created: int = 0
+    batches_resumed: int = 0
+    batches_pending_create: int = 0
+    requests_submitted: int = 0
+    bytes_submitted: int = 0
+    batch_ids: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def line_sql(prepared: Prepared, custom_id_expr: str, body_expr: str) -> str:
+    """SQL for one upload line (the provider's envelope around custom_id and body)."""
+    env = prepared.provider.envelope(CUSTOM_ID_PLACEHOLDER, BODY_PLACEHOLDER)
+    return json_template_sql(env, {CUSTOM_ID_PLACEHOLDER: f"'\"' || {custom_id_expr} || '\"'",
+                                   BODY_PLACEHOLDER: body_expr})
+
+
+def chunk_sizes(sizes: list[int], tokens: list[int], limits: Limits) -> list[int]:
+    """Greedy chunk number per request, closing a chunk before any limit would be passed."""
+    out, chunk, n, nbytes, ntok = [], 0, 0, 0, 0
+    for size, tok in zip(sizes, tokens):
+        over = (n + 1 > limits.max_requests or nbytes + size > limits.max_bytes
+                or (limits.max_tokens is not None and ntok + tok > limits.max_tokens))
+        if over and n > 0:
+            chunk, n, nbytes, ntok = chunk + 1, 0, 0, 0
+        out.append(chunk)
+        n, nbytes, ntok = n + 1, nbytes + size, ntok + tok
+    return out
+
+
+def new_run_id() -> str:
+    return now_utc().strftime("r%Y%m%dT%H%M%S") + "_" + secrets.token_hex(3)
+
+
+def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str) -> list[str]:
+    """Write requests, intents and the job's row mapping in one transaction; returns batch ids."""
+    spec, provider = prepared.spec, prepared.provider
+    body = prepared.body_sql("prompt")
+    line = line_sql(prepared, "custom_id", "body")
+    now = now_utc()
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_todo AS
+            SELECT request_hash, custom_id, body,
+                   strlen({line}) + 1 AS nbytes, strlen(prompt) // 4 + 1 AS ntok
+            FROM (SELECT request_hash, custom_id, prompt, {body} AS body
+                  FROM ({to_send_sql()}))""")
+        todo = con.execute("SELECT request_hash, nbytes, ntok FROM wb_todo ORDER BY custom_id") \
+            .fetchall()
+        con.execute(f"""INSERT INTO {SCHEMA}.requests
+            SELECT request_hash, custom_id, ?, ?, ?, body, ?, ?, ? FROM wb_todo t
+            WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.requests r
+                              WHERE r.request_hash = t.request_hash)""",
+                    [provider.name, provider.endpoint_path(), spec.model, spec.name, run_id, now])
+        batch_ids: list[str] = []
+        if todo:
+            chunks = chunk_sizes([t[1] for t in todo], [t[2] for t in todo],
+                                 provider.effective_limits())
+            stem = f"wbb_{run_id}_{secrets.token_hex(2)}"  # a run may submit several times
+            ids = [f"{stem}_{c:04d}" for c in chunks]
+            con.register("wb_chunks", pa.table({"request_hash": [t[0] for t in todo],
+                                                "batch_id": ids}))
+            con.execute(f"""INSERT INTO {SCHEMA}.batch_requests
+                SELECT c.batch_id, t.request_hash, t.custom_id
+                FROM wb_chunks c JOIN wb_todo t USING (request_hash)""")
+            con.execute(f"""INSERT INTO {SCHEMA}.batches
+                (batch_id, run_id, job_name, provider, endpoint, model, chunk, state,
+                 request_count, bytes, est_tokens, created_at)
+                SELECT c.batch_id, ?, ?, ?, ?, ?, CAST(split_part(c.batch_id, '_', -1) AS INT),
+                       'intent', count(*), sum(t.nbytes), sum(t.ntok), ?
+                FROM wb_chunks c JOIN wb_todo t USING (request_hash)
+                GROUP BY c.batch_id""",
+                        [run_id, spec.name, provider.name, provider.endpoint_path(), spec.model,
+                         now])
+            con.unregister("wb_chunks")
+            batch_ids = sorted(set(ids))
+        record_job_rows(con, spec.name, run_id)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("DROP TABLE IF EXISTS wb_todo")
+    faults.checkpoint("after_intent")
+    return batch_ids
+
+
+def record_job_rows(con: duckdb.DuckDBPyConnection, job_name: str, run_id: str) -> None:
+    """Remember which request each current row needed (to tell 'changed' from 'new' later)."""
+    con.execute(f"DELETE FROM {SCHEMA}.job_rows WHERE job_name = ?", [job_name])
+    con.execute(f"""INSERT INTO {SCHEMA}.job_rows
+        SELECT ?, row_key_hash, key_json, request_hash, ? FROM wb_current""", [job_name, run_id])
+
+
+def unfinished_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[LedgerBatch]:
+    rows = fetch_dicts(con, f"""SELECT * FROM {SCHEMA}.batches
+        WHERE job_name = ? AND state IN ('intent', 'uploaded', 'creating')
+        ORDER BY created_at, batch_id""", [job_name])
+    return [LedgerBatch.from_row(r) for r in rows]
+
+
+def write_payload(con: duckdb.DuckDBPyConnection, prepared_line_sql: str, batch_id: str,
+                  dest: Path) -> Path:
+    """The batch's JSONL, rebuilt from the ledger: identical bytes on every (re)try."""
+    path = dest / f"{batch_id}.jsonl"
+    con.execute(f"""COPY (SELECT {prepared_line_sql} AS line
+        FROM {SCHEMA}.batch_requests br JOIN {SCHEMA}.requests r USING (request_hash)
+        WHERE br.batch_id = '{batch_id}' ORDER BY br.custom_id)
+        TO '{path}' (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '{CSV_DELIM}')""")
+    return path
+
+
+def advance(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatch,
+            payload: Path, resuming: bool) -> str:
+    """Move one batch from its recorded state to `submitted`; returns the state reached."""
+    if batch.state == "intent":
+        fid = provider.find_upload(batch) if resuming and provider.uploads_files else None
+        if fid is None:
+            fid = provider.upload(batch, payload)
+            faults.checkpoint("after_upload_unrecorded")
+        update_batch(con, batch.batch_id, state="uploaded", input_file_id=fid)
+        batch.state, batch.input_file_id = "uploaded", fid
+        faults.checkpoint("after_upload")
+    if batch.state == "creating":
+        found = provider.find_batch(batch, payload, known_batch_ids(con))
+        if found is not None:
+            return _record_submitted(con, batch, found, adopted=True)
+    update_batch(con, batch.batch_id, state="creating")
+    con.execute(f"UPDATE {SCHEMA}.batches SET create_attempts = create_attempts + 1 "
+                "WHERE batch_id = ?", [batch.batch_id])
+    batch.state = "creating"
+    try:
+        remote = provider.create(batch, payload)
+    except AmbiguousCreateError as e:
+        found = provider.find_batch(batch, payload, known_batch_ids(con))
+        if found is not None:
+            return _record_submitted(con, batch, found, adopted=True)
+        update_batch(con, batch.batch_id, error=str(e))
+        return "creating"   # looked up again on the next pass before any new create
+    except ProviderError as e:
+        if e.retryable:
+            update_batch(con, batch.batch_id, state="uploaded", error=str(e))
+            raise
+        _abandon(con, batch, str(e))
+        raise
+    faults.checkpoint("after_create")
+    return _record_submitted(con, batch, remote, adopted=False)
+
+
+def known_batch_ids(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
+    """Provider batch ids the ledger already owns (a lookup must never adopt one twice)."""
+    return frozenset(r[0] for r in con.execute(
+        f"SELECT provider_batch_id FROM {SCHEMA}.batches WHERE provider_batch_id IS NOT NULL"
+    ).fetchall())
+
+
+def _record_submitted(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, remote: RemoteBatch,
+                      adopted: bool) -> str:
+    update_batch(con, batch.batch_id, state="submitted",
+                 provider_batch_id=remote.provider_batch_id, provider_status=remote.status,
+                 submitted_at=now_utc(), error=None)
+    batch.state, batch.provider_batch_id = "submitted", remote.provider_batch_id
+    return "submitted"
+
+
+def _abandon(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, message: str) -> None:
+    """A create the provider refused for good: its requests fail (retryable within attempts)."""
+    from .collect import record_batch_failure
+
+    record_batch_failure(con, batch, f"the provider refused the batch: {message}")
+    update_batch(con, batch.batch_id, state="abandoned", error=message)
+
+
+def resume_unfinished(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdir: Path,
+                      report: SubmitReport, log: Callable[[str], None] = lambda m: None) -> None:
+    """Carry every half-submitted batch of the job (a crash, an ambiguous create) forward."""
+    line = line_sql(prepared, "br.custom_id", "r.body")
+    for batch in unfinished_batches(con, prepared.spec.name):
+        log(f"resuming batch {batch.batch_id} (was {batch.state})")
+        payload = write_payload(con, line, batch.batch_id, workdir)
+        state = advance(con, prepared.provider, batch, payload, resuming=True)
+        report.batches_resumed += 1
+        _count(report, batch, state)
+
+
+def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
+                log: Callable[[str], None] = lambda m: None) -> SubmitReport:
+    """Resume unfinished batches of this job, then submit everything that needs sending."""
+    from .plan import classify
+
+    provider = prepared.provider
+    report = SubmitReport()
+    if unfinished_batches(con, prepared.spec.name) or _has_work(con, prepared):
+        provider.preflight()
+    with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:
+        resume_unfinished(con, prepared, Path(tmp), report, log)
+        classify(con, prepared)   # in-flight requests changed: classify again
+        ids = create_intents(con, prepared, run_id)
+        batches = [LedgerBatch.from_row(r) for r in fetch_dicts(
+            con, f"SELECT * FROM {SCHEMA}.batches WHERE batch_id IN "
+                 f"(SELECT unnest(?::VARCHAR[])) ORDER BY batch_id", [ids])]
+        line = line_sql(prepared, "br.custom_id", "r.body")
+        for i, batch in enumerate(batches, 1):
+            log(f"submitting batch {i}/{len(batches)}: {batch.request_count:,} requests, "
+                f"{batch.bytes / 1e6:,.1f} MB")
+            payload = write_payload(con, line, batch.batch_id, Path(tmp))
+            state = advance(con, provider, batch, payload, resuming=False)
+            report.batches_created += 1
+            _count(report, batch, state)
+    return report
+
+
+def _has_work(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> bool:
+    from .plan import classify
+
+    classify(con, prepared)
+    return con.execute(f"SELECT count(*) FROM ({to_send_sql()})").fetchone()[0] > 0
+
+
+def _count(report: SubmitReport, batch: LedgerBatch, state: str) -> None:
+    if state == "submitted":
+        report.requests_submitted += batch.request_count
+        report.bytes_submitted += batch.bytes
+        report.batch_ids.append(batch.provider_batch_id or batch.batch_id)
+    else:
+        report.batches_pending_create += 1
+        report.warnings.append(
+            f"batch {batch.batch_id}: the create may or may not have reached the provider; "
+            "it will be looked up by its tag before any new create (run again or `reconcile`)")
+
