@@ -6,7 +6,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet -e .
-wb=".venv/bin/warehouse-batch"
+wb="$root/.venv/bin/warehouse-batch"
 db="$root/examples/reviews/reviews.duckdb"
 emu_pid=""
 cleanup() { [ -n "$emu_pid" ] && kill "$emu_pid" 2>/dev/null || true; }

@@ -4,6 +4,13 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import duckdb
+
+from warehouse_batch import api
+from warehouse_batch.clock import Backoff
+
+PROMPT = "Classify the sentiment of this review: {{ text }}"
+
 
 
 def write_job(dir: Path, config: str, sql: str, name: str = "job.sql") -> Path:
@@ -54,3 +61,45 @@ def billed_counts(emu) -> dict[str, int]:
         if p["billed"]:
             counts[p["custom_id"]] = counts.get(p["custom_id"], 0) + 1
     return counts
+
+
+class Job:
+    """A job file over table `reviews` in a DuckDB file, run against the emulator."""
+
+    def __init__(self, tmp_path, emu, rows: int = 12, prompt: str = PROMPT, extra: str = "",
+                 provider: str = "openai", model: str = "gpt-4.1-mini"):
+        self.tmp, self.emu, self.provider, self.model = tmp_path, emu, provider, model
+        self.db = str(tmp_path / "w.duckdb")
+        con = duckdb.connect(self.db)
+        con.execute("CREATE TABLE reviews AS SELECT range + 1 AS id, "
+                    "CASE range % 3 WHEN 0 THEN 'I love it, great ' WHEN 1 "
+                    "THEN 'broken and terrible ' ELSE 'it is a thing ' END || range AS text "
+                    f"FROM range({rows})")
+        con.close()
+        self.write(prompt, extra)
+
+    def write(self, prompt: str = PROMPT, extra: str = "", max_tokens: int = 5) -> None:
+        self.path = str(write_job(self.tmp, f"""
+            name='enriched', provider={self.provider!r}, model={self.model!r}, unique_key='id',
+            system='Answer with one word.', prompt={prompt!r}, max_tokens={max_tokens}{extra}""",
+                                  "SELECT id, text FROM reviews"))
+
+    def options(self, **kw) -> api.Options:
+        return api.Options(db=self.db, env=emulator_env(self.emu), clock=EmulatorClock(self.emu),
+                           **kw)
+
+    def run(self, wait: bool = True, **kw) -> api.RunReport:
+        return api.run(self.path, self.options(**kw), wait=wait, max_wait=30 * 86400,
+                       backoff=Backoff(initial=30, maximum=3600))
+
+    def sql(self, query: str, params=None) -> list[tuple]:
+        con = duckdb.connect(self.db)
+        try:
+            return con.execute(query, params or []).fetchall()
+        finally:
+            con.close()
+
+    def batches_created(self) -> int:
+        return len(provider_calls(self.emu, "POST", "/v1/batches")) - len(
+            [c for c in provider_calls(self.emu, "POST", "/v1/batches") if
+             c["path"].endswith("/cancel")])

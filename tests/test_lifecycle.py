@@ -2,56 +2,11 @@
 submit, poll, collect, incremental re-runs, retries, the answer cache."""
 from __future__ import annotations
 
-import duckdb
 import pytest
 
 from warehouse_batch import api
-from warehouse_batch.clock import Backoff
 
-from helpers import EmulatorClock, billed_counts, emulator_env, provider_calls, write_job
-
-PROMPT = "Classify the sentiment of this review: {{ text }}"
-
-
-class Job:
-    """A job file over table `reviews` in a DuckDB file, run against the emulator."""
-
-    def __init__(self, tmp_path, emu, rows: int = 12, prompt: str = PROMPT, extra: str = ""):
-        self.tmp, self.emu = tmp_path, emu
-        self.db = str(tmp_path / "w.duckdb")
-        con = duckdb.connect(self.db)
-        con.execute("CREATE TABLE reviews AS SELECT range + 1 AS id, "
-                    "CASE range % 3 WHEN 0 THEN 'I love it, great ' WHEN 1 "
-                    "THEN 'broken and terrible ' ELSE 'it is a thing ' END || range AS text "
-                    f"FROM range({rows})")
-        con.close()
-        self.write(prompt, extra)
-
-    def write(self, prompt: str = PROMPT, extra: str = "") -> None:
-        self.path = str(write_job(self.tmp, f"""
-            name='enriched', provider='openai', model='gpt-4.1-mini', unique_key='id',
-            system='Answer with one word.', prompt={prompt!r}, max_tokens=5{extra}""",
-                                  "SELECT id, text FROM reviews"))
-
-    def options(self, **kw) -> api.Options:
-        return api.Options(db=self.db, env=emulator_env(self.emu), clock=EmulatorClock(self.emu),
-                           **kw)
-
-    def run(self, wait: bool = True, **kw) -> api.RunReport:
-        return api.run(self.path, self.options(**kw), wait=wait, max_wait=30 * 86400,
-                       backoff=Backoff(initial=30, maximum=3600))
-
-    def sql(self, query: str, params=None) -> list[tuple]:
-        con = duckdb.connect(self.db)
-        try:
-            return con.execute(query, params or []).fetchall()
-        finally:
-            con.close()
-
-    def batches_created(self) -> int:
-        return len(provider_calls(self.emu, "POST", "/v1/batches")) - len(
-            [c for c in provider_calls(self.emu, "POST", "/v1/batches") if
-             c["path"].endswith("/cancel")])
+from helpers import PROMPT, Job, billed_counts, provider_calls
 
 
 def test_end_to_end_every_row_answered(tmp_path, emulator):
@@ -131,7 +86,7 @@ def test_model_and_parameters_are_part_of_the_request(tmp_path, emulator):
 
 def test_failures_and_expiry_end_with_every_row_succeeded(tmp_path, emulator):
     emulator.admin("POST", "/_emulator/config", {"failure_rate": 0.1, "expire_fraction": 0.5})
-    job = Job(tmp_path, emulator, rows=60, extra=", max_attempts=10")
+    job = Job(tmp_path, emulator, rows=60)   # default max_attempts (3)
     report = job.run()
     assert report.rows.succeeded == 60 and report.rows.pending == 0, report.to_dict()
     billed = billed_counts(emulator)

@@ -180,10 +180,16 @@ def _prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
     return prepare(con, spec, provider)
 
 
+_LATEST = {"batches_in_progress"}   # a snapshot, not a running total
+
+
 def _merge(total: Any, part: Any) -> None:
+    """Add one pass's report into the command's running report."""
     for f in dataclasses.fields(total):
         a, b = getattr(total, f.name), getattr(part, f.name)
-        if isinstance(a, int):
+        if f.name in _LATEST:
+            setattr(total, f.name, b)
+        elif isinstance(a, int):
             setattr(total, f.name, a + b)
         elif isinstance(a, list):
             a.extend(b)

@@ -20,6 +20,8 @@ from . import faults
 from .providers.base import LedgerBatch, Provider, RemoteBatch
 from .state import SCHEMA, fetch_dicts, now_utc, update_batch
 from .sqlutil import load_sql
+from .identity import canonical_json, sql_literal
+from .schema import violation_sql
 from .submit import CSV_DELIM
 
 MISSING_MESSAGE = "not processed: the custom_id was in neither the output nor the error file"
@@ -90,6 +92,7 @@ def ingest(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatc
         try:
             con.execute(load_sql("batch_outcomes.sql"),
                         {"batch_id": batch.batch_id, "missing_message": MISSING_MESSAGE})
+            check_answers(con, provider)
             counts = dict(con.execute("SELECT outcome, count(*) FROM wb_outcomes GROUP BY 1")
                           .fetchall())
             merge_outcomes(con, batch.batch_id, remote.provider_batch_id)
@@ -107,6 +110,46 @@ def ingest(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatc
         provider.cleanup(batch, remote)
     except Exception as e:  # files expire on their own; never lose results over a delete
         report.warnings.append(f"could not delete the files of {remote.provider_batch_id}: {e}")
+
+
+def check_answers(con: duckdb.DuckDBPyConnection, provider: Provider) -> None:
+    """Turn paid-for answers that are unusable into failures that say why (in wb_outcomes).
+
+    Applies to requests that carry this job's output schema (the schema's canonical JSON is
+    a substring of their canonical body) or are this job's embeddings. A truncated answer is
+    permanent: the same request would be cut off again; invalid JSON or a schema violation
+    may come out right on a retry.
+    """
+    spec = provider.spec
+    if spec.output_schema is not None:
+        marker = canonical_json(spec.output_schema)
+        truncated = "o.finish_reason IN ('length', 'max_tokens')"
+        cut = sql_literal(f"the answer was cut off by max_tokens "
+                          f"({spec.generation.get('max_tokens', 'the default')}); a retry "
+                          "cannot help: raise max_tokens")
+        problem = (f"CASE WHEN {truncated} THEN {cut} "
+                   f"ELSE {violation_sql(spec.output_schema, 'o.response_text')} END")
+        applies = f"contains(r.body, {sql_literal(marker)})"
+    elif spec.endpoint == "embeddings":
+        n = provider.embedding_dimensions()
+        truncated = "false"
+        problem = (f"CASE WHEN o.embedding IS NULL THEN 'the answer has no embedding' "
+                   f"WHEN len(o.embedding) <> {n} THEN 'the embedding has ' || "
+                   f"len(o.embedding) || ' dimensions, expected {n}' END")
+        applies = "true"
+    else:
+        return
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_outcomes AS
+        SELECT * EXCLUDE (problem, is_truncated) REPLACE (
+            CASE WHEN problem IS NULL THEN outcome ELSE 'errored' END AS outcome,
+            CASE WHEN problem IS NULL THEN retryable ELSE NOT is_truncated END AS retryable,
+            CASE WHEN problem IS NULL THEN error_type
+                 WHEN is_truncated THEN 'truncated' ELSE 'invalid_answer' END AS error_type,
+            coalesce(problem, error_message) AS error_message)
+        FROM (SELECT o.*, {truncated} AS is_truncated,
+                     CASE WHEN o.outcome = 'succeeded' AND {applies} THEN {problem} END
+                         AS problem
+              FROM wb_outcomes o LEFT JOIN {SCHEMA}.requests r USING (request_hash))""")
 
 
 def load_lines(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> int:
@@ -134,7 +177,8 @@ def _fail_all(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, message: str) 
                CAST(NULL AS VARCHAR) AS response_text, CAST(NULL AS VARCHAR) AS response_body,
                CAST(NULL AS VARCHAR) AS finish_reason, CAST(NULL AS BIGINT) AS input_tokens,
                CAST(NULL AS BIGINT) AS output_tokens, CAST(NULL AS BIGINT) AS cached_tokens,
-               CAST(NULL AS BIGINT) AS cache_creation_tokens
+               CAST(NULL AS BIGINT) AS cache_creation_tokens,
+               CAST(NULL AS FLOAT[]) AS embedding
         FROM {SCHEMA}.batch_requests WHERE batch_id = ?""", [message, batch.batch_id])
 
 

@@ -1,14 +1,27 @@
 """The output table `<name>`: every selected row, joined to its answer. Rebuilt atomically
 (`CREATE OR REPLACE`) after every submit and collect, so it is always queryable and always
-reflects the current SELECT and the current answer cache."""
+reflects the current SELECT and the current answer cache.
+
+The answer columns depend on the job: `response` (text); one typed column per schema
+property, or per `output_columns` expression, plus `_raw` (typed answers); or
+`embedding FLOAT[n]` (embeddings). Parsing happens here, from the cached raw answers, so
+changing only the projection re-parses and sends nothing.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import duckdb
 
+from .errors import JobFileError
+from .identity import sql_literal
+from .schema import structure
 from .source import Prepared
-from .sqlutil import load_sql, quote_qualified, split_qualified, quote_ident
+from .spec import JobSpec
+from .sqlutil import load_sql, quote_ident, quote_qualified, split_qualified
+
+STATE_COLUMNS = ("_status", "_error", "_request_hash", "_finish_reason", "_input_tokens",
+                 "_output_tokens", "_attempts")
 
 
 @dataclass
@@ -24,6 +37,44 @@ class RowCounts:
         return asdict(self)
 
 
+def answer_column_names(spec: JobSpec) -> list[str]:
+    """The columns the output table adds for the answer itself."""
+    if spec.endpoint == "embeddings":
+        return ["embedding"]
+    if spec.output_schema is not None:
+        return list(spec.output_columns or spec.output_schema["properties"]) + ["_raw"]
+    return ["response"]
+
+
+def _parsed_sql(prepared: Prepared, answers: str) -> str:
+    """SQL: `__wb_rid` plus the projected typed columns, parsed from succeeded answers."""
+    spec = prepared.spec
+    projection = spec.output_columns or {p: quote_ident(p)
+                                         for p in spec.output_schema["properties"]}
+    cols = ", ".join(f"({expr}) AS {quote_ident(name)}" for name, expr in projection.items())
+    return f"""SELECT __wb_rid, {cols} FROM (
+        SELECT _rid AS __wb_rid,
+               unnest(CASE WHEN status = 'succeeded' THEN
+                          from_json(response_text, {sql_literal(structure(spec.output_schema))})
+                      END)
+        FROM {answers})"""
+
+
+def check_projection(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> None:
+    """Bind the output_columns expressions now, so a typo fails before anything is read."""
+    if prepared.spec.output_columns is None:
+        return
+    empty = "(SELECT 0 AS _rid, NULL::VARCHAR AS response_text, 'pending' AS status)"
+    try:
+        con.execute(f"SELECT * FROM ({_parsed_sql(prepared, empty)}) LIMIT 0")
+    except duckdb.Error as e:
+        raise JobFileError(f"output_columns does not work on the answer's fields: "
+                           f"{str(e).splitlines()[0]}",
+                           prepared.spec.location_of("output_columns"),
+                           hint="fields: " + ", ".join(prepared.spec.output_schema["properties"])
+                           ) from None
+
+
 def answer_status(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> RowCounts:
     """Build temp table `wb_answers` and count rows by status."""
     con.execute(load_sql("output_status.sql"), {"max_attempts": prepared.spec.max_attempts})
@@ -35,14 +86,25 @@ def answer_status(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> RowCoun
 def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> RowCounts:
     """(Re)build the output table from wb_src and the results cache; returns row counts."""
     counts = answer_status(con, prepared)
-    name = prepared.spec.name
-    parts = split_qualified(name)
+    spec = prepared.spec
+    parts = split_qualified(spec.name)
     if len(parts) >= 2:
-        schema = ".".join(quote_ident(p) for p in parts[:-1])
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    con.execute(f"""CREATE OR REPLACE TABLE {quote_qualified(name)} AS
-        SELECT s.*,
-               a.response_text  AS response,
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS "
+                    f"{'.'.join(quote_ident(p) for p in parts[:-1])}")
+    join = ""
+    if spec.endpoint == "embeddings":
+        n = prepared.provider.embedding_dimensions()
+        answer = (f"CASE WHEN a.status = 'succeeded' THEN CAST(a.embedding AS FLOAT[{n}]) END "
+                  "AS embedding")
+    elif spec.output_schema is not None:
+        names = answer_column_names(spec)[:-1]
+        answer = ", ".join(f"p.{quote_ident(n)}" for n in names) + \
+            ", a.response_text AS _raw"
+        join = f"JOIN ({_parsed_sql(prepared, 'wb_answers')}) p ON p.__wb_rid = s.rowid"
+    else:
+        answer = "a.response_text AS response"
+    con.execute(f"""CREATE OR REPLACE TABLE {quote_qualified(spec.name)} AS
+        SELECT s.*, {answer},
                a.status         AS _status,
                a.error          AS _error,
                a.request_hash   AS _request_hash,
@@ -50,6 +112,6 @@ def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> RowCount
                a.input_tokens   AS _input_tokens,
                a.output_tokens  AS _output_tokens,
                a.attempts       AS _attempts
-        FROM wb_src s JOIN wb_answers a ON a._rid = s.rowid
+        FROM wb_src s JOIN wb_answers a ON a._rid = s.rowid {join}
         ORDER BY s.rowid""")
     return counts

@@ -27,9 +27,6 @@ from .render import (CompiledTemplate, check_constant, check_variables, compile_
 from .spec import JobSpec
 from .sqlutil import quote_ident
 
-# Columns the output table adds; a SELECT returning one of them would be ambiguous.
-OUTPUT_COLUMNS = ("response", "_status", "_error", "_request_hash", "_finish_reason",
-                  "_input_tokens", "_output_tokens", "_attempts")
 RENDER_BATCH_ROWS = 20_000
 
 
@@ -103,6 +100,8 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider) -
         system = compile_template(spec.system, "system")
         check_constant(system)
         system_text = render_constant(system, spec.vars)
+    from .output import check_projection  # output builds on this module
+    check_projection(con, Prepared(spec, provider, columns, types, system_text, "", 0))
 
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE wb_src AS {spec.sql}")
@@ -131,13 +130,16 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider) -
 
 
 def _check_columns(spec: JobSpec, columns: list[str]) -> None:
+    from .output import STATE_COLUMNS, answer_column_names  # output builds on this module
+
     for key in spec.unique_key:
         if key not in columns:
             raise JobFileError(
                 f"unique_key column {key!r} is not a column of the SELECT",
                 spec.location_of("unique_key"),
                 hint="the SELECT returns: " + ", ".join(columns[:30]))
-    clash = [c for c in columns if c in OUTPUT_COLUMNS]
+    added = list(STATE_COLUMNS) + answer_column_names(spec)
+    clash = [c for c in columns if c in added]
     if clash:
         raise JobFileError(
             f"the SELECT returns a column named {clash[0]!r}, which the output table uses "

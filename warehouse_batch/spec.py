@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import difflib
 import io
+import json
 import re
 import tokenize
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ CONTROL_KEYS = {
     "name", "provider", "model", "unique_key", "prompt", "prompt_file", "system",
     "system_file", "params", "endpoint", "max_attempts", "batch_max_requests",
     "batch_max_bytes", "batch_max_tokens", "description", "tags",
+    # typed answers: the schema is sent (hashed); output_columns only project (not hashed)
+    "output_schema", "columns", "output_columns",
     # provider settings (see the README's provider table)
     "base_url", "api_version", "anthropic_version", "cache_system_prompt",
 }
@@ -82,6 +85,8 @@ class JobSpec:
     vars: dict[str, Any] = field(default_factory=dict)
     key_locations: dict[str, Location] = field(default_factory=dict)
     sql_line: int = 1
+    output_schema: dict | None = None
+    output_columns: dict[str, str] | None = None
 
     def location_of(self, key: str) -> Location:
         return self.key_locations.get(key, Location(self.path, 1, 1))
@@ -319,7 +324,9 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
     provider_options = {k: config[k] for k in
                         ("base_url", "api_version", "anthropic_version", "cache_system_prompt")
                         if k in config}
+    output_schema, output_columns = _typed_answer(config, locations, base, path, endpoint)
     return JobSpec(
+        output_schema=output_schema, output_columns=output_columns,
         path=path, name=name,
         provider=_want(config, locations, "provider", (str,), "a provider name"),
         model=_want(config, locations, "model", (str,), "a model name"),
@@ -328,6 +335,45 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
         description=config.get("description"), tags=list(tags) if tags else [],
         vars=dict(vars), key_locations=locations, **ints,
     )
+
+
+def _typed_answer(config: dict, locations: dict[str, Location], base: Path, path: str,
+                  endpoint: str) -> tuple[dict | None, dict[str, str] | None]:
+    """The answer's JSON Schema (from output_schema or columns) and the output projection."""
+    from .schema import check_schema, from_columns
+
+    if "output_schema" in config and "columns" in config:
+        raise JobFileError("give either output_schema or columns, not both",
+                           locations["columns"])
+    schema = None
+    if "columns" in config:
+        schema = from_columns(config["columns"], locations["columns"])
+    elif "output_schema" in config:
+        raw, loc = config["output_schema"], locations["output_schema"]
+        if isinstance(raw, str):
+            f = base / raw
+            try:
+                raw = json.loads(f.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise JobFileError(f"output_schema file not found: {f}", loc) from None
+            except json.JSONDecodeError as e:
+                raise JobFileError(f"output_schema file is not JSON: {e}",
+                                   Location(str(f), e.lineno, e.colno)) from None
+        schema = check_schema(raw, loc)
+    if schema is not None and endpoint == "embeddings":
+        raise JobFileError("an embeddings job returns vectors; it takes no output schema",
+                           locations.get("columns") or locations["output_schema"])
+    projection = config.get("output_columns")
+    if projection is not None:
+        loc = locations["output_columns"]
+        if schema is None:
+            raise JobFileError("output_columns projects a typed answer: set columns or "
+                               "output_schema too", loc)
+        if not isinstance(projection, dict) or not projection or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in projection.items()):
+            raise JobFileError("output_columns must map column names to SQL expressions over "
+                               "the answer's fields, e.g. {'mood': 'sentiment'}", loc)
+    return schema, projection
 
 
 def _template(config: dict, locations: dict[str, Location], inline_key: str, file_key: str,

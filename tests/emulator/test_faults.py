@@ -126,3 +126,14 @@ def test_bad_fault_spec_is_rejected(emu) -> None:
     with pytest.raises(AdminError) as err:
         emu.admin("POST", "faults", {"path": "/v1/batches", "status": 429, "colour": "red"})
     assert err.value.status == 400
+
+
+def test_skip_lets_calls_through_first(emu) -> None:
+    oai = client_for(emu)
+    emu.admin("POST", "faults", {"method": "GET", "path": "/v1/batches", "status": 500, "skip": 2})
+    oai.batches.list()
+    oai.batches.list()
+    with pytest.raises(openai.InternalServerError):
+        oai.batches.list()
+    oai.batches.list()
+    assert [r["status"] for r in emu.admin("GET", "requests")["data"]] == [200, 200, 500, 200]

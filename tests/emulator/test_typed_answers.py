@@ -6,7 +6,6 @@ import json
 import math
 import struct
 
-import anthropic
 import openai
 
 from emu_helpers import anthropic_request, chat_line, read_lines, schema_errors, submit

@@ -9,7 +9,8 @@ Create validates the envelope synchronously, as the real API does: body size
 object. ``params`` themselves are only checked when the request is processed
 (errored results). The batch starts ``in_progress`` at once. Cancel on an
 ended batch and delete on a running one are 400s; results before the end are
-a 400 and after archiving (29 days) a 404.
+a 400 and after archiving (29 days) a 404. ``POST /v1/messages`` answers
+synchronously (see :mod:`.sync_api`).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from . import anthropic_batches, anthropic_messages, engine
+from . import anthropic_batches, anthropic_messages, engine, sync_api
 from .plan import make_plan, timing
 from .store import CursorError, paginate
 from .wire import BadJSON, ParamError, Request, Response, anthropic_error, int_param, json_response
@@ -37,6 +38,8 @@ def handle(app: Emulator, req: Request) -> Response:
         return anthropic_error(401, "x-api-key header is required")
     if not req.header("anthropic-version"):
         return anthropic_error(400, "anthropic-version: header is required")
+    if req.path == "/v1/messages" and req.method == "POST":
+        return sync_api.anthropic_call(app, req)
     if req.path != PREFIX and not req.path.startswith(PREFIX + "/"):
         return anthropic_error(404, f"Not found: {req.method} {req.path}")
     parts = [p for p in req.path[len(PREFIX):].split("/") if p]

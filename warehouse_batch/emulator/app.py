@@ -110,7 +110,7 @@ class Emulator:
         """Answer one HTTP request (see the module docstring)."""
         if req.path == "/_emulator" or req.path.startswith("/_emulator/"):
             with self.lock:
-                return admin_api.handle(self, req)
+                return Response(0, drop=True) if self.closed else admin_api.handle(self, req)
         protocol = classify(req.path)
         with self.lock:
             fault = self.faults.take(req.method, req.path)
@@ -118,6 +118,8 @@ class Emulator:
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
+                if self.closed:  # stopped while we slept: answer nothing rather than touch old state
+                    return Response(0, drop=True)
             if fault.status is not None:
                 response = self._fault_response(protocol, fault)
                 response.headers.update(fault.headers())
@@ -127,6 +129,8 @@ class Emulator:
         return self._finish(protocol, req, response)
 
     def _route(self, protocol: str, req: Request) -> Response:
+        if self.closed:  # stopped: never touch state that a successor may now own
+            return Response(0, drop=True)
         try:
             if protocol == "anthropic":
                 return anthropic_api.handle(self, req)

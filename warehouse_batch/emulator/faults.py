@@ -2,7 +2,8 @@
 
 A fault matches on method (optional) and path (exact, or a ``fnmatch`` glob
 such as ``/v1/batches/*``; the query string is ignored) and applies to the next
-``count`` matching calls. It can answer with a status (provider-shaped error
+``count`` matching calls, after letting ``skip`` matching calls through
+(so "fail the 3rd listing call" is ``{"skip": 2}``). It can answer with a status (provider-shaped error
 body, or the raw ``body`` text for Cloudflare-style non-JSON errors), add
 ``retry-after``/``retry-after-ms`` and ``x-should-retry`` headers, and/or
 ``delay`` the answer (a delay without a status slows down a normal answer,
@@ -27,6 +28,7 @@ class Fault:
     x_should_retry: bool | None = None
     body: str | None = None
     delay: float | None = None
+    skip: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         """Return whether this fault applies to a call."""
@@ -49,7 +51,7 @@ def parse_fault(spec: Any) -> Fault:
     """Validate an admin fault spec and return a Fault; raise ValueError if bad."""
     if not isinstance(spec, dict):
         raise ValueError("fault must be a JSON object")
-    allowed = {"method", "path", "status", "count", "retry_after", "x_should_retry", "body", "delay"}
+    allowed = {"method", "path", "status", "count", "retry_after", "x_should_retry", "body", "delay", "skip"}
     unknown = set(spec) - allowed
     if unknown:
         raise ValueError(f"unknown fault keys: {sorted(unknown)}")
@@ -61,6 +63,9 @@ def parse_fault(spec: Any) -> Fault:
     count = spec.get("count", 1)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError("count must be a positive integer")
+    skip = spec.get("skip", 0)
+    if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+        raise ValueError("skip must be a non-negative integer")
     for key in ("retry_after", "delay"):
         value = spec.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
@@ -76,7 +81,7 @@ def parse_fault(spec: Any) -> Fault:
         raise ValueError("method must be a string or null")
     return Fault(path=spec["path"], method=method, status=status, count=count,
                  retry_after=spec.get("retry_after"), x_should_retry=spec.get("x_should_retry"),
-                 body=spec.get("body"), delay=spec.get("delay"))
+                 body=spec.get("body"), delay=spec.get("delay"), skip=skip)
 
 
 class FaultBook:
@@ -93,6 +98,9 @@ class FaultBook:
         """Return the first fault matching a call and use up one of its count."""
         for fault in self._faults:
             if fault.matches(method, path):
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    return None
                 fault.count -= 1
                 if fault.count <= 0:
                     self._faults.remove(fault)

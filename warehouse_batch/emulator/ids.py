@@ -7,6 +7,7 @@ as they are in real services.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 from typing import Callable, Iterable, TypeVar
@@ -16,13 +17,8 @@ T = TypeVar("T")
 
 
 def digest(*parts: object) -> bytes:
-    """Return the SHA-256 digest of the parts, joined unambiguously."""
-    h = hashlib.sha256()
-    for part in parts:
-        data = str(part).encode("utf-8")
-        h.update(len(data).to_bytes(8, "big"))
-        h.update(data)
-    return h.digest()
+    """Return the SHA-256 digest of the parts, joined unambiguously (unit separator between them)."""
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()
 
 
 def unit(*parts: object) -> float:
@@ -37,22 +33,22 @@ def pick(n: int, *parts: object) -> int:
 
 def hex_token(length: int, *parts: object) -> str:
     """Return ``length`` deterministic hex characters."""
-    out = ""
+    out = digest(*parts).hex()
     counter = 0
     while len(out) < length:
-        out += digest(counter, *parts).hex()
         counter += 1
+        out += digest(counter, *parts).hex()
     return out[:length]
 
 
 def b62_token(length: int, *parts: object) -> str:
-    """Return ``length`` deterministic base62 characters."""
-    number = int.from_bytes(digest(*parts) + digest("more", *parts), "big")
-    chars = []
-    for _ in range(length):
-        number, rem = divmod(number, 62)
-        chars.append(_B62[rem])
-    return "".join(chars)
+    """Return ``length`` deterministic alphanumeric characters (base64 of digests, '+' and '/' remapped)."""
+    out = ""
+    counter = 0
+    while len(out) < length:
+        out += base64.b64encode(digest(counter, *parts), altchars=b"Ab").decode("ascii").rstrip("=")
+        counter += 1
+    return out[:length]
 
 
 def shuffled(items: Iterable[T], key_of: Callable[[T], object], *salt: object) -> list[T]:

@@ -12,6 +12,7 @@ Paths, relative to the flavour's prefix:
 ``GET /batches``           list (``limit`` 1..100, ``after``), newest first
 ``GET /batches/{id}``      retrieve
 ``POST /batches/{id}/cancel``  cancel
+``POST /chat/completions`` …  synchronous model calls (see :mod:`.sync_api`)
 =========================  =====================================
 
 OpenAI: prefix ``/v1``, ``Authorization: Bearer <anything>`` required.
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import openai_batch_routes, openai_file_routes
+from . import openai_batch_routes, openai_file_routes, sync_api
 from .wire import ParamError, Request, Response, openai_error
 
 if TYPE_CHECKING:
@@ -74,6 +75,11 @@ def handle(app: Emulator, req: Request, protocol: str) -> Response:
 
 def _dispatch(app: Emulator, req: Request, protocol: str, parts: list[str]) -> Response | None:
     method = req.method
+    if protocol == "azure" and parts[:1] == ["deployments"] and len(parts) > 2:
+        parts = parts[2:]  # /openai/deployments/{name}/chat/completions
+    endpoint = "/" + "/".join(parts)
+    if method == "POST" and endpoint in sync_api.OPENAI_SYNC:
+        return sync_api.openai_call(app, req, endpoint, protocol == "azure")
     if parts[:1] == ["files"]:
         if len(parts) == 1 and method == "POST":
             return openai_file_routes.upload(app, req, protocol)

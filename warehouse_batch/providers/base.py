@@ -121,6 +121,10 @@ class Provider(ABC):
     def envelope(self, custom_id: str, body: Any) -> dict:
         """One request as it appears in the upload (a JSONL line or an inline list item)."""
 
+    def embedding_dimensions(self) -> int | None:
+        """The vector size of an embeddings job (providers with embeddings override this)."""
+        return None
+
     def effective_limits(self) -> Limits:
         s = self.spec
         return Limits(

@@ -18,6 +18,9 @@ from .base import LedgerBatch, Limits, Provider, RemoteBatch, register
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 METADATA_TAG = "warehouse_batch"   # metadata key holding our batch_id: how lost creates are found
 FIND_WINDOW_SECONDS = 3600         # look this far before the intent for clock skew
+# Default vector sizes: https://platform.openai.com/docs/guides/embeddings
+EMBEDDING_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072,
+                        "text-embedding-ada-002": 1536}
 
 
 def translate_error(exc: Exception, action: str) -> ProviderError:
@@ -76,8 +79,28 @@ class OpenAIProvider(Provider):
             messages.append({"role": "user", "content": prompt})
             body = {"model": s.model, "messages": messages}
             body.update({k: v for k, v in s.generation.items() if k != "dimensions"})
+            if s.output_schema is not None:
+                # Structured Outputs: https://platform.openai.com/docs/guides/structured-outputs
+                body["response_format"] = {"type": "json_schema", "json_schema": {
+                    "name": "answer", "schema": s.output_schema, "strict": True}}
         body.update(s.params)
         return body
+
+    def validate(self) -> None:
+        from ..errors import JobFileError
+
+        super().validate()
+        s = self.spec
+        if s.output_schema is not None and "response_format" in s.generation:
+            raise JobFileError("response_format is set by columns/output_schema; remove it",
+                               s.location_of("response_format"))
+        if s.endpoint == "embeddings" and self.embedding_dimensions() is None:
+            raise JobFileError(f"unknown vector size for model {s.model!r}: set dimensions=N",
+                               s.location_of("model"))
+
+    def embedding_dimensions(self) -> int | None:
+        """The vector size an embeddings job gets: `dimensions`, else the model's default."""
+        return self.spec.generation.get("dimensions") or EMBEDDING_DIMENSIONS.get(self.spec.model)
 
     def envelope(self, custom_id: str, body: Any) -> dict:
         return {"custom_id": custom_id, "method": "POST", "url": self.line_url(), "body": body}

@@ -14,7 +14,7 @@ SELECT br.request_hash, br.custom_id,
        coalesce(n.error_message, CASE WHEN n.outcome IS NULL THEN $missing_message END)
            AS error_message,
        n.response_text, n.response_body, n.finish_reason, n.input_tokens, n.output_tokens,
-       n.cached_tokens, n.cache_creation_tokens
+       n.cached_tokens, n.cache_creation_tokens, n.embedding
 FROM warehouse_batch.batch_requests br
 LEFT JOIN norm n USING (custom_id)
 WHERE br.batch_id = $batch_id;

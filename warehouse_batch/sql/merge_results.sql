@@ -9,7 +9,7 @@ SELECT request_hash, custom_id,
        error_message, input_tokens, output_tokens, cached_tokens, cache_creation_tokens,
        1,
        CASE WHEN outcome = 'errored' AND retryable THEN 1 ELSE 0 END,
-       $batch_id, $provider_batch_id, $now
+       $batch_id, $provider_batch_id, $now, embedding
 FROM wb_outcomes
 ON CONFLICT (request_hash) DO UPDATE SET
     custom_id = excluded.custom_id,
@@ -30,5 +30,6 @@ ON CONFLICT (request_hash) DO UPDATE SET
     failures = r.failures + excluded.failures,
     batch_id = excluded.batch_id,
     provider_batch_id = excluded.provider_batch_id,
-    updated_at = excluded.updated_at
+    updated_at = excluded.updated_at,
+    embedding = excluded.embedding
 WHERE r.status <> 'succeeded';

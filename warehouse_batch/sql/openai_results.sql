@@ -39,7 +39,11 @@ SELECT
         coalesce(body ->> '$.choices[0].message.content',
                  body ->> '$.output[0].content[0].text')
     END AS response_text,
-    CASE WHEN status_code BETWEEN 200 AND 299 THEN CAST(body AS VARCHAR) END AS response_body,
+    CASE WHEN status_code NOT BETWEEN 200 AND 299 THEN NULL
+         -- embeddings: the vector goes to its own typed column, not the body text
+         WHEN body ->> '$.object' = 'list' THEN CAST(json_object('object', 'list',
+             'model', body -> '$.model', 'usage', body -> '$.usage') AS VARCHAR)
+         ELSE CAST(body AS VARCHAR) END AS response_body,
     coalesce(body ->> '$.choices[0].finish_reason', body ->> '$.status') AS finish_reason,
     TRY_CAST(coalesce(body ->> '$.usage.prompt_tokens', body ->> '$.usage.input_tokens') AS BIGINT)
         AS input_tokens,
@@ -48,6 +52,8 @@ SELECT
     TRY_CAST(coalesce(body ->> '$.usage.prompt_tokens_details.cached_tokens',
                       body ->> '$.usage.input_tokens_details.cached_tokens') AS BIGINT)
         AS cached_tokens,
-    CAST(NULL AS BIGINT) AS cache_creation_tokens
+    CAST(NULL AS BIGINT) AS cache_creation_tokens,
+    CASE WHEN status_code BETWEEN 200 AND 299 AND body ->> '$.object' = 'list' THEN
+        TRY_CAST(body -> '$.data[0].embedding' AS FLOAT[]) END AS embedding
 FROM fields
 WHERE custom_id IS NOT NULL

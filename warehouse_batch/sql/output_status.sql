@@ -5,6 +5,7 @@ SELECT
     c._rid,
     c.request_hash,
     r.response_text,
+    r.embedding,
     CASE
         WHEN r.status = 'succeeded' THEN 'succeeded'
         WHEN r.status = 'failed' AND NOT (r.retryable AND r.failures < $max_attempts) THEN 'failed'
