@@ -41,7 +41,7 @@ SELECT
     END AS response_text,
     CASE WHEN status_code NOT BETWEEN 200 AND 299 THEN NULL
          -- embeddings: the vector goes to its own typed column, not the body text
-         WHEN body ->> '$.object' = 'list' THEN CAST(json_object('object', 'list',
+         WHEN (body ->> '$.object') = 'list' THEN CAST(json_object('object', 'list',
              'model', body -> '$.model', 'usage', body -> '$.usage') AS VARCHAR)
          ELSE CAST(body AS VARCHAR) END AS response_body,
     coalesce(body ->> '$.choices[0].finish_reason', body ->> '$.status') AS finish_reason,
@@ -53,7 +53,7 @@ SELECT
                       body ->> '$.usage.input_tokens_details.cached_tokens') AS BIGINT)
         AS cached_tokens,
     CAST(NULL AS BIGINT) AS cache_creation_tokens,
-    CASE WHEN status_code BETWEEN 200 AND 299 AND body ->> '$.object' = 'list' THEN
+    CASE WHEN status_code BETWEEN 200 AND 299 AND (body ->> '$.object') = 'list' THEN
         TRY_CAST(body -> '$.data[0].embedding' AS FLOAT[]) END AS embedding
 FROM fields
 WHERE custom_id IS NOT NULL
