@@ -148,3 +148,39 @@ def test_unreachable_base_url_sends_nothing(tmp_path):
     assert "cannot reach" in result.stderr and str(port) in result.stderr
     con = duckdb.connect(db, read_only=True)
     assert con.execute("SELECT count(*) FROM warehouse_batch.batches").fetchone() == (0,)
+
+
+def test_reconcile_adopts_a_lost_create_and_sends_no_new_work(tmp_path, fast_emulator):
+    job, db = make_job(tmp_path)
+    env = emulator_env(fast_emulator)
+    crashed = cli(["run", job, "--db", db], {**env, "WAREHOUSE_BATCH_CRASH_AT": "after_create"})
+    assert crashed.returncode == -signal.SIGKILL
+    con = duckdb.connect(db)
+    con.execute("INSERT INTO reviews VALUES (100, 'a row added after the crash')")
+    con.close()
+    rec = cli(["reconcile", job, "--db", db, "--json"], env)
+    report = json.loads(rec.stdout)
+    assert report["submitted"]["batches_resumed"] == 1, rec.stderr
+    assert report["submitted"]["requests_submitted"] == 8     # the adopted batch, not new work
+    assert report["rows"] == {"rows": 9, "succeeded": 8, "failed": 0, "pending": 1}
+    assert rec.returncode == 75
+    creates = [c for c in provider_calls(fast_emulator, "POST", "/v1/batches")
+               if not c["path"].endswith("/cancel")]
+    assert len(creates) == 1
+
+
+def test_cancel_and_status_json(tmp_path):
+    from warehouse_batch.emulator import EmulatorConfig, start
+
+    with start(EmulatorConfig(port=0, clock="manual", process_seconds=600)) as emu:
+        job, db = make_job(tmp_path)
+        env = emulator_env(emu)
+        assert cli(["submit", job, "--db", db, "-q"], env).returncode == 0
+        st = json.loads(cli(["status", job, "--db", db, "--json"], env).stdout)
+        assert st["batches"][0]["state"] == "submitted" and st["rows"]["pending"] == 8
+        cancelled = cli(["cancel", job, "--db", db, "--json"], env)
+        assert cancelled.returncode == 0 and len(json.loads(cancelled.stdout)["cancelled"]) == 1
+        emu.advance(3600)
+        col = cli(["collect", job, "--db", db, "--json"], env)
+        report = json.loads(col.stdout)
+        assert report["collected"]["not_processed"] == 8 and col.returncode == 75
