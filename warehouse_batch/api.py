@@ -26,8 +26,8 @@ from .source import Prepared, prepare
 from .spec import JobSpec, load_job
 from .sqlutil import quote_qualified
 from .state import SCHEMA, fetch_dicts, now_utc, update_batch
-from .submit import (SubmitReport, known_batch_ids, new_run_id, resume_unfinished,
-                     submit_work, unfinished_batches)
+from .submit import (SubmitReport, known_batch_ids, line_sql, new_run_id, resume_unfinished,
+                     submit_work, unfinished_batches, write_payload)
 
 
 @dataclass
@@ -281,10 +281,13 @@ def cancel(job_path: str, options: Options | None = None) -> CancelReport:
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     report = CancelReport(spec.name)
-    with session(options.db) as con:
+    line = line_sql(provider, "br.custom_id", "r.body")
+    with session(options.db) as con, tempfile.TemporaryDirectory() as tmp:
         for batch in unfinished_batches(con, spec.name):
-            found = (provider.find_batch(batch, None, known_batch_ids(con))
-                     if batch.state == "creating" else None)
+            found = None
+            if batch.state == "creating":   # it may exist: cancel it rather than forget it
+                payload = write_payload(con, line, batch.batch_id, Path(tmp))
+                found = provider.find_batch(batch, payload, known_batch_ids(con))
             if found is None:
                 update_batch(con, batch.batch_id, state="abandoned", error="cancelled by user")
                 report.abandoned.append(batch.batch_id)

@@ -137,3 +137,14 @@ class AmbiguousCreateError(ProviderError):
 
     def __init__(self, message: str, info: ProviderErrorInfo | None = None):
         super().__init__(message, retryable=True, info=info)
+
+
+class LookupUndecidedError(ProviderError):
+    """A lost-create lookup found more than one batch that could be ours and cannot tell yet.
+
+    Creating again could pay twice, so the batch stays in `creating` and is looked up again
+    on a later pass (once candidates end, their custom_ids decide).
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message, retryable=True)

@@ -63,7 +63,7 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
     classify(con, prepared)
     counts = dict(con.execute("SELECT category, count(*) FROM wb_plan GROUP BY 1").fetchall())
     to_send_rows = sum(counts.get(c, 0) for c in SEND_CATEGORIES)
-    sizes = con.execute(f"""SELECT strlen({line_sql(prepared, 'custom_id',
+    sizes = con.execute(f"""SELECT strlen({line_sql(prepared.provider, 'custom_id',
                                                           prepared.body_sql('prompt'))}) + 1,
                                    strlen(prompt) // 4 + 1
                             FROM ({to_send_sql()}) ORDER BY custom_id""").fetchall()

@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from . import faults
-from .errors import AmbiguousCreateError, ProviderError
+from .errors import AmbiguousCreateError, LookupUndecidedError, ProviderError
 from .identity import json_template_sql
 from .plan import to_send_sql
 from .providers.base import (BODY_PLACEHOLDER, CUSTOM_ID_PLACEHOLDER, LedgerBatch, Limits,
@@ -49,9 +49,9 @@ class SubmitReport:
         return asdict(self)
 
 
-def line_sql(prepared: Prepared, custom_id_expr: str, body_expr: str) -> str:
+def line_sql(provider: Provider, custom_id_expr: str, body_expr: str) -> str:
     """SQL for one upload line (the provider's envelope around custom_id and body)."""
-    env = prepared.provider.envelope(CUSTOM_ID_PLACEHOLDER, BODY_PLACEHOLDER)
+    env = provider.envelope(CUSTOM_ID_PLACEHOLDER, BODY_PLACEHOLDER)
     return json_template_sql(env, {CUSTOM_ID_PLACEHOLDER: f"'\"' || {custom_id_expr} || '\"'",
                                    BODY_PLACEHOLDER: body_expr})
 
@@ -77,7 +77,7 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
     """Write requests, intents and the job's row mapping in one transaction; returns batch ids."""
     spec, provider = prepared.spec, prepared.provider
     body = prepared.body_sql("prompt")
-    line = line_sql(prepared, "custom_id", "body")
+    line = line_sql(provider, "custom_id", "body")
     now = now_utc()
     con.execute("BEGIN TRANSACTION")
     try:
@@ -162,7 +162,11 @@ def advance(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBat
         batch.state, batch.input_file_id = "uploaded", fid
         faults.checkpoint("after_upload")
     if batch.state == "creating":
-        found = provider.find_batch(batch, payload, known_batch_ids(con))
+        try:
+            found = provider.find_batch(batch, payload, known_batch_ids(con))
+        except LookupUndecidedError as e:
+            update_batch(con, batch.batch_id, error=str(e))
+            return "creating"
         if found is not None:
             return _record_submitted(con, batch, found, adopted=True)
     update_batch(con, batch.batch_id, state="creating")
@@ -172,7 +176,10 @@ def advance(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBat
     try:
         remote = provider.create(batch, payload)
     except AmbiguousCreateError as e:
-        found = provider.find_batch(batch, payload, known_batch_ids(con))
+        try:
+            found = provider.find_batch(batch, payload, known_batch_ids(con))
+        except LookupUndecidedError as undecided:
+            found, e = None, undecided
         if found is not None:
             return _record_submitted(con, batch, found, adopted=True)
         update_batch(con, batch.batch_id, error=str(e))
@@ -214,7 +221,7 @@ def _abandon(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, message: str) -
 def resume_unfinished(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdir: Path,
                       report: SubmitReport, log: Callable[[str], None] = lambda m: None) -> None:
     """Carry every half-submitted batch of the job (a crash, an ambiguous create) forward."""
-    line = line_sql(prepared, "br.custom_id", "r.body")
+    line = line_sql(prepared.provider, "br.custom_id", "r.body")
     for batch in unfinished_batches(con, prepared.spec.name):
         log(f"resuming batch {batch.batch_id} (was {batch.state})")
         payload = write_payload(con, line, batch.batch_id, workdir)
@@ -239,7 +246,7 @@ def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
         batches = [LedgerBatch.from_row(r) for r in fetch_dicts(
             con, f"SELECT * FROM {SCHEMA}.batches WHERE batch_id IN "
                  f"(SELECT unnest(?::VARCHAR[])) ORDER BY batch_id", [ids])]
-        line = line_sql(prepared, "br.custom_id", "r.body")
+        line = line_sql(prepared.provider, "br.custom_id", "r.body")
         for i, batch in enumerate(batches, 1):
             log(f"submitting batch {i}/{len(batches)}: {batch.request_count:,} requests, "
                 f"{batch.bytes / 1e6:,.1f} MB")

@@ -1,0 +1,85 @@
+"""OpenAI-shaped batch services that are not api.openai.com: Azure OpenAI and any
+OpenAI-compatible endpoint.
+
+Both reuse `OpenAIProvider`'s whole flow (upload, create with metadata, lookup of lost creates
+by tag, polling, download, cleanup); they differ only in how the client is built and in a few
+class attributes. Protocol facts: ../shared/reference/batch-apis.md §3.1 and §3.3.
+
+Azure OpenAI Global Batch (§3.3):
+* the client is `openai.AzureOpenAI` (`api-key` header, `?api-version=` on every call, paths
+  under `{endpoint}/openai/`);
+* `model` is the Global-Batch *deployment* name, and the line `url` / batch `endpoint` are
+  `/chat/completions` (no `/v1`);
+* completed batches carry an `error_file_id` pointing at an empty file, and ids may be `""`:
+  `OpenAIProvider` treats null, `""` and empty files alike;
+* jobs never expire (they run until cancelled), so `expires_at` is null;
+* embeddings are not offered in batch; 100,000 requests / 200 MB per file.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ..errors import ConfigurationError, JobFileError
+from .base import Limits, register
+from .openai import OpenAIProvider
+
+AZURE_DEFAULT_API_VERSION = "2024-10-21"   # the GA version with Global Batch (§3.3)
+
+
+@register
+class AzureOpenAIProvider(OpenAIProvider):
+    """Azure OpenAI Global Batch through `openai.AzureOpenAI`."""
+
+    name: ClassVar[str] = "azure_openai"
+    limits: ClassVar[Limits] = Limits(max_requests=100_000, max_bytes=200 * 1024 * 1024)
+    supports_embeddings: ClassVar[bool] = False
+    option_keys: ClassVar[frozenset[str]] = frozenset({"base_url", "api_version"})
+    api_key_env: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY",)
+    base_url_env: ClassVar[str] = "AZURE_OPENAI_ENDPOINT"
+    line_url_prefix: ClassVar[str] = ""
+    empty_error_file_on_success: ClassVar[bool] = True   # §0.5; collect skips empty files
+
+    def api_version(self) -> str:
+        """The `api_version` setting, else OPENAI_API_VERSION (the SDK's variable), else GA."""
+        return (self.options.get("api_version") or self.env.get("OPENAI_API_VERSION")
+                or AZURE_DEFAULT_API_VERSION)
+
+    def make_client(self) -> Any:
+        """`AzureOpenAI` on the resource endpoint (`base_url` setting or
+        AZURE_OPENAI_ENDPOINT), e.g. https://my-resource.openai.azure.com."""
+        import openai
+
+        key = self.require_env(*self.api_key_env)
+        endpoint = self.base_url()
+        if not endpoint:
+            raise ConfigurationError(
+                "no endpoint for provider 'azure_openai'",
+                hint="set AZURE_OPENAI_ENDPOINT (https://<resource>.openai.azure.com) or "
+                     "base_url='…' in the config block")
+        return openai.AzureOpenAI(azure_endpoint=endpoint, api_version=self.api_version(),
+                                  api_key=key, max_retries=2)
+
+
+@register
+class OpenAICompatibleProvider(OpenAIProvider):
+    """A third-party server speaking OpenAI's Files + Batches protocol (§3.1), at `base_url`."""
+
+    name: ClassVar[str] = "openai_compatible"
+    api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_COMPATIBLE_API_KEY", "OPENAI_API_KEY")
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.options.get("base_url"):
+            raise JobFileError(
+                "provider 'openai_compatible' needs base_url: the server to send batches to",
+                self.spec.location_of("provider"),
+                hint="add base_url='https://host/v1' (the server's OpenAI-style base, "
+                     "usually ending in /v1) to the config block")
+
+    def base_url(self) -> str | None:
+        """Only the job's own `base_url`: never OPENAI_BASE_URL, which is meant for OpenAI."""
+        url = self.options.get("base_url")
+        if not url:
+            raise ConfigurationError(
+                "provider 'openai_compatible' needs base_url in the config block")
+        return url

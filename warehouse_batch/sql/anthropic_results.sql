@@ -1,0 +1,77 @@
+-- Anthropic Message Batches results lines -> warehouse-batch's normalised result rows
+-- (exactly the columns, types and order of openai_results.sql).
+-- Input: temp table wb_lines(line VARCHAR) holding the valid JSON lines of the results stream.
+-- A line is {"custom_id", "result": {"type": succeeded|errored|canceled|expired, ...}}
+-- (batch-apis.md §2.6). Anthropic spells it `canceled`; we say `cancelled`.
+-- Retry policy (Anthropic's advice, §2.6): an errored request is retried as-is unless its
+-- error is an `invalid_request_error` (the request itself must change); expired and
+-- canceled requests never ran and are simply sent again.
+-- Tokens: Anthropic's usage.input_tokens EXCLUDES cache reads and writes, OpenAI's
+-- prompt_tokens includes cached tokens; input_tokens here is the total prompt
+-- (input + cache read + cache write) so the column means the same for every provider and
+-- cached_tokens / cache_creation_tokens are parts of it.
+WITH parsed AS (
+    SELECT CAST(line AS JSON) AS j FROM wb_lines
+), fields AS (
+    SELECT
+        j ->> '$.custom_id'                   AS custom_id,
+        j ->> '$.result.type'                 AS result_type,
+        j -> '$.result.message'               AS message,
+        j ->> '$.result.error.error.type'     AS err_type,
+        j ->> '$.result.error.error.message'  AS err_message
+    FROM parsed
+), usage AS (
+    SELECT *,
+        TRY_CAST(message ->> '$.usage.input_tokens' AS BIGINT)                AS raw_input,
+        TRY_CAST(message ->> '$.usage.cache_read_input_tokens' AS BIGINT)     AS cache_read,
+        TRY_CAST(message ->> '$.usage.cache_creation_input_tokens' AS BIGINT) AS cache_write,
+        list_filter(CAST(message -> '$.content[*]' AS JSON[]),
+                    lambda b: (b ->> '$.type') = 'text')                        AS text_blocks
+    FROM fields
+)
+SELECT
+    custom_id,
+    CASE result_type
+        WHEN 'succeeded' THEN 'succeeded'
+        WHEN 'expired' THEN 'expired'
+        WHEN 'canceled' THEN 'cancelled'
+        WHEN 'cancelled' THEN 'cancelled'
+        ELSE 'errored'
+    END AS outcome,
+    CASE
+        WHEN result_type = 'succeeded' THEN false
+        WHEN result_type IN ('expired', 'canceled', 'cancelled') THEN true
+        WHEN err_type = 'invalid_request_error' THEN false
+        ELSE true
+    END AS retryable,
+    CAST(NULL AS INTEGER) AS status_code,      -- per-request results carry no HTTP status
+    CASE WHEN result_type = 'succeeded' THEN NULL
+         WHEN result_type IN ('expired', 'canceled', 'cancelled') THEN 'batch_error'
+         ELSE coalesce(err_type, 'unknown_error') END                        AS error_type,
+    CASE result_type
+        WHEN 'expired' THEN 'batch_expired'
+        WHEN 'canceled' THEN 'batch_cancelled'
+        WHEN 'cancelled' THEN 'batch_cancelled'
+    END                                                                      AS error_code,
+    CASE
+        WHEN result_type = 'succeeded' THEN NULL
+        WHEN result_type = 'expired' THEN
+            'expired: the batch reached its 24-hour limit before this request was processed'
+        WHEN result_type IN ('canceled', 'cancelled') THEN
+            'cancelled: the batch was cancelled before this request was processed'
+        WHEN result_type = 'errored' THEN
+            coalesce(err_message, 'errored (' || coalesce(err_type, 'no error details') || ')')
+        ELSE 'unknown result type ' || coalesce(result_type, 'null')
+    END                                                                      AS error_message,
+    CASE WHEN result_type = 'succeeded' AND len(text_blocks) > 0 THEN
+        array_to_string(list_transform(text_blocks, lambda b: b ->> '$.text'), '')
+    END                                                                      AS response_text,
+    CASE WHEN result_type = 'succeeded' THEN CAST(message AS VARCHAR) END    AS response_body,
+    CASE WHEN result_type = 'succeeded' THEN message ->> '$.stop_reason' END AS finish_reason,
+    raw_input + coalesce(cache_read, 0) + coalesce(cache_write, 0)           AS input_tokens,
+    TRY_CAST(message ->> '$.usage.output_tokens' AS BIGINT)                  AS output_tokens,
+    cache_read                                                               AS cached_tokens,
+    cache_write                                                         AS cache_creation_tokens,
+    CAST(NULL AS FLOAT[])                                               AS embedding  -- none here
+FROM usage
+WHERE custom_id IS NOT NULL
