@@ -63,34 +63,58 @@ def billed_counts(emu) -> dict[str, int]:
     return counts
 
 
+CREATE_PATHS = ("/v1/batches", "/openai/batches", "/openai/v1/batches", "/v1/messages/batches")
+
+
+def creates(emu) -> list[dict]:
+    """Batch-create calls the emulator received, on any protocol."""
+    return [c for c in provider_calls(emu, "POST")
+            if c["path"].rstrip("/") in CREATE_PATHS]
+
+
 class Job:
-    """A job file over table `reviews` in a DuckDB file, run against the emulator."""
+    """A job file over table `reviews` in a DuckDB file, run against the emulator.
+
+    Extra keyword arguments are environment variables for the provider (over the emulator's).
+    """
 
     def __init__(self, tmp_path, emu, rows: int = 12, prompt: str = PROMPT, extra: str = "",
-                 provider: str = "openai", model: str = "gpt-4.1-mini"):
-        self.tmp, self.emu, self.provider, self.model = tmp_path, emu, provider, model
-        self.db = str(tmp_path / "w.duckdb")
+                 provider: str = "openai", model: str = "gpt-4.1-mini", max_tokens: int = 5,
+                 db: str = "w.duckdb", **env: str):
+        self.tmp, self.emu, self.env = tmp_path, emu, env
+        self.provider_name, self.model = provider, model
+        self.db = str(tmp_path / db)
         con = duckdb.connect(self.db)
-        con.execute("CREATE TABLE reviews AS SELECT range + 1 AS id, "
+        con.execute("CREATE TABLE IF NOT EXISTS reviews AS SELECT range + 1 AS id, "
                     "CASE range % 3 WHEN 0 THEN 'I love it, great ' WHEN 1 "
                     "THEN 'broken and terrible ' ELSE 'it is a thing ' END || range AS text "
                     f"FROM range({rows})")
         con.close()
-        self.write(prompt, extra)
+        self.write(prompt, extra, max_tokens)
 
-    def write(self, prompt: str = PROMPT, extra: str = "", max_tokens: int = 5) -> None:
+    def write(self, prompt: str = PROMPT, extra: str = "", max_tokens: int = 5,
+              provider: str | None = None, model: str | None = None) -> None:
+        """(Re)write the job file; provider and model stay as they were unless given."""
+        self.provider_name = provider or self.provider_name
+        self.model = model or self.model
         self.path = str(write_job(self.tmp, f"""
-            name='enriched', provider={self.provider!r}, model={self.model!r}, unique_key='id',
-            system='Answer with one word.', prompt={prompt!r}, max_tokens={max_tokens}{extra}""",
-                                  "SELECT id, text FROM reviews"))
+            name='enriched', provider={self.provider_name!r}, model={self.model!r},
+            unique_key='id', system='Answer with one word.', prompt={prompt!r},
+            max_tokens={max_tokens}{extra}""", "SELECT id, text FROM reviews"))
 
     def options(self, **kw) -> api.Options:
-        return api.Options(db=self.db, env=emulator_env(self.emu), clock=EmulatorClock(self.emu),
-                           **kw)
+        return api.Options(db=self.db, env=emulator_env(self.emu, **self.env),
+                           clock=EmulatorClock(self.emu), **kw)
 
     def run(self, wait: bool = True, **kw) -> api.RunReport:
         return api.run(self.path, self.options(**kw), wait=wait, max_wait=30 * 86400,
                        backoff=Backoff(initial=30, maximum=3600))
+
+    def provider(self):
+        from warehouse_batch.providers.base import get_provider
+        from warehouse_batch.spec import load_job
+
+        return get_provider(load_job(self.path), emulator_env(self.emu, **self.env))
 
     def sql(self, query: str, params=None) -> list[tuple]:
         con = duckdb.connect(self.db)
@@ -100,6 +124,4 @@ class Job:
             con.close()
 
     def batches_created(self) -> int:
-        return len(provider_calls(self.emu, "POST", "/v1/batches")) - len(
-            [c for c in provider_calls(self.emu, "POST", "/v1/batches") if
-             c["path"].endswith("/cancel")])
+        return len(creates(self.emu))

@@ -5,68 +5,29 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import pytest
 
 from warehouse_batch import api
-from warehouse_batch.clock import Backoff
 from warehouse_batch.errors import (AmbiguousCreateError, ConfigurationError, JobFileError,
                                     LookupUndecidedError,
                                     ProviderError)
-from warehouse_batch.providers.base import LedgerBatch, get_provider
+from warehouse_batch.providers.base import LedgerBatch
 from warehouse_batch.spec import load_job
 
-from helpers import EmulatorClock, billed_counts, emulator_env, provider_calls, write_job
+import helpers
+from helpers import billed_counts, emulator_env, provider_calls, write_job
 
 PROMPT = "Classify the sentiment of this review: {{ text }}"
 BATCHES = "/v1/messages/batches"
 
 
-class Job:
-    """A job file over table `reviews` in a DuckDB file, run against the emulator."""
+class Job(helpers.Job):
+    """The shared test job (tests/helpers.py), defaulting to this file's provider."""
 
-    def __init__(self, tmp_path, emu, rows: int = 12, prompt: str = PROMPT, extra: str = "",
-                 provider: str = "anthropic", model: str = "claude-haiku-4-5",
-                 db: str = "w.duckdb", **env: str):
-        self.tmp, self.emu, self.env = tmp_path, emu, env
-        self.db = str(tmp_path / db)
-        con = duckdb.connect(self.db)
-        con.execute("CREATE TABLE reviews AS SELECT range + 1 AS id, "
-                    "CASE range % 3 WHEN 0 THEN 'I love it, great ' WHEN 1 "
-                    "THEN 'broken and terrible ' ELSE 'it is a thing ' END || range AS text "
-                    f"FROM range({rows})")
-        con.close()
-        self.write(prompt, extra, provider, model)
-
-    def write(self, prompt: str = PROMPT, extra: str = "", provider: str = "anthropic",
-              model: str = "claude-haiku-4-5") -> None:
-        self.path = str(write_job(self.tmp, f"""
-            name='enriched', provider={provider!r}, model={model!r}, unique_key='id',
-            system='Answer with one word.', prompt={prompt!r}, max_tokens=5{extra}""",
-                                  "SELECT id, text FROM reviews"))
-
-    def options(self, **kw) -> api.Options:
-        return api.Options(db=self.db, env=emulator_env(self.emu, **self.env),
-                           clock=EmulatorClock(self.emu), **kw)
-
-    def run(self, wait: bool = True, **kw) -> api.RunReport:
-        return api.run(self.path, self.options(**kw), wait=wait, max_wait=30 * 86400,
-                       backoff=Backoff(initial=30, maximum=3600))
-
-    def provider(self):
-        return get_provider(load_job(self.path), emulator_env(self.emu, **self.env))
-
-    def sql(self, query: str, params=None) -> list[tuple]:
-        con = duckdb.connect(self.db)
-        try:
-            return con.execute(query, params or []).fetchall()
-        finally:
-            con.close()
-
-    def batches_created(self) -> int:
-        return len(provider_calls(self.emu, "POST", BATCHES)) - len(
-            [c for c in provider_calls(self.emu, "POST", BATCHES)
-             if c["path"].endswith("/cancel")])
+    def __init__(self, tmp_path, emu, **kw):
+        kw.setdefault("provider", "anthropic")
+        kw.setdefault("model", "claude-haiku-4-5")
+        super().__init__(tmp_path, emu, **kw)
 
 
 def anthropic_client(emu, **kw):
@@ -222,7 +183,8 @@ def test_temperature_needs_the_version_pin(tmp_path, emulator):
     with pytest.raises(JobFileError) as e:
         api.plan(job.path, job.options())
     assert "temperature" in str(e.value) and "anthropic_version='2023-06-01'" in e.value.hint
-    assert e.value.location.line == 4    # the temperature= line
+    lines = open(job.path).read().splitlines()
+    assert "temperature=" in lines[e.value.location.line - 1]   # points at the key
     assert provider_calls(emulator) == []
     # pinned: the emulator (strict about 2026-10-21) accepts every request
     job.write(extra=",\ntemperature=0, anthropic_version='2023-06-01'")

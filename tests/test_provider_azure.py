@@ -4,61 +4,27 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import openai
 import pytest
 
 from warehouse_batch import api
-from warehouse_batch.clock import Backoff
 from warehouse_batch.errors import ConfigurationError, JobFileError
-from warehouse_batch.providers.base import get_provider
 from warehouse_batch.spec import load_job
 
-from helpers import EmulatorClock, billed_counts, emulator_env, provider_calls, write_job
+import helpers
+from helpers import billed_counts, provider_calls
 
 PROMPT = "Classify the sentiment of this review: {{ text }}"
 DEPLOYMENT = "gpt-4o-mini-batch"   # Azure: `model` is the Global-Batch deployment name
 
 
-class Job:
-    """A job file over table `reviews`, run against the emulator with the given provider."""
+class Job(helpers.Job):
+    """The shared test job (tests/helpers.py), defaulting to this file's provider."""
 
-    def __init__(self, tmp_path, emu, provider: str = "azure_openai", extra: str = "",
-                 rows: int = 12, model: str = DEPLOYMENT, **env: str):
-        self.tmp, self.emu, self.env = tmp_path, emu, env
-        self.db = str(tmp_path / "w.duckdb")
-        con = duckdb.connect(self.db)
-        con.execute("CREATE TABLE reviews AS SELECT range + 1 AS id, "
-                    "CASE range % 3 WHEN 0 THEN 'I love it, great ' WHEN 1 "
-                    "THEN 'broken and terrible ' ELSE 'it is a thing ' END || range AS text "
-                    f"FROM range({rows})")
-        con.close()
-        self.write(provider, extra, model)
-
-    def write(self, provider: str = "azure_openai", extra: str = "",
-              model: str = DEPLOYMENT) -> None:
-        self.path = str(write_job(self.tmp, f"""
-            name='enriched', provider={provider!r}, model={model!r}, unique_key='id',
-            system='Answer with one word.', prompt={PROMPT!r}, max_tokens=5{extra}""",
-                                  "SELECT id, text FROM reviews"))
-
-    def options(self, **kw) -> api.Options:
-        return api.Options(db=self.db, env=emulator_env(self.emu, **self.env),
-                           clock=EmulatorClock(self.emu), **kw)
-
-    def run(self, wait: bool = True, **kw) -> api.RunReport:
-        return api.run(self.path, self.options(**kw), wait=wait, max_wait=30 * 86400,
-                       backoff=Backoff(initial=30, maximum=3600))
-
-    def provider(self):
-        return get_provider(load_job(self.path), emulator_env(self.emu, **self.env))
-
-    def sql(self, query: str, params=None) -> list[tuple]:
-        con = duckdb.connect(self.db)
-        try:
-            return con.execute(query, params or []).fetchall()
-        finally:
-            con.close()
+    def __init__(self, tmp_path, emu, **kw):
+        kw.setdefault("provider", "azure_openai")
+        kw.setdefault("model", DEPLOYMENT)
+        super().__init__(tmp_path, emu, **kw)
 
 
 def azure_client(emu, api_version: str = "2024-10-21") -> openai.AzureOpenAI:

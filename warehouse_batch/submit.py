@@ -176,13 +176,14 @@ def advance(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBat
     try:
         remote = provider.create(batch, payload)
     except AmbiguousCreateError as e:
+        reason = str(e)
         try:
             found = provider.find_batch(batch, payload, known_batch_ids(con))
         except LookupUndecidedError as undecided:
-            found, e = None, undecided
+            found, reason = None, str(undecided)
         if found is not None:
             return _record_submitted(con, batch, found, adopted=True)
-        update_batch(con, batch.batch_id, error=str(e))
+        update_batch(con, batch.batch_id, error=reason)
         return "creating"   # looked up again on the next pass before any new create
     except ProviderError as e:
         if e.retryable:
