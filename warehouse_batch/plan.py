@@ -47,36 +47,41 @@ def classify(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> None:
                 {"job_name": prepared.spec.name, "max_attempts": prepared.spec.max_attempts})
 
 
-def to_send_sql() -> str:
-    """Distinct requests that need sending, with their prompt (from wb_plan + wb_current)."""
+def build_send_table(con: duckdb.DuckDBPyConnection) -> int:
+    """Temp table `wb_send`: each distinct request that needs sending, once, with a prompt.
+
+    Grouping carries only the row id (the prompt is joined back afterwards): grouping wide
+    strings is what made this slow at a million rows. Returns the number of requests.
+    """
     cats = ", ".join(f"'{c}'" for c in SEND_CATEGORIES)
-    return f"""SELECT c.request_hash, any_value(c.custom_id) AS custom_id,
-                      any_value(c.prompt) AS prompt
-               FROM wb_plan p JOIN wb_current c USING (_rid)
-               WHERE p.category IN ({cats}) GROUP BY c.request_hash"""
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_send AS
+        SELECT c.request_hash, c.custom_id, c.prompt
+        FROM wb_current c
+        JOIN (SELECT min(_rid) AS _rid FROM wb_plan WHERE category IN ({cats})
+              GROUP BY request_hash) first USING (_rid)""")
+    return con.execute("SELECT count(*) FROM wb_send").fetchone()[0]
 
 
 def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport:
     """Classify rows and estimate the batches, without writing anything."""
-    from .submit import chunk_sizes, line_sql
+    from .submit import assign_chunks, line_sql
 
     classify(con, prepared)
     counts = dict(con.execute("SELECT category, count(*) FROM wb_plan GROUP BY 1").fetchall())
     to_send_rows = sum(counts.get(c, 0) for c in SEND_CATEGORIES)
-    sizes = con.execute(f"""SELECT strlen({line_sql(prepared.provider, 'custom_id',
-                                                          prepared.body_sql('prompt'))}) + 1,
-                                   strlen(prompt) // 4 + 1
-                            FROM ({to_send_sql()}) ORDER BY custom_id""").fetchall()
-    chunks = chunk_sizes([s[0] for s in sizes], [s[1] for s in sizes],
-                         prepared.provider.effective_limits())
+    requests = build_send_table(con)
+    line = line_sql(prepared.provider, "custom_id", prepared.body_sql("prompt"))
+    batches, nbytes, ntok = assign_chunks(con, f"SELECT request_hash, custom_id, "
+                                               f"strlen({line}) + 1 AS nbytes, "
+                                               "strlen(prompt) // 4 + 1 AS ntok FROM wb_send",
+                                          prepared.provider.effective_limits())
     sample = None
-    first = con.execute(f"SELECT custom_id, {prepared.body_sql('prompt')} FROM "
-                        f"({to_send_sql()}) ORDER BY custom_id LIMIT 1").fetchone()
-    if first is None:
-        first = con.execute(f"SELECT custom_id, {prepared.body_sql('prompt')} FROM wb_current "
-                            "ORDER BY _rid LIMIT 1").fetchone()
-    if first is not None:
-        sample = prepared.provider.envelope(first[0], json.loads(first[1]))
+    for source in ("wb_send ORDER BY custom_id", "wb_current ORDER BY _rid"):
+        first = con.execute(f"SELECT custom_id, {prepared.body_sql('prompt')} FROM {source} "
+                            "LIMIT 1").fetchone()
+        if first is not None:
+            sample = prepared.provider.envelope(first[0], json.loads(first[1]))
+            break
     limits = prepared.provider.effective_limits()
     return PlanReport(
         job=prepared.spec.name, provider=prepared.provider.name, model=prepared.spec.model,
@@ -84,10 +89,10 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
         rows_in_flight=counts.get("in_flight", 0), rows_failed=counts.get("failed", 0),
         rows_new=counts.get("new", 0), rows_changed=counts.get("changed", 0),
         rows_retry=counts.get("retry", 0), rows_unsent=counts.get("unsent", 0),
-        rows_to_send=to_send_rows, requests_to_send=len(sizes),
-        duplicates_collapsed=to_send_rows - len(sizes),
-        batches=len(set(chunks)), bytes_to_send=sum(s[0] for s in sizes),
-        est_input_tokens=sum(s[1] for s in sizes), render_mode=prepared.render_mode,
+        rows_to_send=to_send_rows, requests_to_send=requests,
+        duplicates_collapsed=to_send_rows - requests,
+        batches=batches, bytes_to_send=nbytes, est_input_tokens=ntok,
+        render_mode=prepared.render_mode,
         sample_request=sample,
         limits={"max_requests": limits.max_requests, "max_bytes": limits.max_bytes,
                 "max_tokens": limits.max_tokens},

@@ -24,8 +24,7 @@ import pyarrow as pa
 
 from . import faults
 from .errors import AmbiguousCreateError, LookupUndecidedError, ProviderError
-from .identity import json_template_sql
-from .plan import to_send_sql
+from .identity import json_template_sql, sql_literal
 from .providers.base import (BODY_PLACEHOLDER, CUSTOM_ID_PLACEHOLDER, LedgerBatch, Limits,
                              Provider, RemoteBatch)
 from .source import Prepared
@@ -69,6 +68,33 @@ def chunk_sizes(sizes: list[int], tokens: list[int], limits: Limits) -> list[int
     return out
 
 
+def assign_chunks(con: duckdb.DuckDBPyConnection, source_sql: str,
+                  limits: Limits) -> tuple[int, int, int]:
+    """Temp table `wb_chunked` (source columns + `chunk`); returns (chunks, bytes, tokens).
+
+    `source_sql` yields request_hash, custom_id, nbytes, ntok. Chunks are cut by request count
+    in SQL; only when a byte or token limit would then be passed does a greedy pass over the
+    sizes (in Python, over two integer lists) recut them.
+    """
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_chunked AS
+        SELECT *, CAST((row_number() OVER () - 1) // {limits.max_requests} AS INTEGER) AS chunk
+        FROM ({source_sql})""")
+    worst = con.execute("""SELECT max(b), max(t) FROM (
+        SELECT sum(nbytes) AS b, sum(ntok) AS t FROM wb_chunked GROUP BY chunk)""").fetchone()
+    if worst[0] is not None and (worst[0] > limits.max_bytes or (
+            limits.max_tokens is not None and worst[1] > limits.max_tokens)):
+        rows = con.execute("SELECT rowid, nbytes, ntok FROM wb_chunked ORDER BY rowid").fetchall()
+        chunks = chunk_sizes([r[1] for r in rows], [r[2] for r in rows], limits)
+        con.register("wb_recut", pa.table({"rid": [r[0] for r in rows], "chunk": chunks}))
+        con.execute("""CREATE OR REPLACE TEMP TABLE wb_chunked AS
+            SELECT w.* REPLACE (r.chunk AS chunk)
+            FROM wb_chunked w JOIN wb_recut r ON r.rid = w.rowid""")
+        con.unregister("wb_recut")
+    n, nbytes, ntok = con.execute("SELECT count(DISTINCT chunk), coalesce(sum(nbytes), 0), "
+                                  "coalesce(sum(ntok), 0) FROM wb_chunked").fetchone()
+    return n, nbytes, ntok
+
+
 def new_run_id() -> str:
     return now_utc().strftime("r%Y%m%dT%H%M%S") + "_" + secrets.token_hex(3)
 
@@ -79,48 +105,42 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
     body = prepared.body_sql("prompt")
     line = line_sql(provider, "custom_id", "body")
     now = now_utc()
+    from .plan import build_send_table
+
+    stem = f"wbb_{run_id}_{secrets.token_hex(2)}"  # a run may submit several times
     con.execute("BEGIN TRANSACTION")
     try:
+        build_send_table(con)
         con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_todo AS
             SELECT request_hash, custom_id, body,
                    strlen({line}) + 1 AS nbytes, strlen(prompt) // 4 + 1 AS ntok
-            FROM (SELECT request_hash, custom_id, prompt, {body} AS body
-                  FROM ({to_send_sql()}))""")
-        todo = con.execute("SELECT request_hash, nbytes, ntok FROM wb_todo ORDER BY custom_id") \
-            .fetchall()
+            FROM (SELECT request_hash, custom_id, prompt, {body} AS body FROM wb_send)""")
+        chunks, _, _ = assign_chunks(con, "SELECT request_hash, custom_id, nbytes, ntok "
+                                          "FROM wb_todo", provider.effective_limits())
         con.execute(f"""INSERT INTO {SCHEMA}.requests
             SELECT request_hash, custom_id, ?, ?, ?, body, ?, ?, ? FROM wb_todo t
             WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.requests r
                               WHERE r.request_hash = t.request_hash)""",
                     [provider.name, provider.endpoint_path(), spec.model, spec.name, run_id, now])
-        batch_ids: list[str] = []
-        if todo:
-            chunks = chunk_sizes([t[1] for t in todo], [t[2] for t in todo],
-                                 provider.effective_limits())
-            stem = f"wbb_{run_id}_{secrets.token_hex(2)}"  # a run may submit several times
-            ids = [f"{stem}_{c:04d}" for c in chunks]
-            con.register("wb_chunks", pa.table({"request_hash": [t[0] for t in todo],
-                                                "batch_id": ids}))
-            con.execute(f"""INSERT INTO {SCHEMA}.batch_requests
-                SELECT c.batch_id, t.request_hash, t.custom_id
-                FROM wb_chunks c JOIN wb_todo t USING (request_hash)""")
-            con.execute(f"""INSERT INTO {SCHEMA}.batches
-                (batch_id, run_id, job_name, provider, endpoint, model, chunk, state,
-                 request_count, bytes, est_tokens, created_at)
-                SELECT c.batch_id, ?, ?, ?, ?, ?, CAST(split_part(c.batch_id, '_', -1) AS INT),
-                       'intent', count(*), sum(t.nbytes), sum(t.ntok), ?
-                FROM wb_chunks c JOIN wb_todo t USING (request_hash)
-                GROUP BY c.batch_id""",
-                        [run_id, spec.name, provider.name, provider.endpoint_path(), spec.model,
-                         now])
-            con.unregister("wb_chunks")
-            batch_ids = sorted(set(ids))
+        batch_id = f"{sql_literal(stem + '_')} || printf('%04d', chunk)"
+        con.execute(f"""INSERT INTO {SCHEMA}.batch_requests
+            SELECT {batch_id}, request_hash, custom_id FROM wb_chunked""")
+        con.execute(f"""INSERT INTO {SCHEMA}.batches
+            (batch_id, run_id, job_name, provider, endpoint, model, chunk, state,
+             request_count, bytes, est_tokens, created_at)
+            SELECT {batch_id}, ?, ?, ?, ?, ?, chunk, 'intent', count(*), sum(nbytes),
+                   sum(ntok), ?
+            FROM wb_chunked GROUP BY chunk""",
+                    [run_id, spec.name, provider.name, provider.endpoint_path(), spec.model,
+                     now])
+        batch_ids = [f"{stem}_{c:04d}" for c in range(chunks)]
         record_job_rows(con, spec.name, run_id)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
     con.execute("DROP TABLE IF EXISTS wb_todo")
+    con.execute("DROP TABLE IF EXISTS wb_chunked")
     faults.checkpoint("after_intent")
     return batch_ids
 
@@ -259,10 +279,10 @@ def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
 
 
 def _has_work(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> bool:
-    from .plan import classify
+    from .plan import build_send_table, classify
 
     classify(con, prepared)
-    return con.execute(f"SELECT count(*) FROM ({to_send_sql()})").fetchone()[0] > 0
+    return build_send_table(con) > 0
 
 
 def _count(report: SubmitReport, batch: LedgerBatch, state: str) -> None:
