@@ -235,8 +235,14 @@ def _abandon(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, message: str) -
     """A create the provider refused for good: its requests fail (retryable within attempts)."""
     from .collect import record_batch_failure
 
-    record_batch_failure(con, batch, f"the provider refused the batch: {message}")
-    update_batch(con, batch.batch_id, state="abandoned", error=message)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        record_batch_failure(con, batch, f"the provider refused the batch: {message}")
+        update_batch(con, batch.batch_id, state="abandoned", error=message)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
 
 
 def resume_unfinished(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdir: Path,

@@ -1,0 +1,59 @@
+"""The state schema: versioned migrations upgrade a file in place and refuse a newer one."""
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from warehouse_batch.errors import StateError
+from warehouse_batch.state import ensure_schema, migrations
+
+
+def test_fresh_file_gets_every_migration(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    newest = ensure_schema(con)
+    assert newest == max(v for v, _, _ in migrations())
+    assert [r[0] for r in con.execute("SELECT version FROM warehouse_batch.schema_migrations "
+                                      "ORDER BY 1").fetchall()] == list(range(1, newest + 1))
+    assert ensure_schema(con) == newest   # idempotent
+
+
+def test_older_file_is_upgraded_in_place_keeping_its_answers(tmp_path):
+    path = str(tmp_path / "old.duckdb")
+    con = duckdb.connect(path)
+    con.execute("CREATE SCHEMA warehouse_batch")
+    con.execute("CREATE TABLE warehouse_batch.schema_migrations (version INTEGER PRIMARY KEY, "
+                "name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
+    for version, name, sql in migrations()[:1]:        # a file written by version 1
+        con.execute(sql)
+        con.execute("INSERT INTO warehouse_batch.schema_migrations VALUES (?, ?, now())",
+                    [version, name])
+    con.execute("""INSERT INTO warehouse_batch.results (request_hash, custom_id, status,
+        retryable, response_text, attempts, failures, updated_at)
+        VALUES ('h1', 'wb_h1', 'succeeded', false, 'paid answer', 1, 0, now())""")
+    con.close()
+    con = duckdb.connect(path)
+    ensure_schema(con)
+    assert con.execute("SELECT response_text, embedding FROM warehouse_batch.results") \
+        .fetchall() == [("paid answer", None)]
+    assert con.execute("SELECT count(*) FROM warehouse_batch.usage").fetchone() == (0,)
+
+
+def test_newer_schema_is_refused(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ensure_schema(con)
+    con.execute("INSERT INTO warehouse_batch.schema_migrations VALUES (999, 'future', now())")
+    with pytest.raises(StateError, match="newer"):
+        ensure_schema(con)
+
+
+def test_file_is_readable_by_duckdb_1_4_format(tmp_path):
+    from warehouse_batch.db import connect
+
+    path = str(tmp_path / "w.duckdb")
+    connect(path).close()
+    con = duckdb.connect(path)
+    (version,) = con.execute("SELECT tags['storage_version'] FROM duckdb_databases() "
+                             "WHERE database_name = 'w'").fetchone()
+    con.close()
+    # DuckDB 2.0 would otherwise write a format DuckDB 1.x tools cannot open
+    assert version.startswith("v1.4"), version
