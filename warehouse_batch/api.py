@@ -21,8 +21,8 @@ from .db import default_db_path, session
 from .errors import EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, WarehouseBatchError
 from .output import RowCounts, write_output
 from .plan import PlanReport, build_plan
-from .providers.base import LedgerBatch, Provider, get_provider
-from .source import Prepared, prepare
+from .providers.base import LedgerBatch, get_provider
+from .source import prepare
 from .spec import JobSpec, load_job
 from .sqlutil import quote_qualified
 from .state import SCHEMA, fetch_dicts, now_utc, update_batch
@@ -127,24 +127,30 @@ def run(job_path: str, options: Options | None = None, *, wait: bool = False,
             break
         options.log(f"{report.rows.pending:,} rows pending; next poll in {delay:.0f}s")
         options.clock.sleep(delay)
-        progressed = _step(job_path, options, "run", report=report)
-        if progressed:
+        if _pass(job_path, options, report):
             backoff.reset()
     return report
 
 
 def _step(job_path: str, options: Options, command: str, *, submit: bool = True,
-          collect: bool = True, report: RunReport | None = None) -> RunReport | bool:
+          collect: bool = True) -> RunReport:
+    """A command's first (often only) pass, with its report and its `runs` row."""
+    spec = load(job_path, options)
+    report = RunReport(run_id=new_run_id(), job=spec.name, command=command, table=spec.name)
+    _pass(job_path, options, report, first=True, submit=submit, collect=collect)
+    return report
+
+
+def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = False,
+          submit: bool = True, collect: bool = True) -> bool:
     """One pass: collect ended batches, submit new work, collect again, rebuild the table.
 
-    With `report` given (a later pass of `run --wait`), the pass only polls unless something
-    ended or is left to submit, and returns whether anything moved.
+    A later pass of `run --wait` only polls unless something ended or is left to submit
+    (re-reading a large source for nothing is the expensive part). Returns whether
+    anything moved.
     """
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
-    first = report is None
-    if first:
-        report = RunReport(run_id=new_run_id(), job=spec.name, command=command, table=spec.name)
     with session(options.db) as con:
         if first:
             _record_run(con, report, spec)
@@ -156,11 +162,15 @@ def _step(job_path: str, options: Options, command: str, *, submit: bool = True,
             moved = report.collected.batches_collected > before
             if not first and not moved and not unfinished_batches(con, spec.name) \
                     and submitted_batches(con, spec.name):
-                return False  # nothing ended yet: no need to re-read the source
-            prepared = _prepare(con, spec, provider, options)
+                return False
+            if first and options.full_refresh:
+                con.execute(f"DELETE FROM {SCHEMA}.job_rows WHERE job_name = ?", [spec.name])
+                con.execute(f"DROP TABLE IF EXISTS {quote_qualified(spec.name)}")
+            prepared = prepare(con, spec, provider)
             if submit:
-                _merge(report.submitted, submit_work(con, prepared, report.run_id, options.log))
-                if collect and report.submitted.batches_created:
+                submitted = submit_work(con, prepared, report.run_id, options.log)
+                _merge(report.submitted, submitted)
+                if collect and submitted.batches_created:
                     _merge(report.collected, collect_ready(con, provider, spec.name,
                                                            options.log))
             report.rows = write_output(con, prepared)
@@ -168,16 +178,7 @@ def _step(job_path: str, options: Options, command: str, *, submit: bool = True,
         except WarehouseBatchError as e:
             _finish_run(con, report, error=e)
             raise
-    return report if first else True
-
-
-def _prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
-             options: Options) -> Prepared:
-    if options.full_refresh:
-        con.execute(f"DELETE FROM {SCHEMA}.job_rows WHERE job_name = ?", [spec.name])
-        con.execute(f"DROP TABLE IF EXISTS {quote_qualified(spec.name)}")
-        options.full_refresh = False
-    return prepare(con, spec, provider)
+    return True
 
 
 _LATEST = {"batches_in_progress"}   # a snapshot, not a running total
