@@ -24,3 +24,17 @@ def emulator(tmp_path: Path):
         yield emu
     finally:
         emu.stop()
+
+
+@pytest.fixture
+def fast_emulator(tmp_path: Path):
+    """Batches end as soon as they are looked at: for the CLI, which polls on the real clock."""
+    from warehouse_batch.emulator import EmulatorConfig, start
+
+    emu = start(EmulatorConfig(port=0, clock="manual", validate_seconds=0, process_seconds=0,
+                               finalize_seconds=0, cancel_seconds=0,
+                               state_dir=str(tmp_path / "emu")))
+    try:
+        yield emu
+    finally:
+        emu.stop()

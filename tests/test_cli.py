@@ -17,18 +17,6 @@ from helpers import billed_counts, emulator_env, provider_calls, write_job
 EXE = [sys.executable, "-m", "warehouse_batch.cli"]
 
 
-@pytest.fixture
-def fast_emulator(tmp_path):
-    """Batches finish as soon as they are looked at: the CLI polls on the real clock."""
-    from warehouse_batch.emulator import EmulatorConfig, start
-
-    emu = start(EmulatorConfig(port=0, clock="manual", validate_seconds=0, process_seconds=0,
-                               finalize_seconds=0, cancel_seconds=0,
-                               state_dir=str(tmp_path / "emu")))
-    yield emu
-    emu.stop()
-
-
 def make_job(tmp_path: Path, rows: int = 8, config_extra: str = "",
              sql: str = "SELECT id, text FROM reviews") -> tuple[str, str]:
     db = str(tmp_path / "w.duckdb")

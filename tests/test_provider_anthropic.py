@@ -505,18 +505,6 @@ def test_cancelling_a_batch_that_already_ended_is_harmless(tmp_path, emulator):
     assert api.collect(job.path, job.options()).rows.succeeded == 12
 
 
-@pytest.fixture
-def fast_emulator(tmp_path):
-    """Batches end as soon as they are looked at: the CLI polls on the real clock."""
-    from warehouse_batch.emulator import EmulatorConfig, start
-
-    emu = start(EmulatorConfig(port=0, clock="manual", validate_seconds=0, process_seconds=0,
-                               finalize_seconds=0, cancel_seconds=0,
-                               state_dir=str(tmp_path / "emu")))
-    yield emu
-    emu.stop()
-
-
 @pytest.mark.parametrize("point", ["after_intent", "after_upload", "after_create",
                                    "during_collect", "after_collect_commit"])
 def test_sigkill_anywhere_then_run_finishes_without_paying_twice(tmp_path, fast_emulator,
