@@ -69,6 +69,19 @@ def test_help_lists_every_command():
     assert "75" in out
 
 
+def reference_table(tmp_path: Path) -> list[tuple]:
+    """The output table of the same job run with no crash, on a separate emulator and file."""
+    from warehouse_batch.emulator import EmulatorConfig, start
+
+    ref = tmp_path / "reference"
+    ref.mkdir()
+    with start(EmulatorConfig(port=0, clock="manual", validate_seconds=0, process_seconds=0,
+                              finalize_seconds=0)) as emu:
+        job, db = make_job(ref)
+        assert cli(["run", job, "--db", db, "-q"], emulator_env(emu)).returncode == 0
+    return table(db)
+
+
 @pytest.mark.parametrize("point", ["after_intent", "after_upload_unrecorded", "after_upload",
                                    "after_create", "during_collect", "after_collect_commit"])
 def test_sigkill_anywhere_then_run_finishes_without_paying_twice(tmp_path, fast_emulator, point):
@@ -79,6 +92,7 @@ def test_sigkill_anywhere_then_run_finishes_without_paying_twice(tmp_path, fast_
     done = cli(["run", job, "--db", db, "--wait", "--poll-interval", "0.01"], env)
     assert done.returncode == 0, done.stderr
     assert [r[1] for r in table(db)] == ["succeeded"] * 8
+    assert table(db) == reference_table(tmp_path)   # the same table as with no crash
     billed = billed_counts(fast_emulator)
     assert len(billed) == 8 and max(billed.values()) == 1
     creates = [c for c in provider_calls(fast_emulator, "POST", "/v1/batches")
@@ -172,3 +186,26 @@ def test_cancel_and_status_json(tmp_path):
         col = cli(["collect", job, "--db", db, "--json"], env)
         report = json.loads(col.stdout)
         assert report["collected"]["not_processed"] == 8 and col.returncode == 75
+
+
+def test_emulator_command_serves_the_sdk_and_stops_on_sigterm(tmp_path):
+    import openai
+
+    proc = subprocess.Popen(EXE + ["emulator", "--port", "0", "--latency", "0",
+                                   "--state-dir", str(tmp_path / "emu")],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        assert "listening on http://127.0.0.1:" in line, line
+        url = line.split("listening on ")[1].strip()
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+        f = client.files.create(file=("in.jsonl", b'{"custom_id":"a","method":"POST",'
+                                      b'"url":"/v1/chat/completions","body":{"model":"m",'
+                                      b'"messages":[{"role":"user","content":"hi"}]}}\n'),
+                                purpose="batch")
+        batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",
+                                      completion_window="24h")
+        assert client.batches.retrieve(batch.id).status == "completed"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0   # a clean shutdown, not a kill
