@@ -198,3 +198,25 @@ def test_lost_create_response_does_not_pay_twice(tmp_path, emulator, fault):
     client = openai.OpenAI(base_url=emulator.openai_base_url, api_key="x")
     assert len(list(client.batches.list())) == 1
     assert max(billed_counts(emulator).values()) == 1
+
+
+def test_costs_view_prices_the_answers_kept(tmp_path, emulator):
+    job = Job(tmp_path, emulator)
+    plan = api.plan(job.path, job.options())
+    assert plan.est_input_cost_usd == pytest.approx(plan.est_input_tokens * 0.20 / 1e6, abs=1e-6)
+    assert plan.max_output_cost_usd == pytest.approx(12 * 5 * 0.80 / 1e6, abs=1e-6)
+    job.run()
+    (tokens_in, tokens_out), = job.sql("SELECT sum(input_tokens), sum(output_tokens) "
+                                       "FROM warehouse_batch.results")
+    assert tokens_in > 0 and tokens_out > 0
+    assert job.sql("SELECT job_name, model, answers_billed, cost_usd FROM warehouse_batch.costs") \
+        == [("enriched", "gpt-4.1-mini", 12,
+             round((tokens_in * 0.20 + tokens_out * 0.80) / 1e6, 6))]
+
+
+def test_unpriced_models_cost_nothing_known(tmp_path, emulator):
+    job = Job(tmp_path, emulator, model="my-fine-tune")
+    plan = api.plan(job.path, job.options())
+    assert plan.est_input_cost_usd is None and plan.max_output_cost_usd is None
+    job.run()
+    assert job.sql("SELECT cost_usd FROM warehouse_batch.costs") == [(None,)]

@@ -151,6 +151,11 @@ def _print_plan(r) -> None:
         click.echo(f"  {label:<22}{n:>12,}")
     click.echo(f"  {'requests to send':<22}{r.requests_to_send:>12,}  in {r.batches} batch(es), "
                f"{r.bytes_to_send / 1e6:,.1f} MB, ~{r.est_input_tokens:,} input tokens")
+    if r.est_input_cost_usd is not None:
+        worst = (f", output at most ${r.max_output_cost_usd:,.4f}"
+                 if r.max_output_cost_usd is not None else "")
+        click.echo(f"  {'estimated cost':<22}input ${r.est_input_cost_usd:,.4f}{worst} "
+                   "(batch prices)")
     if r.sample_request:
         click.echo("one request:")
         click.echo(json.dumps(r.sample_request, indent=2, ensure_ascii=False))

@@ -34,6 +34,8 @@ class PlanReport:
     bytes_to_send: int
     est_input_tokens: int
     render_mode: str
+    est_input_cost_usd: float | None = None      # batch price; None when the model is unpriced
+    max_output_cost_usd: float | None = None     # every request using all of max_tokens
     sample_request: dict | None = None
     limits: dict = field(default_factory=dict)
 
@@ -62,6 +64,24 @@ def build_send_table(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT count(*) FROM wb_send").fetchone()[0]
 
 
+def estimate_cost(con: duckdb.DuckDBPyConnection, prepared: Prepared, requests: int,
+                  input_tokens: int) -> dict:
+    """Input cost at batch prices, and the worst case for output (all of max_tokens)."""
+    price = con.execute("""SELECT arg_max(p, length(p.model)) FROM warehouse_batch.prices p
+                           WHERE p.provider = ? AND starts_with(?, p.model)""",
+                        [prepared.provider.name, prepared.spec.model]).fetchone()[0]
+    if price is None:
+        return {}
+    max_tokens = prepared.spec.generation.get("max_tokens")
+    out = None
+    if prepared.spec.endpoint == "embeddings":
+        out = 0.0
+    elif max_tokens:
+        out = round(requests * max_tokens * price["output"] / 1e6, 6)
+    return {"est_input_cost_usd": round(input_tokens * price["input"] / 1e6, 6),
+            "max_output_cost_usd": out}
+
+
 def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport:
     """Classify rows and estimate the batches, without writing anything."""
     from .submit import assign_chunks, line_sql
@@ -71,10 +91,10 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
     to_send_rows = sum(counts.get(c, 0) for c in SEND_CATEGORIES)
     requests = build_send_table(con)
     line = line_sql(prepared.provider, "custom_id", prepared.body_sql("prompt"))
-    batches, nbytes, ntok = assign_chunks(con, f"SELECT request_hash, custom_id, "
-                                               f"strlen({line}) + 1 AS nbytes, "
-                                               "strlen(prompt) // 4 + 1 AS ntok FROM wb_send",
-                                          prepared.provider.effective_limits())
+    sized = (f"SELECT *, nbytes // 4 AS ntok FROM (SELECT request_hash, custom_id, "
+             f"strlen({line}) + 1 AS nbytes FROM wb_send)")
+    batches, nbytes, ntok = assign_chunks(con, sized, prepared.provider.effective_limits())
+    cost = estimate_cost(con, prepared, requests, ntok)
     sample = None
     for source in ("wb_send ORDER BY custom_id", "wb_current ORDER BY _rid"):
         first = con.execute(f"SELECT custom_id, {prepared.body_sql('prompt')} FROM {source} "
@@ -91,7 +111,7 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
         rows_retry=counts.get("retry", 0), rows_unsent=counts.get("unsent", 0),
         rows_to_send=to_send_rows, requests_to_send=requests,
         duplicates_collapsed=to_send_rows - requests,
-        batches=batches, bytes_to_send=nbytes, est_input_tokens=ntok,
+        batches=batches, bytes_to_send=nbytes, est_input_tokens=ntok, **cost,
         render_mode=prepared.render_mode,
         sample_request=sample,
         limits={"max_requests": limits.max_requests, "max_bytes": limits.max_bytes,

@@ -55,7 +55,24 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
         except Exception:
             con.execute("ROLLBACK")
             raise
+    refresh_prices(con)
     return newest
+
+
+def refresh_prices(con: duckdb.DuckDBPyConnection) -> None:
+    """Load the shipped price list into warehouse_batch.prices (prices change by release)."""
+    data = json.loads(resources.files("warehouse_batch").joinpath("data", "prices.json")
+                      .read_text(encoding="utf-8"))
+    rows = [(p["provider"], p["model"], p["input"], p["output"], p.get("cache_read"),
+             p.get("cache_write")) for p in data["prices"]]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DELETE FROM {SCHEMA}.prices")
+        con.executemany(f"INSERT INTO {SCHEMA}.prices VALUES (?, ?, ?, ?, ?, ?)", rows)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
 
 
 def now_utc() -> dt.datetime:

@@ -111,10 +111,12 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
     con.execute("BEGIN TRANSACTION")
     try:
         build_send_table(con)
+        # tokens are estimated from bytes (4 per token, system prompt and JSON included):
+        # conservative for enqueued-token budgets and cost estimates
         con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_todo AS
-            SELECT request_hash, custom_id, body,
-                   strlen({line}) + 1 AS nbytes, strlen(prompt) // 4 + 1 AS ntok
-            FROM (SELECT request_hash, custom_id, prompt, {body} AS body FROM wb_send)""")
+            SELECT *, nbytes // 4 AS ntok FROM (
+                SELECT request_hash, custom_id, body, strlen({line}) + 1 AS nbytes
+                FROM (SELECT request_hash, custom_id, prompt, {body} AS body FROM wb_send))""")
         chunks, _, _ = assign_chunks(con, "SELECT request_hash, custom_id, nbytes, ntok "
                                           "FROM wb_todo", provider.effective_limits())
         con.execute(f"""INSERT INTO {SCHEMA}.requests
