@@ -95,7 +95,7 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     with session(options.db) as con:
-        prepared = prepare(con, spec, provider)
+        prepared = prepare(con, spec, provider, options.log)
         return build_plan(con, prepared)
 
 
@@ -166,7 +166,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
             if first and options.full_refresh:
                 con.execute(f"DELETE FROM {SCHEMA}.job_rows WHERE job_name = ?", [spec.name])
                 con.execute(f"DROP TABLE IF EXISTS {quote_qualified(spec.name)}")
-            prepared = prepare(con, spec, provider)
+            prepared = prepare(con, spec, provider, options.log)
             if submit:
                 submitted = submit_work(con, prepared, report.run_id, options.log)
                 _merge(report.submitted, submitted)
@@ -311,7 +311,7 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
     report = RunReport(run_id=new_run_id(), job=spec.name, command="reconcile", table=spec.name)
     with session(options.db) as con:
         _record_run(con, report, spec)
-        prepared = prepare(con, spec, provider)
+        prepared = prepare(con, spec, provider, options.log)
         if unfinished_batches(con, spec.name):
             provider.preflight()
             with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:

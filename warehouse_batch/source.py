@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 import pyarrow as pa
@@ -85,7 +86,8 @@ def _sql_error(e: duckdb.Error, spec: JobSpec) -> JobFileError:
                         hint=hint)
 
 
-def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider) -> Prepared:
+def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
+            log: Callable[[str], None] = lambda message: None) -> Prepared:
     """Check the job against the database and build `wb_src` and `wb_current`."""
     provider.validate()
     # Relative paths in read_csv/read_parquet resolve from the job file's folder too.
@@ -117,7 +119,7 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider) -
             SELECT rowid AS _rid, {key_sql} AS key_json, {prompt_sql} AS prompt FROM wb_src""")
         mode = "sql"
     else:
-        _render_in_python(con, spec, prompt, key_sql, rows)
+        _render_in_python(con, spec, prompt, key_sql, rows, log)
         mode = "python"
     prepared = Prepared(spec, provider, columns, types, system_text, mode, rows)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_current AS
@@ -175,7 +177,7 @@ def _count(con: duckdb.DuckDBPyConnection, cond: str) -> int:
 
 
 def _render_in_python(con: duckdb.DuckDBPyConnection, spec: JobSpec, prompt: CompiledTemplate,
-                      key_sql: str, rows: int) -> None:
+                      key_sql: str, rows: int, log: Callable[[str], None]) -> None:
     """Render with Jinja over Arrow batches of rows; memory stays bounded by the batch size."""
     con.execute("CREATE OR REPLACE TEMP TABLE wb_prompts "
                 "(_rid BIGINT, key_json VARCHAR, prompt VARCHAR)")
@@ -192,3 +194,5 @@ def _render_in_python(con: duckdb.DuckDBPyConnection, spec: JobSpec, prompt: Com
         con.register("wb_render_batch", wb_batch)
         con.execute("INSERT INTO wb_prompts SELECT * FROM wb_render_batch")
         con.unregister("wb_render_batch")
+        if rows > RENDER_BATCH_ROWS:
+            log(f"rendered {min(start + RENDER_BATCH_ROWS, rows):,} / {rows:,} prompts")
