@@ -9,7 +9,8 @@
            'Answer with one word: positive, negative or neutral.',
     prompt_file='review_prompt.j2',
     max_tokens=5,
-    temperature=0,
+    # no temperature: Anthropic's current API version refuses it, and this one file runs
+    # unchanged on every provider (switch provider and model only)
 ) }}
 SELECT review_id, product, stars, review_text
 FROM read_csv('reviews.csv')
