@@ -76,6 +76,8 @@ def collect_ready(con: duckdb.DuckDBPyConnection, provider: Provider, job_name: 
 
 def ingest(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatch,
            remote: RemoteBatch, report: CollectReport) -> None:
+    """Store one ended batch's outcomes and mark it collected, in one transaction; then
+    delete its provider files (only after the commit, so a crash never loses an answer)."""
     with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:
         paths = [p for p in provider.download_results(batch, remote, Path(tmp))
                  if p.stat().st_size > 0]
