@@ -2,6 +2,8 @@
 submit, poll, collect, incremental re-runs, retries, the answer cache."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from warehouse_batch import api
@@ -220,3 +222,22 @@ def test_unpriced_models_cost_nothing_known(tmp_path, emulator):
     assert plan.est_input_cost_usd is None and plan.max_output_cost_usd is None
     job.run()
     assert job.sql("SELECT cost_usd FROM warehouse_batch.costs") == [(None,)]
+
+
+def test_enqueued_token_limit_requeues_without_spending_attempts(tmp_path, emulator):
+    """A batch failed for token_limit_exceeded ran nothing: its rows wait and go again."""
+    job = Job(tmp_path, emulator, rows=12, extra=", max_attempts=1")
+    first = api.plan(job.path, job.options(batch_max_requests=6))
+    assert first.batches == 2
+    # room for any one 6-request batch in flight, never two (the emulator counts a request
+    # as ceil(characters of its messages / 4) tokens)
+    sizes = sorted(math.ceil((len("Answer with one word.") + len(PROMPT.replace("{{ text }}", t)))
+                             / 4) for (t,) in job.sql("SELECT text FROM reviews"))
+    emulator.admin("POST", "/_emulator/config", {"enqueued_token_limit": sum(sizes[-6:])})
+    report = job.run(batch_max_requests=6)
+    assert report.rows.succeeded == 12 and report.rows.failed == 0, report.to_dict()
+    failed = job.sql("SELECT count(*) FROM warehouse_batch.batches "
+                     "WHERE provider_status = 'failed'")[0][0]
+    assert failed >= 1     # the limit really was hit...
+    assert job.sql("SELECT max(failures) FROM warehouse_batch.results") == [(0,)]  # ...for free
+    assert max(billed_counts(emulator).values()) == 1

@@ -89,7 +89,8 @@ def ingest(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatc
                 f"batch {remote.provider_batch_id}: {bad} result line(s) were not valid JSON and "
                 "were skipped; their requests count as not processed and will be sent again")
         if remote.error and not paths:
-            _fail_all(con, batch, f"batch {remote.status}: {remote.error}")
+            _fail_all(con, batch, f"batch {remote.status}: {remote.error}",
+                      outcome="missing" if remote.requeue else "errored")
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(load_sql("batch_outcomes.sql"),
@@ -170,10 +171,12 @@ def load_lines(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> int:
     return bad
 
 
-def _fail_all(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, message: str) -> None:
-    """A batch that failed as a whole: every request gets a retryable error with its reason."""
+def _fail_all(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, message: str,
+              outcome: str = "errored") -> None:
+    """A batch that failed as a whole: every request gets the batch's reason, as a retryable
+    error (counted against max_attempts) or, for capacity failures, as not processed."""
     con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_norm AS
-        SELECT custom_id, 'errored' AS outcome, true AS retryable,
+        SELECT custom_id, '{outcome}' AS outcome, true AS retryable,
                CAST(NULL AS INTEGER) AS status_code, 'batch_failed' AS error_type,
                CAST(NULL AS VARCHAR) AS error_code, ? AS error_message,
                CAST(NULL AS VARCHAR) AS response_text, CAST(NULL AS VARCHAR) AS response_body,

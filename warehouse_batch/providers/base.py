@@ -76,6 +76,8 @@ class RemoteBatch:
     output_file_id: str | None = None
     error_file_id: str | None = None
     error: str | None = None       # batch-level failure (e.g. validation), if any
+    requeue: bool = False          # failed for capacity (e.g. an enqueued-token limit):
+                                   # nothing ran; send again later without counting a failure
     created_at: float | None = None
     raw: dict = field(default_factory=dict)
 

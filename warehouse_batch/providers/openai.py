@@ -16,6 +16,7 @@ from ..errors import (AmbiguousCreateError, ConfigurationError, ProviderError,
 from .base import LedgerBatch, Limits, Provider, RemoteBatch, register
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
+CAPACITY_CODES = {"token_limit_exceeded"}
 METADATA_TAG = "warehouse_batch"   # metadata key holding our batch_id: how lost creates are found
 FIND_WINDOW_SECONDS = 3600         # look this far before the intent for clock skew
 # Default vector sizes: https://platform.openai.com/docs/guides/embeddings
@@ -240,10 +241,14 @@ class OpenAIProvider(Provider):
             error = "; ".join(
                 f"{e.code}: {e.message}" + (f" (line {e.line})" if e.line else "")
                 for e in b.errors.data)
+        # An enqueued-token limit fails the whole batch at validation; it passes once other
+        # batches finish (openai/openai-python#2084), so it is capacity, not a bad request.
+        capacity = b.status == "failed" and b.errors is not None and any(
+            e.code in CAPACITY_CODES for e in (b.errors.data or []))
         return RemoteBatch(
             provider_batch_id=b.id, status=b.status, ended=b.status in TERMINAL, counts=counts,
             output_file_id=b.output_file_id or None, error_file_id=b.error_file_id or None,
-            error=error, created_at=b.created_at, raw=b.model_dump())
+            error=error, created_at=b.created_at, raw=b.model_dump(), requeue=capacity)
 
 
 def _filename(batch: LedgerBatch) -> str:
