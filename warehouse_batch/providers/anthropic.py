@@ -45,7 +45,8 @@ from urllib.parse import urlsplit
 from ..errors import (AmbiguousCreateError, ConfigurationError, JobFileError,
                       LookupUndecidedError, ProviderError,
                       ProviderErrorInfo)
-from .base import LedgerBatch, Limits, Provider, RemoteBatch, register
+from .base import (LedgerBatch, Limits, Provider, RemoteBatch, register, status_error,
+                   unreachable_error)
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 PINNED_VERSION = "2023-06-01"            # the API version that still takes sampling parameters
@@ -65,23 +66,14 @@ def translate_error(exc: Exception, action: str) -> ProviderError:
     import httpx2
 
     if isinstance(exc, anthropic.APIStatusError):
-        status = exc.status_code
-        retryable = status in (408, 409, 429) or status >= 500
-        info = ProviderErrorInfo(status=status, request_id=exc.request_id,
+        info = ProviderErrorInfo(status=exc.status_code, request_id=exc.request_id,
                                  type=getattr(exc, "type", None),
                                  code=getattr(exc, "error_code", None))
         message = getattr(exc, "api_message", None) or exc.message
-        if status == 401:
-            return ProviderError(f"{action}: Anthropic refused the API key ({message})",
-                                 retryable=False, info=info)
-        return ProviderError(f"{action}: HTTP {status}: {message}", retryable=retryable,
-                             info=info)
+        return status_error(action, exc.status_code, message, info, who="Anthropic")
     if isinstance(exc, anthropic.APIConnectionError):
-        url = getattr(getattr(exc, "request", None), "url", None)
-        where = f" {url.scheme}://{url.host}:{url.port or _default_port(url.scheme)}" \
-            if url is not None else ""
-        return ProviderError(f"{action}: cannot reach the provider at{where} ({exc})",
-                             retryable=True)
+        return unreachable_error(action, getattr(getattr(exc, "request", None), "url", None),
+                                 exc)
     if isinstance(exc, httpx2.TransportError):   # e.g. the results stream broke off
         return ProviderError(f"{action}: the connection to the provider failed ({exc!r})",
                              retryable=True)
@@ -372,10 +364,6 @@ def _total(b: Any) -> int:
 
 def _ends_in_v1(url: str) -> bool:
     return urlsplit(url).path.rstrip("/").endswith("/v1")
-
-
-def _default_port(scheme: str) -> int:
-    return 443 if scheme == "https" else 80
 
 
 def _epoch(ts: Any) -> float:

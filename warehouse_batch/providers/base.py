@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, ProviderError, ProviderErrorInfo
 from ..spec import JobSpec
 
 PROMPT_PLACEHOLDER = "\u0000warehouse-batch:prompt\u0000"
@@ -186,6 +186,29 @@ class Provider(ABC):
             f"no API key for provider {self.name!r}: set {' or '.join(names)}",
             hint="to try a job offline, start `warehouse-batch emulator` and point the "
                  "provider's base URL at it (see the README)")
+
+
+RETRYABLE_STATUS = frozenset({408, 409, 429})   # plus every 5xx, as both SDKs retry them
+
+
+def status_error(action: str, status: int, message: str, info: ProviderErrorInfo,
+                 who: str = "the provider") -> ProviderError:
+    """An HTTP error answer as a ProviderError: 408/409/429/5xx may pass, the rest will not."""
+    if status == 401:
+        return ProviderError(f"{action}: {who} refused the API key ({message})",
+                             retryable=False, info=info)
+    return ProviderError(f"{action}: HTTP {status}: {message}",
+                         retryable=status in RETRYABLE_STATUS or status >= 500, info=info)
+
+
+def unreachable_error(action: str, url: Any, exc: Exception) -> ProviderError:
+    """A connection failure, naming the host and port that could not be reached."""
+    where = ""
+    if url is not None:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        where = f" {url.scheme}://{url.host}:{port}"
+    return ProviderError(f"{action}: cannot reach the provider at{where} ({exc})",
+                         retryable=True)
 
 
 _REGISTRY: dict[str, type[Provider]] = {}

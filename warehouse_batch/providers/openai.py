@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 
 from ..errors import (AmbiguousCreateError, ConfigurationError, ProviderError,
                       ProviderErrorInfo)
-from .base import LedgerBatch, Limits, Provider, RemoteBatch, register
+from .base import (LedgerBatch, Limits, Provider, RemoteBatch, register, status_error,
+                   unreachable_error)
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 CAPACITY_CODES = {"token_limit_exceeded"}
@@ -29,21 +30,12 @@ def translate_error(exc: Exception, action: str) -> ProviderError:
     import openai
 
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        retryable = status in (408, 409, 429) or status >= 500
-        info = ProviderErrorInfo(status=status, request_id=exc.request_id,
+        info = ProviderErrorInfo(status=exc.status_code, request_id=exc.request_id,
                                  type=getattr(exc, "type", None), code=getattr(exc, "code", None))
-        message = getattr(exc, "message", str(exc))
-        if status == 401:
-            return ProviderError(f"{action}: the provider refused the API key ({message})",
-                                 retryable=False, info=info)
-        return ProviderError(f"{action}: HTTP {status}: {message}", retryable=retryable,
-                             info=info)
+        return status_error(action, exc.status_code, getattr(exc, "message", str(exc)), info)
     if isinstance(exc, openai.APIConnectionError):
-        url = getattr(getattr(exc, "request", None), "url", None)
-        where = f" {url.scheme}://{url.host}:{url.port}" if url is not None else ""
-        return ProviderError(f"{action}: cannot reach the provider at{where} ({exc})",
-                             retryable=True)
+        return unreachable_error(action, getattr(getattr(exc, "request", None), "url", None),
+                                 exc)
     return ProviderError(f"{action}: {exc}", retryable=False)
 
 
