@@ -98,25 +98,38 @@ def test_failures_and_expiry_end_with_every_row_succeeded(tmp_path, emulator):
     assert outcomes["expired"] > 0 and outcomes["errored"] > 0 and outcomes["succeeded"] == 60
 
 
-def test_permanent_failures_are_recorded_and_not_retried(tmp_path, emulator):
-    job = Job(tmp_path, emulator)
+PROVIDERS = pytest.mark.parametrize("provider, model, message, permanent, transient", [
+    ("openai", "gpt-4.1-mini", "context length", "invalid_request_error", "server_error"),
+    ("anthropic", "claude-haiku-4-5", "prompt is too long", "invalid_request_error",
+     "api_error"),
+])
+
+
+@PROVIDERS
+def test_permanent_failures_are_recorded_and_not_retried(tmp_path, emulator, provider, model,
+                                                         message, permanent, transient):
+    job = Job(tmp_path, emulator, provider=provider, model=model)
     job.sql("UPDATE reviews SET text = 'too long [[emu:error400]]' WHERE id = 4")
     report = job.run()
     assert report.exit_code == 4 and report.rows.failed == 1 and report.rows.succeeded == 11
     status, error, attempts = job.sql(
         "SELECT _status, _error, _attempts FROM enriched WHERE id = 4")[0]
-    assert status == "failed" and "context length" in error.lower() and attempts == 1
+    assert status == "failed" and message in error.lower() and attempts == 1
+    assert job.sql("SELECT error_type, retryable FROM warehouse_batch.results r JOIN enriched e "
+                   "ON e._request_hash = r.request_hash WHERE e.id = 4") == [(permanent, False)]
     assert job.run(wait=False).submitted.requests_submitted == 0
 
 
-def test_retryable_failures_stop_at_max_attempts(tmp_path, emulator):
-    job = Job(tmp_path, emulator, extra=", max_attempts=2")
+@PROVIDERS
+def test_retryable_failures_stop_at_max_attempts(tmp_path, emulator, provider, model, message,
+                                                 permanent, transient):
+    job = Job(tmp_path, emulator, provider=provider, model=model, extra=", max_attempts=2")
     job.sql("UPDATE reviews SET text = 'flaky [[emu:error500]]' WHERE id = 4")
     report = job.run()
     assert report.rows.failed == 1 and report.exit_code == 4
-    assert job.sql("SELECT failures, retryable FROM warehouse_batch.results r "
+    assert job.sql("SELECT failures, retryable, error_type FROM warehouse_batch.results r "
                    "JOIN enriched e ON e._request_hash = r.request_hash WHERE e.id = 4") \
-        == [(2, True)]
+        == [(2, True, transient)]
 
 
 def test_identical_requests_are_sent_once(tmp_path, emulator):

@@ -133,30 +133,6 @@ def test_failures_expiry_and_cancel_end_with_every_row_succeeded(tmp_path, emula
     assert outcomes[never_ran] > 0 and outcomes["errored"] > 0 and outcomes["succeeded"] == 60
 
 
-def test_permanent_failures_are_recorded_and_not_retried(tmp_path, emulator):
-    job = Job(tmp_path, emulator)
-    job.sql("UPDATE reviews SET text = 'too long [[emu:error400]]' WHERE id = 4")
-    report = job.run()
-    assert report.exit_code == 4 and report.rows.failed == 1 and report.rows.succeeded == 11
-    status, error, attempts = job.sql(
-        "SELECT _status, _error, _attempts FROM enriched WHERE id = 4")[0]
-    assert status == "failed" and "prompt is too long" in error and attempts == 1
-    assert job.sql("SELECT error_type, retryable FROM warehouse_batch.results r JOIN enriched e "
-                   "ON e._request_hash = r.request_hash WHERE e.id = 4") == \
-        [("invalid_request_error", False)]
-    assert job.run(wait=False).submitted.requests_submitted == 0
-
-
-def test_server_errors_are_retried_up_to_max_attempts(tmp_path, emulator):
-    job = Job(tmp_path, emulator, extra=", max_attempts=2")
-    job.sql("UPDATE reviews SET text = 'flaky [[emu:error500]]' WHERE id = 4")
-    report = job.run()
-    assert report.rows.failed == 1 and report.exit_code == 4
-    assert job.sql("SELECT failures, retryable, error_type FROM warehouse_batch.results r "
-                   "JOIN enriched e ON e._request_hash = r.request_hash WHERE e.id = 4") \
-        == [(2, True, "api_error")]
-
-
 def test_truncated_answers_show_max_tokens(tmp_path, emulator):
     job = Job(tmp_path, emulator)
     job.sql("UPDATE reviews SET text = 'long story [[emu:truncate]]' WHERE id = 2")
