@@ -20,6 +20,7 @@ from .collect import CollectReport, collect_ready, poll, submitted_batches
 from .db import default_db_path, session
 from .errors import EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, WarehouseBatchError
 from .output import RowCounts, write_output
+from .paths import make_scope
 from .plan import PlanReport, build_plan
 from .providers.base import LedgerBatch, get_provider
 from .source import prepare
@@ -42,6 +43,8 @@ class Options:
     batch_max_tokens: int | None = None
     full_refresh: bool = False
     env: Mapping[str, str] | None = None
+    allowed_paths: tuple[str, ...] = ()   # folders a job may read beyond its own (paths.py)
+    allowed_hosts: tuple[str, ...] = ()   # hosts a job file's base_url may name (paths.py)
     clock: Clock = field(default_factory=SystemClock)
     log: Callable[[str], None] = lambda message: None
 
@@ -81,7 +84,8 @@ class RunReport:
 def load(job_path: str, options: Options | None = None) -> JobSpec:
     """Read a job file and apply option overrides (attempts, chunk limits)."""
     options = options or Options()
-    spec = load_job(job_path, vars=options.vars)
+    scope = make_scope(job_path, options.env, options.allowed_paths, options.allowed_hosts)
+    spec = load_job(job_path, vars=options.vars, scope=scope)
     for name in ("max_attempts", "batch_max_requests", "batch_max_bytes", "batch_max_tokens"):
         value = getattr(options, name)
         if value is not None:

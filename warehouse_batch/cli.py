@@ -70,6 +70,12 @@ def job_options(f: Callable) -> Callable:
                      help="bytes per provider batch [default: provider limit]"),
         click.option("--batch-max-tokens", type=click.IntRange(min=1), default=None,
                      help="estimated input tokens per batch (enqueued-token budgets)"),
+        click.option("--allow-path", "allow_paths", multiple=True, metavar="DIR",
+                     help="a folder the job may read besides its own and its project root "
+                          "(also $WAREHOUSE_BATCH_ALLOWED_PATHS); repeatable"),
+        click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST[:PORT]",
+                     help="a host a base_url in the job file may name; API keys go nowhere "
+                          "else (also $WAREHOUSE_BATCH_ALLOWED_HOSTS); repeatable"),
     ]
     for d in reversed(decorators):
         f = d(f)
@@ -77,10 +83,11 @@ def job_options(f: Callable) -> Callable:
 
 
 def _options(db, vars_, quiet, max_attempts, batch_max_requests, batch_max_bytes,
-             batch_max_tokens, **extra) -> api.Options:
+             batch_max_tokens, allow_paths=(), allow_hosts=(), **extra) -> api.Options:
     opts = api.Options(vars=_parse_vars(vars_), max_attempts=max_attempts,
                        batch_max_requests=batch_max_requests, batch_max_bytes=batch_max_bytes,
-                       batch_max_tokens=batch_max_tokens, log=_logger(quiet), **extra)
+                       batch_max_tokens=batch_max_tokens, allowed_paths=tuple(allow_paths),
+                       allowed_hosts=tuple(allow_hosts), log=_logger(quiet), **extra)
     if db:
         opts.db = db
     return opts

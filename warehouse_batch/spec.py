@@ -21,6 +21,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from .errors import JobFileError, Location
+from .paths import Scope, make_scope
 
 _CONFIG_START = re.compile(r"\{\{-?\s*config\s*\(")
 
@@ -87,13 +88,16 @@ class JobSpec:
     sql_line: int = 1
     output_schema: dict | None = None
     output_columns: dict[str, str] | None = None
+    scope: Scope | None = None   # folders and hosts the operator allows this job (paths.py)
 
     def location_of(self, key: str) -> Location:
         return self.key_locations.get(key, Location(self.path, 1, 1))
 
 
-def load_job(path: str | Path, vars: dict[str, Any] | None = None) -> JobSpec:
-    """Read and validate a job file."""
+def load_job(path: str | Path, vars: dict[str, Any] | None = None,
+             scope: Scope | None = None) -> JobSpec:
+    """Read and validate a job file; `scope` is what the operator allows it to touch
+    (default: its folder and project root, plus the environment's allowances)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -101,14 +105,17 @@ def load_job(path: str | Path, vars: dict[str, Any] | None = None) -> JobSpec:
         raise JobFileError(f"job file not found: {p}") from None
     except UnicodeDecodeError as e:
         raise JobFileError(f"job file is not UTF-8: {e}", Location(str(p))) from None
-    return parse_job(text, str(p), vars=vars or {})
+    return parse_job(text, str(p), vars=vars or {}, scope=scope)
 
 
-def parse_job(text: str, path: str = "<job>", vars: dict[str, Any] | None = None) -> JobSpec:
+def parse_job(text: str, path: str = "<job>", vars: dict[str, Any] | None = None,
+              scope: Scope | None = None) -> JobSpec:
     """Parse the text of a job file named `path` (used in messages and to resolve files)."""
+    scope = scope or make_scope(path)
     config, locations, body = _split_config(text, path)
     _check_keys(config, locations, path)
     spec = _build_spec(config, locations, path, vars or {})
+    spec.scope = scope
     spec.sql, spec.sql_line = _prepare_sql(body, path, spec.vars)
     _check_sql(spec.sql, path)
     return spec

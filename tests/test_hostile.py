@@ -1,0 +1,124 @@
+"""Every hostile job file in `tests/hostile/` is refused through the CLI, with its exit code
+and message, and changes nothing: no table or view differs afterwards, and no provider
+(the emulator, or a listener a job file names) receives a single request."""
+from __future__ import annotations
+
+import http.server
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from helpers import emulator_env, write_job
+from hostile import Case, all_cases
+from warehouse_batch.db import connect
+
+EXE = [sys.executable, "-m", "warehouse_batch.cli"]
+
+
+class Trap:
+    """A loopback HTTP listener that records every request it receives (and answers 500)."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        trap = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                trap.received.append(f"{self.command} {self.path} {dict(self.headers)} "
+                                     f"{body[:200]!r}")
+                self.send_response(500)
+                self.end_headers()
+
+            do_GET = do_POST = do_PUT = do_DELETE = _any
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+        self.url = f"http://127.0.0.2:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def trap():
+    t = Trap()
+    try:
+        yield t
+    finally:
+        t.close()
+
+
+def checksum(db: str) -> dict[str, str]:
+    """A checksum of every table's rows and every view's definition in the file."""
+    con = duckdb.connect(db, read_only=True)
+    try:
+        out = {}
+        for schema, name in con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary "
+                "ORDER BY ALL").fetchall():
+            q = f'"{schema}"."{name}"'
+            out[f"table {schema}.{name}"] = con.execute(
+                f"SELECT count(*) || ':' || coalesce(md5(string_agg(t::VARCHAR, chr(30) "
+                f"ORDER BY t::VARCHAR)), '') FROM {q} t").fetchone()[0]
+        for schema, name, sql in con.execute(
+                "SELECT schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal "
+                "AND NOT temporary ORDER BY ALL").fetchall():
+            out[f"view {schema}.{name}"] = sql
+        return out
+    finally:
+        con.close()
+
+
+def _fill(text: str, subs: dict[str, str]) -> str:
+    for k, v in subs.items():
+        text = text.replace("{" + k + "}", v)
+    return text
+
+
+CASES = all_cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_hostile_job_is_refused_and_changes_nothing(case: Case, tmp_path, fast_emulator, trap):
+    subs = {"trap": trap.url, "dir": str(tmp_path)}
+    db = str(tmp_path / "w.duckdb")
+    con = connect(db)   # the state schema exists, as after any earlier run
+    con.execute("CREATE TABLE reviews AS SELECT range AS id, 'review number ' || range AS text "
+                "FROM range(6)")
+    con.execute("CREATE TABLE other AS SELECT 1 AS x")
+    if case.setup_sql:
+        con.execute(_fill(case.setup_sql, subs))
+    con.close()
+    for rel, text in case.files.items():
+        f = tmp_path / _fill(rel, subs)
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(_fill(text, subs))
+    if case.job_text is not None:
+        job = tmp_path / "job.sql"
+        job.write_text(_fill(case.job_text, subs))
+    else:
+        job = write_job(tmp_path, _fill(case.config, subs), _fill(case.sql, subs))
+    env = emulator_env(fast_emulator, **{k: _fill(v, subs) for k, v in case.env.items()})
+    before = checksum(db)
+    for command in case.commands:
+        args = [command, str(job), "--db", db, *(_fill(a, subs) for a in case.args)]
+        if command == "run":
+            args += ["--wait", "--poll-interval", "1", "--max-wait", "5"]
+        p = subprocess.run(EXE + args, env=env, capture_output=True, text=True, timeout=120)
+        assert p.returncode == case.exit_code, (command, p.returncode, p.stderr)
+        assert re.search(case.message, p.stderr), (command, p.stderr)
+        assert "Traceback" not in p.stderr, p.stderr
+        assert checksum(db) == before, f"{command} changed the database"
+        assert fast_emulator.admin("GET", "/_emulator/requests")["data"] == [], command
+        assert trap.received == [], trap.received
