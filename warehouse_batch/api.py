@@ -156,7 +156,10 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     with session(options.db) as con:
+        prepared = None
         if first:
+            # every check runs before anything is written: a refused job leaves no trace
+            prepared = prepare(con, spec, provider, options.log)
             _record_run(con, report, spec)
         try:
             before = report.collected.batches_collected
@@ -170,7 +173,8 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
             if first and options.full_refresh:
                 con.execute(f"DELETE FROM {SCHEMA}.job_rows WHERE job_name = ?", [spec.name])
                 con.execute(f"DROP TABLE IF EXISTS {quote_qualified(spec.name)}")
-            prepared = prepare(con, spec, provider, options.log)
+            if prepared is None:
+                prepared = prepare(con, spec, provider, options.log)
             if submit:
                 submitted = submit_work(con, prepared, report.run_id, options.log)
                 _merge(report.submitted, submitted)
@@ -314,8 +318,8 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
     provider = get_provider(spec, options.env)
     report = RunReport(run_id=new_run_id(), job=spec.name, command="reconcile", table=spec.name)
     with session(options.db) as con:
-        _record_run(con, report, spec)
         prepared = prepare(con, spec, provider, options.log)
+        _record_run(con, report, spec)
         if unfinished_batches(con, spec.name):
             provider.preflight()
             with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:
