@@ -221,9 +221,11 @@ _lifecycle("run", api.run,
            "polling (exponential backoff with jitter) until every row is answered or failed.",
            [_full_refresh,
             click.option("--wait", is_flag=True, help="poll until every row is terminal"),
-            click.option("--max-wait", type=float, default=None, metavar="SECONDS",
+            click.option("--max-wait", type=click.FloatRange(min=0), default=None,
+                         metavar="SECONDS",
                          help="with --wait: give up polling after this long (exit 75)"),
-            click.option("--poll-interval", type=float, default=10.0, show_default=True,
+            click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True),
+                         default=10.0, show_default=True,
                          metavar="SECONDS", help="first delay between polls; doubles to 600")])
 
 

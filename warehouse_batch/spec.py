@@ -21,6 +21,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from .errors import JobFileError, Location
+from .models import output_limit
 from .paths import Scope, make_scope
 
 _CONFIG_START = re.compile(r"\{\{-?\s*config\s*\(")
@@ -317,10 +318,9 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
             if v < 1:
                 raise JobFileError(f"{k} must be at least 1", locations[k])
             ints[k] = v
-    if "max_tokens" in config:
-        v = _want(config, locations, "max_tokens", (int,), "a positive whole number")
-        if v < 1:
-            raise JobFileError("max_tokens must be at least 1", locations["max_tokens"])
+    for k in ("max_tokens", "max_completion_tokens"):
+        if k in config:
+            _check_output_tokens(config, locations, k)
     if "temperature" in config:
         _want(config, locations, "temperature", (int, float), "a number")
     endpoint = config.get("endpoint", "chat")
@@ -342,6 +342,22 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
         description=config.get("description"), tags=list(tags) if tags else [],
         vars=dict(vars), key_locations=locations, **ints,
     )
+
+
+def _check_output_tokens(config: dict, locations: dict[str, Location], key: str) -> None:
+    """An output-token cap is a positive integer no larger than the model documents."""
+    v = _want(config, locations, key, (int,), "a positive whole number")
+    if v < 1:
+        raise JobFileError(f"{key} must be at least 1", locations[key])
+    provider, model = config.get("provider"), config.get("model")
+    if not isinstance(provider, str) or not isinstance(model, str):
+        return
+    limit = output_limit(provider, model)
+    if v > limit.tokens:
+        why = (f"{model} answers with at most {limit.tokens:,} tokens" if limit.documented
+               else f"no model answers with more than {limit.tokens:,} tokens")
+        raise JobFileError(f"{key}={v:,} is more than the model can produce: {why}",
+                           locations[key], hint=f"set {key} to at most {limit.tokens:,}")
 
 
 def _typed_answer(config: dict, locations: dict[str, Location], base: Path, path: str,
