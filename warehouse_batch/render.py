@@ -14,9 +14,9 @@ Budgets, per prompt and per job:
   The largest context window of the models the providers serve is about 1M tokens (GPT-4.1
   family, Claude with the 1M-token window), roughly 4M characters of text: a longer prompt
   cannot be answered by any model, only paid for and rejected.
-* `MAX_WORK_CHARS` / `MAX_RANGE_STEPS`: what one prompt's rendering may build in total (all
-  intermediate strings) and iterate (`range()` elements), so small steps in loops cannot
-  burn minutes of CPU per row.
+* `MAX_WORK_CHARS` / `MAX_LOOP_STEPS`: what one prompt's rendering may build in total (all
+  intermediate strings) and iterate (loop iterations), so small steps in loops cannot burn
+  minutes of CPU per row.
 * the job budget (`DEFAULT_MAX_JOB_CHARS`, or `$WAREHOUSE_BATCH_MAX_JOB_CHARS` set by the
   operator, never by the job file): the characters all prompts of one job may total.
 """
@@ -42,7 +42,7 @@ from .sqlutil import quote_ident
 
 MAX_PROMPT_CHARS = 4_000_000
 MAX_WORK_CHARS = 25 * MAX_PROMPT_CHARS
-MAX_RANGE_STEPS = 1_000_000
+MAX_LOOP_STEPS = 1_000_000
 DEFAULT_MAX_JOB_CHARS = 4_000_000_000
 MAX_JOB_CHARS_ENV = "WAREHOUSE_BATCH_MAX_JOB_CHARS"
 RESERVED_NAMES = {"row", "vars"}
@@ -55,7 +55,7 @@ _BLOB_TYPE = re.compile(r"\bBLOB\b", re.IGNORECASE)
 
 def make_env(budget: Budget | None = None, null_as_empty: bool = False) -> BoundedSandbox:
     """The bounded, strict sandbox; `budget` defaults to one prompt's budget."""
-    budget = budget or Budget(MAX_PROMPT_CHARS, MAX_WORK_CHARS, MAX_RANGE_STEPS)
+    budget = budget or Budget(MAX_PROMPT_CHARS, MAX_WORK_CHARS, MAX_LOOP_STEPS)
     return BoundedSandbox(budget, null_as_empty=null_as_empty, undefined=StrictUndefined,
                           autoescape=False, keep_trailing_newline=True)
 
@@ -93,7 +93,7 @@ class CompiledTemplate:
 
 
 def compile_template(t: Template, what: str) -> CompiledTemplate:
-    budget = Budget(MAX_PROMPT_CHARS, MAX_WORK_CHARS, MAX_RANGE_STEPS)
+    budget = Budget(MAX_PROMPT_CHARS, MAX_WORK_CHARS, MAX_LOOP_STEPS)
     env = make_env(budget, null_as_empty=True)
     try:
         tree = env.parse(t.text)

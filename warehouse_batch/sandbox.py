@@ -17,8 +17,8 @@ check after rendering could look at the result. Here every operation that can gr
 
 The limits live on a `Budget` the caller resets for each render: the largest string one value
 may be (the per-prompt limit), how many characters all checked operations of one render may
-build in total (so a loop of small concatenations cannot burn CPU) and how many `range()`
-elements one render may iterate (nested loops that print nothing).
+build in total (so a loop of small concatenations cannot burn CPU) and how many loop
+iterations one render may run (nested loops that print nothing).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from jinja2 import nodes
 from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import markup_join
-from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import _PassArg
 
 from .errors import TemplateBudgetError
@@ -46,7 +46,7 @@ class Budget:
     def __init__(self, max_chars: int, max_work: int, max_steps: int) -> None:
         self.max_chars = max_chars      # the largest string (or list) one value may be
         self.max_work = max_work        # characters all checked operations may build
-        self.max_steps = max_steps      # range() elements one render may iterate
+        self.max_steps = max_steps      # loop iterations one render may run
         self.reset()
 
     def reset(self) -> None:
@@ -69,7 +69,7 @@ class Budget:
         self.steps += n
         if self.steps > self.max_steps:
             raise TemplateBudgetError(
-                f"the template iterates more than {self.max_steps:,} range() elements for one "
+                f"the template's loops run more than {self.max_steps:,} iterations for one "
                 "prompt")
 
 
@@ -104,7 +104,16 @@ def text_size(obj: Any, cap: int, quoted: bool = False) -> int | None:
 
 
 class _BoundedCodeGenerator(CodeGenerator):
-    """Compiles `~` to the environment's checked join instead of Jinja's plain `str_join`."""
+    """Compiles `~` to the environment's checked join instead of Jinja's plain `str_join`,
+    and makes every `for` loop count its iterations (recursive loops are refused: their
+    inner iterables could not be counted)."""
+
+    def visit_For(self, node: nodes.For, frame: Any) -> None:
+        if node.recursive:
+            self.fail("recursive loops are not allowed in templates", node.lineno)
+        node.iter = nodes.Call(nodes.EnvironmentAttribute("counted"), [node.iter], [], None,
+                               None, lineno=node.lineno)
+        super().visit_For(node, frame)
 
     def visit_Concat(self, node: nodes.Concat, frame: Any) -> None:
         self.write("environment.checked_concat((")
@@ -128,7 +137,6 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.null_as_empty = null_as_empty
         super().__init__(finalize=self._finalize, **kw)
         self.concat = self._checked_buffer_concat       # block bodies, macros, filter blocks
-        self.globals["range"] = self._range
         self.globals["lipsum"] = self._lipsum(self.globals["lipsum"])
         self.filters = {name: _guard_filter(self, name, f) for name, f in self.filters.items()}
 
@@ -200,10 +208,12 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             __self.budget.want(len(result), f"calling {name or 'a function'}()")
         return result
 
-    def _range(self, *args: int) -> range:
-        r = safe_range(*args)
-        self.budget.step(len(r))
-        return r
+    def counted(self, iterable: Any) -> Any:
+        """A loop's iterable, each item counted against the budget's steps."""
+        step = self.budget.step
+        for item in iterable:
+            step(1)
+            yield item
 
     def _lipsum(self, lipsum: Callable[..., str]) -> Callable[..., str]:
         def checked(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
