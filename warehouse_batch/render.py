@@ -22,6 +22,7 @@ Budgets, per prompt and per job:
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -272,7 +273,8 @@ def check_sql_prompts(con: duckdb.DuckDBPyConnection, ct: CompiledTemplate,
         key, n = con.execute(f"SELECT key_json, length(prompt) FROM {table} WHERE "
                              f"length(prompt) > {MAX_PROMPT_CHARS} ORDER BY _rid LIMIT 1"
                              ).fetchone()
-        raise DataError(f"the rendered {ct.what} for the row with key {key} has {n:,} "
+        raise DataError(f"the rendered {ct.what} for the row with key {json.loads(key)} has "
+                        f"{n:,} "
                         f"characters (the limit for one prompt is {MAX_PROMPT_CHARS:,})",
                         location=ct.source.location(),
                         hint="shorten the text in the SELECT, e.g. left(col, N)")
@@ -281,7 +283,7 @@ def check_sql_prompts(con: duckdb.DuckDBPyConnection, ct: CompiledTemplate,
             f"SELECT key_json FROM (SELECT key_json, _rid, sum(length(prompt)) OVER "
             f"(ORDER BY _rid) AS upto FROM {table}) WHERE upto > {ct.max_job_chars} "
             "ORDER BY _rid LIMIT 1").fetchone()[0]
-        raise DataError(_job_budget_message(ct, key), location=ct.source.location(),
+        raise DataError(_job_budget_message(ct, json.loads(key)), location=ct.source.location(),
                         hint=_JOB_BUDGET_HINT)
     ct.job_chars += total
 
