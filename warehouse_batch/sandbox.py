@@ -38,6 +38,8 @@ from jinja2.utils import _PassArg
 from .errors import TemplateBudgetError
 
 _MAX_REPEAT = 100_000
+_MAX_INT_BITS = 100_000       # far more than any printable number (Python prints 4,300 digits)
+_LIST_ITEM_COST = 8           # budget characters charged per item of a list a call returns
 
 
 class Budget:
@@ -64,6 +66,13 @@ class Budget:
             raise TemplateBudgetError(
                 f"{what}: the template builds more than {self.max_work:,} characters of "
                 "strings for one prompt")
+
+    def charge(self, n: int) -> None:
+        """Count work that builds no single large value (e.g. the items of a list)."""
+        self.work += n
+        if self.work > self.max_work:
+            raise TemplateBudgetError(f"the template builds more than {self.max_work:,} "
+                                      "characters of strings and list items for one prompt")
 
     def step(self, n: int) -> None:
         self.steps += n
@@ -182,6 +191,11 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
                 if count > _MAX_REPEAT:
                     raise SecurityError(f"repeating a string {count} times is not allowed")
                 self.budget.want(len(value) * max(count, 0), "the * operator")
+        elif op == "*" and isinstance(left, int) and isinstance(right, int):
+            bits = left.bit_length() + right.bit_length()
+            if bits > _MAX_INT_BITS:
+                raise TemplateBudgetError(f"the * operator would build a number of {bits:,} "
+                                          f"bits (the limit is {_MAX_INT_BITS:,})")
         elif op == "+" and isinstance(left, seq) and isinstance(right, seq):
             self.budget.want(len(left) + len(right), "the + operator")
         elif op == "%" and isinstance(left, str):
@@ -206,6 +220,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         result = super().call(__context, __obj, *args, **kwargs)
         if isinstance(result, str) and len(result) > __self.budget.max_chars:
             __self.budget.want(len(result), f"calling {name or 'a function'}()")
+        elif isinstance(result, (list, tuple)):
+            __self.budget.charge(_LIST_ITEM_COST * len(result))
         return result
 
     def counted(self, iterable: Any) -> Any:
@@ -403,9 +419,13 @@ def _guard_filter(env: BoundedSandbox, name: str, f: Callable[..., Any]) -> Call
                 rest = (list(rest[0]),) + rest[1:]
             env.budget.want(size_of(env.budget.max_chars, *rest, **kwargs),
                             f"the {name} filter")
+        if name == "slice" and len(rest) > 1 and isinstance(rest[1], int):
+            env.budget.step(rest[1])                # slice loops once per slice
         result = f(*lead, *rest, **kwargs)
         if isinstance(result, (str, list)) and len(result) > env.budget.max_chars:
             env.budget.want(len(result), f"the {name} filter")
+        if isinstance(result, list):
+            env.budget.charge(_LIST_ITEM_COST * len(result))
         return result
 
     return update_wrapper(guarded, f)
