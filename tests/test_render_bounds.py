@@ -177,6 +177,15 @@ def test_small_steps_in_loops_are_bounded():
                 [{"id": 1, "text": "x" * 20000}])
 
 
+def test_compiling_never_folds_a_large_constant_into_the_code():
+    """Jinja evaluates constant filter calls while compiling; only small results are kept."""
+    ct = compile_template(Template("{{ 'x'|center(3000000) }}{{ 'y'|center(5) }}", "p.j2", 1),
+                          "prompt")
+    consts = ct.jinja.root_render_func.__code__.co_consts
+    assert "  y  " in consts and max(len(c) for c in consts if isinstance(c, str)) < 100
+    assert len(_render("{{ 'x'|center(3000000) }}", [{"id": 1}])[0]) == 3000000
+
+
 def test_recursive_loops_are_refused():
     with pytest.raises(JobFileError, match="recursive loops"):
         compile_template(Template("{% for x in text recursive %}{{ loop(x) }}{% endfor %}",
@@ -194,7 +203,8 @@ def test_system_prompt_is_bounded_too(tmp_path):
 # -- BLOB
 
 @pytest.mark.parametrize("prompt", ["{{ data }}", "{{ row.data }}", "{{ row['data'] }}",
-                                    "{{ row }}", "{% for k in row %}{{ row[k] }}{% endfor %}"])
+                                    "{{ row }}", "{% for k in row %}{{ row[k] }}{% endfor %}",
+                                    "{% set data = data %}{{ data }}", "{{ row.items() }}"])
 def test_blob_columns_in_a_prompt_are_refused(prompt):
     ct = compile_template(Template("Hello\n" + prompt, "p.j2", 5), "prompt")
     with pytest.raises(JobFileError) as e:

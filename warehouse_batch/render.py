@@ -46,6 +46,7 @@ MAX_WORK_CHARS = 25 * MAX_PROMPT_CHARS
 MAX_LOOP_STEPS = 1_000_000
 DEFAULT_MAX_JOB_CHARS = 4_000_000_000
 MAX_JOB_CHARS_ENV = "WAREHOUSE_BATCH_MAX_JOB_CHARS"
+_CONST_FOLD_CHARS = 100_000
 RESERVED_NAMES = {"row", "vars"}
 
 # Column types whose Python text (what Jinja prints) equals DuckDB's CAST(... AS VARCHAR).
@@ -94,13 +95,17 @@ class CompiledTemplate:
 
 
 def compile_template(t: Template, what: str) -> CompiledTemplate:
-    budget = Budget(MAX_PROMPT_CHARS, MAX_WORK_CHARS, MAX_LOOP_STEPS)
+    # While compiling, Jinja evaluates constant filter calls (`{{ 'x'|center(10) }}`) and
+    # writes their results into the code: a small budget keeps those small (a larger one
+    # is left to run, and be refused, per row).
+    budget = Budget(_CONST_FOLD_CHARS, _CONST_FOLD_CHARS, 0)
     env = make_env(budget, null_as_empty=True)
     try:
         tree = env.parse(t.text)
         compiled = env.from_string(t.text)
     except TemplateSyntaxError as e:
         raise JobFileError(f"{what} template: {e.message}", t.location(e.lineno)) from None
+    budget.__init__(MAX_PROMPT_CHARS, MAX_WORK_CHARS, MAX_LOOP_STEPS)
     return CompiledTemplate(t, what, tree, compiled, budget, job_char_budget())
 
 
@@ -144,7 +149,7 @@ def _check_blobs(ct: CompiledTemplate, columns: list[str], types: dict[str, str]
             continue
         if node.name == "row" and id(node) not in row_refs:
             used.extend((c, node.lineno) for c in columns)   # the whole row is reachable
-        elif node.name in columns and node.name not in _assigned(ct):
+        elif node.name in columns:     # even if also assigned: `set data = data` is a BLOB
             used.append((node.name, node.lineno))
     for col, line in sorted(used, key=lambda u: u[1]):
         if _BLOB_TYPE.search(types.get(col, "")):
@@ -242,14 +247,14 @@ def _job_budget_message(ct: CompiledTemplate, key: Any) -> str:
 def _render(ct: CompiledTemplate, context: dict[str, Any]) -> str:
     """Render within one prompt's budget, counting the output as it streams."""
     ct.budget.reset()
-    parts = []
-    total = 0
+    parts: list[str] = []
+    append, limit, total = parts.append, ct.budget.max_chars, 0
     for chunk in ct.jinja.generate(context):
         total += len(chunk)
-        if total > ct.budget.max_chars:
-            raise TemplateBudgetError(f"the rendered {ct.what} passes {ct.budget.max_chars:,} "
-                                      "characters (the limit for one prompt)")
-        parts.append(chunk)
+        if total > limit:
+            raise TemplateBudgetError(f"the rendered {ct.what} passes {limit:,} characters "
+                                      "(the limit for one prompt)")
+        append(chunk)
     return "".join(parts)
 
 

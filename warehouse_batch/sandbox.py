@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from functools import update_wrapper
 from typing import Any, Callable
 
-from jinja2 import nodes
+from jinja2 import nodes, pass_context
 from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import markup_join
@@ -112,17 +112,23 @@ def text_size(obj: Any, cap: int, quoted: bool = False) -> int | None:
     return None
 
 
+_COUNTED = "_wb_counted"      # the filter every loop's iterable is wrapped in
+
+
 class _BoundedCodeGenerator(CodeGenerator):
     """Compiles `~` to the environment's checked join instead of Jinja's plain `str_join`,
     and makes every `for` loop count its iterations (recursive loops are refused: their
     inner iterables could not be counted)."""
 
-    def visit_For(self, node: nodes.For, frame: Any) -> None:
-        if node.recursive:
-            self.fail("recursive loops are not allowed in templates", node.lineno)
-        node.iter = nodes.Call(nodes.EnvironmentAttribute("counted"), [node.iter], [], None,
-                               None, lineno=node.lineno)
-        super().visit_For(node, frame)
+    def visit_Template(self, node: nodes.Template, frame: Any = None) -> None:
+        # Before super(): it collects the filters the template uses from the tree.
+        for loop in node.find_all(nodes.For):
+            if loop.recursive:
+                self.fail("recursive loops are not allowed in templates", loop.lineno)
+            if not (isinstance(loop.iter, nodes.Filter) and loop.iter.name == _COUNTED):
+                loop.iter = nodes.Filter(loop.iter, _COUNTED, [], [], None, None,
+                                         lineno=loop.lineno)
+        super().visit_Template(node, frame)
 
     def visit_Concat(self, node: nodes.Concat, frame: Any) -> None:
         self.write("environment.checked_concat((")
@@ -148,6 +154,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.concat = self._checked_buffer_concat       # block bodies, macros, filter blocks
         self.globals["lipsum"] = self._lipsum(self.globals["lipsum"])
         self.filters = {name: _guard_filter(self, name, f) for name, f in self.filters.items()}
+        self.filters[_COUNTED] = pass_context(lambda context, it: self._counted(it))
 
     # -- printed values and joins
 
@@ -164,6 +171,9 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         """`a ~ b ~ …`: refuse before joining if the result would be too large."""
         if self.null_as_empty:
             items = tuple("" if x is None else x for x in items)
+        if not autoescape and all(type(x) is str for x in items):   # the common case
+            self.budget.want(sum(map(len, items)), "the ~ operator")
+            return "".join(items)
         total = 0
         for x in items:
             size = text_size(x, self.budget.max_chars)
@@ -224,8 +234,9 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             __self.budget.charge(_LIST_ITEM_COST * len(result))
         return result
 
-    def counted(self, iterable: Any) -> Any:
-        """A loop's iterable, each item counted against the budget's steps."""
+    def _counted(self, iterable: Any) -> Any:
+        """A loop's iterable, each item counted against the budget's steps. (Its filter
+        takes the context so that Jinja never evaluates it at compile time.)"""
         step = self.budget.step
         for item in iterable:
             step(1)
