@@ -33,7 +33,6 @@ from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import markup_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import _PassArg
 
 from .errors import TemplateBudgetError
 
@@ -213,9 +212,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             self.budget.want(_printf_size(left, args, self.budget.max_chars),
                              "the % operator")
         result = super().call_binop(context, op, left, right)
-        if isinstance(result, str) and op == "%":
-            self.budget.want(0 if len(result) <= self.budget.max_chars else len(result),
-                             "the % operator")
+        if isinstance(result, str) and len(result) > self.budget.max_chars:  # Markup escapes
+            self.budget.want(len(result), f"the {op} operator")
         return result
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
@@ -420,7 +418,7 @@ _MATERIALISE = {"join", "sum"}
 
 def _guard_filter(env: BoundedSandbox, name: str, f: Callable[..., Any]) -> Callable[..., Any]:
     """`f` with its size pre-check (if it has one) and a check of a string result."""
-    passes = _PassArg.from_obj(f) is not None
+    passes = getattr(f, "jinja_pass_arg", None) is not None   # takes context/env first
     size_of = _FILTER_SIZE.get(name)
 
     def guarded(*args: Any, **kwargs: Any) -> Any:

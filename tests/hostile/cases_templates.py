@@ -42,14 +42,15 @@ CASES = [
     _case("template-replace-blowup",
           "{{ (text*1000)|replace('e', text*1000)|replace('e', text*1000) }}",
           r"replace filter"),
-    _case("template-loop-output", "{% set t = text*20000 %}{% for c in text*1000 %}{{ t }}{% endfor %}",
+    _case("template-loop-output",
+          "{% set t = text*20000 %}{% for c in text*1000 %}{{ t }}{% endfor %}",
           r"passes 4,000,000 characters"),
     _case("template-nested-loops",
           "{% for a in text*1000 %}{% for b in text*1000 %}{% endfor %}{% endfor %}",
           r"loops run more than 1,000,000 iterations"),
     _case("template-block-set-blowup",
-          "{% set t = text*100 %}{% set x %}{% for c in text*10000 %}{{ t }}{% endfor %}{% endset %}"
-          "{{ x }}",
+          "{% set t = text*100 %}{% set x %}{% for c in text*10000 %}{{ t }}{% endfor %}"
+          "{% endset %}{{ x }}",
           r"a block's text"),
     _case("template-print-huge-list", "{{ [text*10000] * 100000 }}", r"printing a value"),
     Case("template-blob-column", BASE, sql="SELECT id, data FROM blobs",
