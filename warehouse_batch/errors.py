@@ -148,3 +148,11 @@ class LookupUndecidedError(ProviderError):
 
     def __init__(self, message: str):
         super().__init__(message, retryable=True)
+
+
+class TemplateBudgetError(UserError):
+    """A template would build a string larger than the rendering budget allows.
+
+    Raised inside the sandbox before the string is allocated; `render` re-raises it as a
+    `DataError` naming the row's key and the template line.
+    """

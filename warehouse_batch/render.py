@@ -1,52 +1,81 @@
-"""Prompt templates: a strict Jinja sandbox, static checks, and compilation to SQL.
+"""Prompt templates: a strict, bounded Jinja sandbox, static checks, and compilation to SQL.
 
 Templates see each selected column as a variable (and all of them as `row`, plus `vars`).
 Rendering is strict (an unknown name is an error, never an empty string: with per-row data a
-silent blank costs real money) and sandboxed (no attribute tricks, no mutation, no `**`, no huge
-string repetition). A template made only of text and plain column references is compiled to a
-DuckDB string expression so a million rows render set-based; anything richer is rendered by
-Jinja in Python over Arrow batches. Both paths give byte-identical prompts (tested).
+silent blank costs real money), sandboxed (no attribute tricks, no mutation, no `**`) and
+bounded (`sandbox.py`: every string a template builds is checked against the budget *before*
+it is allocated; the output is counted as it streams). NULL prints as an empty string.
+A template made only of text and plain column references is compiled to a DuckDB string
+expression so a million rows render set-based; anything richer is rendered by Jinja in Python
+over Arrow batches. Both paths give byte-identical prompts (tested).
+
+Budgets, per prompt and per job:
+* `MAX_PROMPT_CHARS`: no prompt, and no string a template builds on the way, may exceed it.
+  The largest context window of the models the providers serve is about 1M tokens (GPT-4.1
+  family, Claude with the 1M-token window), roughly 4M characters of text: a longer prompt
+  cannot be answered by any model, only paid for and rejected.
+* `MAX_WORK_CHARS` / `MAX_LOOP_STEPS`: what one prompt's rendering may build in total (all
+  intermediate strings) and iterate (loop iterations), so small steps in loops cannot burn
+  minutes of CPU per row.
+* the job budget (`DEFAULT_MAX_JOB_CHARS`, or `$WAREHOUSE_BATCH_MAX_JOB_CHARS` set by the
+  operator, never by the job file): the characters all prompts of one job may total.
 """
 from __future__ import annotations
 
-import operator
-from dataclasses import dataclass
-from typing import Any, Iterable
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Iterable, Mapping
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
+import duckdb
+from jinja2 import TemplateSyntaxError, UndefinedError, meta, nodes
+from jinja2 import StrictUndefined
 from jinja2.exceptions import SecurityError, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import DataError, JobFileError, Location
+from .errors import (ConfigurationError, DataError, JobFileError, Location,
+                     TemplateBudgetError)
 from .identity import sql_literal
+from .sandbox import BoundedSandbox, Budget
 from .spec import Template
 from .sqlutil import quote_ident
 
-MAX_PROMPT_CHARS = 2_000_000
-_MAX_REPEAT = 100_000
+MAX_PROMPT_CHARS = 4_000_000
+MAX_WORK_CHARS = 25 * MAX_PROMPT_CHARS
+MAX_LOOP_STEPS = 1_000_000
+DEFAULT_MAX_JOB_CHARS = 4_000_000_000
+MAX_JOB_CHARS_ENV = "WAREHOUSE_BATCH_MAX_JOB_CHARS"
+_CONST_FOLD_CHARS = 100_000
 RESERVED_NAMES = {"row", "vars"}
 
 # Column types whose Python text (what Jinja prints) equals DuckDB's CAST(... AS VARCHAR).
 _SQL_TEXT_TYPES = {"VARCHAR", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
                    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+_BLOB_TYPE = re.compile(r"\bBLOB\b", re.IGNORECASE)
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context, op: str, left: Any, right: Any) -> Any:
-        if op == "**":
-            raise SecurityError("the ** operator is not allowed in templates")
-        if op == "*" and (isinstance(left, (str, list)) or isinstance(right, (str, list))):
-            count = right if isinstance(left, (str, list)) else left
-            if isinstance(count, int) and count > _MAX_REPEAT:
-                raise SecurityError(f"repeating a string {count} times is not allowed")
-        return operator.mul(left, right) if op == "*" else super().call_binop(
-            context, op, left, right)
+def make_env(budget: Budget | None = None, null_as_empty: bool = False) -> BoundedSandbox:
+    """The bounded, strict sandbox; `budget` defaults to one prompt's budget."""
+    budget = budget or Budget(MAX_PROMPT_CHARS, MAX_WORK_CHARS, MAX_LOOP_STEPS)
+    return BoundedSandbox(budget, null_as_empty=null_as_empty, undefined=StrictUndefined,
+                          autoescape=False, keep_trailing_newline=True)
 
 
-def make_env() -> ImmutableSandboxedEnvironment:
-    return _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+def job_char_budget(env: Mapping[str, str] | None = None) -> int:
+    """The characters all prompts of one job may total (the operator may raise it)."""
+    env = os.environ if env is None else env
+    text = env.get(MAX_JOB_CHARS_ENV)
+    if not text:
+        return DEFAULT_MAX_JOB_CHARS
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigurationError(f"${MAX_JOB_CHARS_ENV} must be a positive number of "
+                                 f"characters, not {text!r}")
+    return value
 
 
 @dataclass
@@ -57,23 +86,38 @@ class CompiledTemplate:
     what: str               # "prompt" or "system", for messages
     ast: nodes.Template
     jinja: Any              # jinja2.Template
+    budget: Budget          # one prompt's budget, reset for each render
+    max_job_chars: int = DEFAULT_MAX_JOB_CHARS
+    job_chars: int = field(default=0)   # characters rendered so far by this job
 
     def variables(self) -> set[str]:
         return meta.find_undeclared_variables(self.ast)
 
 
 def compile_template(t: Template, what: str) -> CompiledTemplate:
-    env = make_env()
+    # While compiling, Jinja evaluates constant filter calls (`{{ 'x'|center(10) }}`) and
+    # writes their results into the code: a small budget keeps those small (a larger one
+    # is left to run, and be refused, per row).
+    budget = Budget(_CONST_FOLD_CHARS, _CONST_FOLD_CHARS, 0)
+    env = make_env(budget, null_as_empty=True)
     try:
         tree = env.parse(t.text)
         compiled = env.from_string(t.text)
     except TemplateSyntaxError as e:
         raise JobFileError(f"{what} template: {e.message}", t.location(e.lineno)) from None
-    return CompiledTemplate(t, what, tree, compiled)
+    budget.__init__(MAX_PROMPT_CHARS, MAX_WORK_CHARS, MAX_LOOP_STEPS)
+    return CompiledTemplate(t, what, tree, compiled, budget, job_char_budget())
 
 
-def check_variables(ct: CompiledTemplate, columns: list[str]) -> None:
-    """Every name the template uses must be an output column of the SELECT (or row/vars)."""
+def check_variables(ct: CompiledTemplate, columns: list[str],
+                    types: dict[str, str] | None = None) -> None:
+    """Every name the template uses must be an output column of the SELECT (or row/vars).
+
+    With `types`, a BLOB column the template reads is refused too: Jinja would print its
+    bytes as `b'\\xff…'`, which is never what a prompt means.
+    """
+    if types is not None:
+        _check_blobs(ct, columns, types)
     known = set(columns) | RESERVED_NAMES
     for node in ct.ast.find_all(nodes.Name):
         if node.ctx == "load" and node.name not in known and node.name not in _assigned(ct):
@@ -90,6 +134,31 @@ def check_variables(ct: CompiledTemplate, columns: list[str]) -> None:
                 raise JobFileError(
                     f"{ct.what} template uses row.{attr}, which is not a column of the SELECT",
                     ct.source.location(node.lineno), hint=_suggest(attr, columns))
+
+
+def _check_blobs(ct: CompiledTemplate, columns: list[str], types: dict[str, str]) -> None:
+    used: list[tuple[str, int]] = []          # (column, template line)
+    row_refs = set()
+    for node in ct.ast.find_all((nodes.Getattr, nodes.Getitem)):
+        col = _column_ref(node)
+        if col is not None and col in columns:
+            used.append((col, node.lineno))
+            row_refs.add(id(node.node))
+    for node in ct.ast.find_all(nodes.Name):
+        if node.ctx != "load":
+            continue
+        if node.name == "row" and id(node) not in row_refs:
+            used.extend((c, node.lineno) for c in columns)   # the whole row is reachable
+        elif node.name in columns:     # even if also assigned: `set data = data` is a BLOB
+            used.append((node.name, node.lineno))
+    for col, line in sorted(used, key=lambda u: u[1]):
+        if _BLOB_TYPE.search(types.get(col, "")):
+            raise JobFileError(
+                f"the {ct.what} template uses the column {col!r}, which is a "
+                f"{types[col]}; binary data cannot go into a prompt",
+                ct.source.location(line),
+                hint=f"turn it into text in the SELECT, e.g. decode({quote_ident(col)}) AS "
+                     f"{quote_ident(col)} (UTF-8) or hex({quote_ident(col)})")
 
 
 def check_constant(ct: CompiledTemplate) -> None:
@@ -123,40 +192,113 @@ def _suggest(name: str, columns: list[str]) -> str:
 
 def render_constant(ct: CompiledTemplate, vars: dict[str, Any]) -> str:
     try:
-        return ct.jinja.render(vars=vars)
+        return _render(ct, {"vars": vars})
+    except TemplateBudgetError as e:
+        raise JobFileError(f"{ct.what} template was refused: {e.message}",
+                           ct.source.location(_template_line(e.__traceback__))) from None
     except (TemplateError, UndefinedError) as e:
         raise JobFileError(f"{ct.what} template: {e}", ct.source.location()) from None
 
 
 def render_rows(ct: CompiledTemplate, rows: Iterable[dict], vars: dict[str, Any],
                 key_columns: list[str]) -> list[str]:
-    """Render one prompt per row dict; errors name the row's key."""
+    """Render one prompt per row dict; errors name the row's key and the template line.
+
+    Each row is rendered within one prompt's budget, and the job's total is counted against
+    the job budget as prompts are rendered.
+    """
     out = []
-    render = ct.jinja.render
     for row in rows:
         try:
-            text = render(row, row=row, vars=vars)
+            text = _render(ct, {**row, "row": row, "vars": vars})
+        except TemplateBudgetError as e:
+            key = {k: row.get(k) for k in key_columns}
+            raise DataError(f"the {ct.what} for the row with key {key} was refused: "
+                            f"{e.message}",
+                            location=ct.source.location(_template_line(e.__traceback__)),
+                            hint="shorten what the template builds, or filter such rows out "
+                                 "in the SELECT") from None
         except SecurityError as e:
             raise JobFileError(f"{ct.what} template was stopped by the sandbox: {e}",
-                               ct.source.location()) from None
-        except (TemplateError, UndefinedError, TypeError, ValueError) as e:
+                               ct.source.location(_template_line(e.__traceback__))) from None
+        except (TemplateError, UndefinedError, TypeError, ValueError, OverflowError) as e:
             key = {k: row.get(k) for k in key_columns}
             raise DataError(f"{ct.what} template failed for the row with key {key}: {e}",
-                            location=ct.source.location()) from None
-        if len(text) > MAX_PROMPT_CHARS:
+                            location=ct.source.location(_template_line(e.__traceback__))
+                            ) from None
+        ct.job_chars += len(text)
+        if ct.job_chars > ct.max_job_chars:
             key = {k: row.get(k) for k in key_columns}
-            raise DataError(f"the rendered {ct.what} for key {key} has {len(text):,} characters "
-                            f"(limit {MAX_PROMPT_CHARS:,})", location=ct.source.location())
+            raise DataError(_job_budget_message(ct, key), location=ct.source.location(),
+                            hint=_JOB_BUDGET_HINT)
         out.append(text)
     return out
+
+
+_JOB_BUDGET_HINT = (f"select fewer rows, shorten the prompt, or (as the operator) raise "
+                    f"${MAX_JOB_CHARS_ENV}")
+
+
+def _job_budget_message(ct: CompiledTemplate, key: Any) -> str:
+    return (f"the job's {ct.what}s pass the budget of {ct.max_job_chars:,} characters per "
+            f"job at the row with key {key}")
+
+
+def _render(ct: CompiledTemplate, context: dict[str, Any]) -> str:
+    """Render within one prompt's budget, counting the output as it streams."""
+    ct.budget.reset()
+    parts: list[str] = []
+    append, limit, total = parts.append, ct.budget.max_chars, 0
+    for chunk in ct.jinja.generate(context):
+        total += len(chunk)
+        if total > limit:
+            raise TemplateBudgetError(f"the rendered {ct.what} passes {limit:,} characters "
+                                      "(the limit for one prompt)")
+        append(chunk)
+    return "".join(parts)
+
+
+def _template_line(tb: TracebackType | None) -> int | None:
+    """The template line an exception was raised on (Jinja rewrites tracebacks to it)."""
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def check_sql_prompts(con: duckdb.DuckDBPyConnection, ct: CompiledTemplate,
+                      table: str = "wb_prompts") -> None:
+    """The budgets, for prompts rendered set-based in SQL (`table` has key_json, prompt)."""
+    longest, total = con.execute(
+        f"SELECT max(length(prompt)), coalesce(sum(length(prompt)), 0) FROM {table}"
+    ).fetchone()
+    if longest is not None and longest > MAX_PROMPT_CHARS:
+        key, n = con.execute(f"SELECT key_json, length(prompt) FROM {table} WHERE "
+                             f"length(prompt) > {MAX_PROMPT_CHARS} ORDER BY _rid LIMIT 1"
+                             ).fetchone()
+        raise DataError(f"the rendered {ct.what} for the row with key {json.loads(key)} has "
+                        f"{n:,} "
+                        f"characters (the limit for one prompt is {MAX_PROMPT_CHARS:,})",
+                        location=ct.source.location(),
+                        hint="shorten the text in the SELECT, e.g. left(col, N)")
+    if total > ct.max_job_chars:
+        key = con.execute(
+            f"SELECT key_json FROM (SELECT key_json, _rid, sum(length(prompt)) OVER "
+            f"(ORDER BY _rid) AS upto FROM {table}) WHERE upto > {ct.max_job_chars} "
+            "ORDER BY _rid LIMIT 1").fetchone()[0]
+        raise DataError(_job_budget_message(ct, json.loads(key)), location=ct.source.location(),
+                        hint=_JOB_BUDGET_HINT)
+    ct.job_chars += total
 
 
 def to_sql(ct: CompiledTemplate, types: dict[str, str]) -> str | None:
     """A DuckDB expression equal to the rendered template, or None if it needs Jinja.
 
     Compiles text plus `{{ col }}`, `{{ row.col }}` and `{{ row['col'] }}` over columns whose
-    text form is the same in Python and DuckDB (strings and integers). NULL renders as `None`,
-    as Jinja prints it.
+    text form is the same in Python and DuckDB (strings and integers). NULL renders as an
+    empty string, as the sandbox's `finalize` prints it.
     """
     parts: list[str] = []
     for node in ct.ast.body:
@@ -169,7 +311,7 @@ def to_sql(ct: CompiledTemplate, types: dict[str, str]) -> str | None:
             col = _column_ref(child)
             if col is None or types.get(col, "").upper() not in _SQL_TEXT_TYPES:
                 return None
-            parts.append(f"coalesce(CAST({quote_ident(col)} AS VARCHAR), 'None')")
+            parts.append(f"coalesce(CAST({quote_ident(col)} AS VARCHAR), '')")
     if not parts:
         return "''"
     return "(" + " || ".join(parts) + ")"

@@ -23,8 +23,8 @@ from .errors import DataError, JobFileError, Location
 from .identity import (custom_id_sql, json_string_sql, json_template_sql, key_json_sql,
                        request_identity)
 from .providers.base import PROMPT_PLACEHOLDER, Provider
-from .render import (CompiledTemplate, check_constant, check_variables, compile_template,
-                     render_constant, render_rows, to_sql)
+from .render import (CompiledTemplate, check_constant, check_sql_prompts, check_variables,
+                     compile_template, render_constant, render_rows, to_sql)
 from .spec import JobSpec
 from .sqlutil import quote_ident
 
@@ -96,7 +96,7 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
     columns, types = bind_columns(con, spec)
     _check_columns(spec, columns)
     prompt = compile_template(spec.prompt, "prompt")
-    check_variables(prompt, columns)
+    check_variables(prompt, columns, types)
     system_text = None
     if spec.system is not None:
         system = compile_template(spec.system, "system")
@@ -117,6 +117,7 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
     if prompt_sql is not None:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_prompts AS
             SELECT rowid AS _rid, {key_sql} AS key_json, {prompt_sql} AS prompt FROM wb_src""")
+        check_sql_prompts(con, prompt)
         mode = "sql"
     else:
         _render_in_python(con, spec, prompt, key_sql, rows, log)
