@@ -58,6 +58,8 @@ class LedgerBatch:
     provider_status: str | None = None
     output_file_id: str | None = None
     error_file_id: str | None = None
+    provider: str | None = None         # the provider it was sent to (polled through it)
+    proven: bool | None = None          # False: an adopted candidate not yet proven ours
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "LedgerBatch":
@@ -80,6 +82,7 @@ class RemoteBatch:
                                    # nothing ran; send again later without counting a failure
     created_at: float | None = None
     raw: dict = field(default_factory=dict)
+    proven: bool = True            # False: a lookup matched it by shape only (not yet ours)
 
 
 class Provider(ABC):

@@ -183,8 +183,8 @@ class OpenAIProvider(Provider):
 
         def scan():
             for b in self.client.batches.list(limit=100):
-                if (b.metadata or {}).get(METADATA_TAG) == batch.batch_id:
-                    return self._remote(b)
+                if b.id not in known and _tagged_for(b.metadata or {}, batch):
+                    return self._remote(b)   # proven: batch ids are random per run
                 if b.created_at and b.created_at < since:
                     return None
             return None
@@ -241,6 +241,16 @@ class OpenAIProvider(Provider):
             provider_batch_id=b.id, status=b.status, ended=b.status in TERMINAL, counts=counts,
             output_file_id=b.output_file_id or None, error_file_id=b.error_file_id or None,
             error=error, created_at=b.created_at, raw=b.model_dump(), requeue=capacity)
+
+
+def _tagged_for(metadata: dict, batch: LedgerBatch) -> bool:
+    """Whether a provider batch's tags say it is `batch`: our batch id, and (when present)
+    the same job, run and chunk, so a tag copied onto another batch is not enough."""
+    if metadata.get(METADATA_TAG) != batch.batch_id:
+        return False
+    expected = {"wb_job": batch.job_name[:512], "wb_run": batch.run_id,
+                "wb_chunk": str(batch.chunk)}
+    return all(metadata.get(k) in (None, v) for k, v in expected.items())
 
 
 def _filename(batch: LedgerBatch) -> str:
