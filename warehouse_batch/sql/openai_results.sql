@@ -86,8 +86,8 @@ SELECT
         ELSE true                                    -- never ran (expired, cancelled, other)
     END AS retryable,
     status_code,
-    CASE WHEN no_answer IS NOT NULL THEN 'no_answer' WHEN NOT ok THEN err_type END
-        AS error_type,
+    CASE WHEN no_answer IS NOT NULL OR NOT (has_response OR has_error) THEN 'no_answer'
+         WHEN NOT ok THEN err_type END AS error_type,
     CASE WHEN NOT ok AND no_answer IS NULL THEN err_code END AS error_code,
     CASE WHEN no_answer IS NOT NULL THEN no_answer
          WHEN NOT ok THEN coalesce(err_message, 'HTTP ' || status_code,
