@@ -271,3 +271,22 @@ def test_a_reply_without_an_answer_fails_retryably_with_a_reason(tmp_path, emula
         assert attempts == 3   # retried up to max_attempts, each send a retryable failure
     assert job.sql("SELECT DISTINCT error_type, retryable FROM warehouse_batch.results "
                    "WHERE status = 'failed'") == [("no_answer", True)]
+
+
+def test_openai_batch_whose_ledger_rows_are_all_gone_is_found_by_its_tags(tmp_path, emulator):
+    """Both the batches row and its batch_requests deleted: the provider's tags (batch id,
+    job, run, chunk) and the input file rebuild them before any new create."""
+    job = _job(tmp_path, emulator, "openai")
+    api.submit(job.path, job.options())
+    ((batch_id, pbid),) = job.sql("SELECT batch_id, provider_batch_id "
+                                  "FROM warehouse_batch.batches")
+    job.sql("DELETE FROM warehouse_batch.batch_requests")
+    job.sql("DELETE FROM warehouse_batch.batches")
+
+    report = job.run()
+
+    assert report.rows.succeeded == 12 and job.batches_created() == 1
+    assert any("rebuilt from the tags" in w for w in report.submitted.warnings)
+    assert job.sql("SELECT batch_id, provider_batch_id, state FROM warehouse_batch.batches") \
+        == [(batch_id, pbid, "collected")]
+    _each_billed_once(emulator, 12)

@@ -336,10 +336,50 @@ def recover_orphans(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdir:
         report.warnings.append(message)
 
 
+def recover_tagged(con: duckdb.DuckDBPyConnection, prepared: Prepared,
+                   report: SubmitReport) -> bool:
+    """Before a create: live provider batches tagged as this job's whose ledger rows (and
+    `batch_requests`) are gone are rebuilt from their tags and input file, so their requests
+    count as in flight rather than being paid for again. Returns whether any was rebuilt."""
+    provider = prepared.provider
+    owned = frozenset(r[0] for r in con.execute(f"SELECT batch_id FROM {SCHEMA}.batches")
+                      .fetchall())
+    found = provider.tagged_batches(prepared.spec.name, known_batch_ids(con), owned)
+    for tagged in found:
+        m = _BATCH_ID_RE.fullmatch(tagged.batch_id)
+        created = dt.datetime.strptime(m["ts"], "%Y%m%dT%H%M%S") if m else now_utc()
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"""INSERT INTO {SCHEMA}.batch_requests
+                SELECT DISTINCT ON (request_hash) ?, request_hash, custom_id
+                FROM {SCHEMA}.requests
+                WHERE custom_id IN (SELECT unnest(?::VARCHAR[]))
+                  AND request_hash NOT IN (SELECT request_hash FROM {SCHEMA}.batch_requests
+                                           WHERE batch_id = ?)""",
+                        [tagged.batch_id, tagged.custom_ids, tagged.batch_id])
+            con.execute(f"""INSERT INTO {SCHEMA}.batches (batch_id, run_id, job_name, provider,
+                    endpoint, model, chunk, state, request_count, bytes, input_file_id,
+                    provider_batch_id, provider_status, created_at, submitted_at, error)
+                VALUES (?, ?, ?, ?, ?, ?, ?, 'submitted', ?, 0, ?, ?, ?, ?, ?, ?)""",
+                        [tagged.batch_id, tagged.run_id, prepared.spec.name, provider.name,
+                         provider.endpoint_path(), prepared.spec.model, tagged.chunk,
+                         len(tagged.custom_ids), tagged.remote.raw.get("input_file_id"),
+                         tagged.remote.provider_batch_id, tagged.remote.status, created,
+                         now_utc(), "ledger row rebuilt from the provider's tags"])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        report.warnings.append(
+            f"batch {tagged.batch_id}: its ledger row was missing; rebuilt from the tags of "
+            f"{tagged.remote.provider_batch_id} ({len(tagged.custom_ids):,} requests in flight)")
+    return bool(found)
+
+
 def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
                 log: Callable[[str], None] = lambda m: None) -> SubmitReport:
     """Resume unfinished batches of this job, then submit everything that needs sending."""
-    from .plan import classify
+    from .plan import build_send_table, classify
 
     provider = prepared.provider
     report = SubmitReport()
@@ -349,6 +389,8 @@ def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
         recover_orphans(con, prepared, Path(tmp), report)
         resume_unfinished(con, prepared, Path(tmp), report, log)
         classify(con, prepared)   # in-flight requests changed: classify again
+        if build_send_table(con) and recover_tagged(con, prepared, report):
+            classify(con, prepared)
         ids = create_intents(con, prepared, run_id)
         batches = [LedgerBatch.from_row(r) for r in fetch_dicts(
             con, f"SELECT * FROM {SCHEMA}.batches WHERE batch_id IN "
