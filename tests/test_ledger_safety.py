@@ -290,3 +290,28 @@ def test_openai_batch_whose_ledger_rows_are_all_gone_is_found_by_its_tags(tmp_pa
     assert job.sql("SELECT batch_id, provider_batch_id, state FROM warehouse_batch.batches") \
         == [(batch_id, pbid, "collected")]
     _each_billed_once(emulator, 12)
+
+
+def test_damaged_ledger_row_is_looked_up_not_created_again(tmp_path, emulator):
+    """A `submitted` row that lost its provider batch id is looked up by its tag."""
+    job = _job(tmp_path, emulator, "openai")
+    api.submit(job.path, job.options())
+    ((pbid,),) = job.sql("SELECT provider_batch_id FROM warehouse_batch.batches")
+    job.sql("UPDATE warehouse_batch.batches SET provider_batch_id = NULL")
+    report = job.run()
+    assert report.rows.succeeded == 12 and job.batches_created() == 1
+    assert job.sql("SELECT provider_batch_id, state FROM warehouse_batch.batches") == \
+        [(pbid, "collected")]
+    _each_billed_once(emulator, 12)
+
+
+def test_a_batch_collected_before_its_row_was_deleted_is_not_collected_again(tmp_path,
+                                                                            emulator):
+    job = _job(tmp_path, emulator, "openai")
+    job.sql("UPDATE reviews SET text = text || ' [[emu:error500]]' WHERE id = 1")
+    job.run(wait=True, max_attempts=1)
+    job.sql("DELETE FROM warehouse_batch.batches")
+    report = job.run(max_attempts=2)
+    assert report.exit_code == 4 and job.sql(
+        "SELECT failures FROM warehouse_batch.results WHERE status = 'failed'") == [(2,)]
+    assert sorted(s for _, _, _, s, _ in _ledger(job)) == ["collected", "collected"]

@@ -51,8 +51,11 @@ class CollectReport:
 
 
 def submitted_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[LedgerBatch]:
+    """The job's submitted batches that can be polled (a row without a provider batch id is
+    damaged: `submit.recover_orphans` looks it up before anything is created)."""
     rows = fetch_dicts(con, f"""SELECT * FROM {SCHEMA}.batches
-        WHERE job_name = ? AND state = 'submitted' ORDER BY batch_id""", [job_name])
+        WHERE job_name = ? AND state = 'submitted' AND provider_batch_id IS NOT NULL
+        ORDER BY batch_id""", [job_name])
     return [LedgerBatch.from_row(r) for r in rows]
 
 

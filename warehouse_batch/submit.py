@@ -4,12 +4,15 @@ Every provider side effect is preceded by a committed ledger row saying what is 
 happen, and followed by one saying what happened:
 
     intent ──upload──▶ uploaded ──(creating)──create──▶ submitted ──collect──▶ collected
+                                                            └──404, twice──▶ lost (ledger.py)
 
 A batch found in `intent` may have an uploaded file we never heard about: look it up by
 name before uploading again. A batch found in `creating` may exist on the provider: look it up
 by its tag before creating again. An ambiguous create (timeout, 5xx, dropped connection) is
 looked up at once and, if not found, left in `creating` for the next pass, so two lookups
-separated in time precede any second create.
+separated in time precede any second create. Before any create, requests recorded under a
+batch whose ledger row is missing or damaged are looked up too (`recover_orphans`,
+`recover_tagged`), so a damaged ledger cannot pay twice.
 """
 from __future__ import annotations
 
@@ -289,7 +292,9 @@ def recover_orphans(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdir:
             max(r.created_at) AS created_at
         FROM {SCHEMA}.batch_requests br LEFT JOIN {SCHEMA}.requests r USING (request_hash)
         WHERE br.batch_id IN (SELECT batch_id FROM {SCHEMA}.batch_requests
-                              WHERE request_hash IN (SELECT request_hash FROM wb_current))
+                              WHERE request_hash IN (SELECT request_hash FROM wb_current)
+                                AND request_hash NOT IN (SELECT request_hash
+                                    FROM {SCHEMA}.results WHERE status = 'succeeded'))
           AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.batches b WHERE b.batch_id = br.batch_id)
         GROUP BY br.batch_id ORDER BY br.batch_id""")
     for o in orphans:
@@ -324,6 +329,10 @@ def recover_orphans(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdir:
             continue
         if found is not None:
             _record_submitted(con, batch, found, adopted=True)
+            if con.execute(f"SELECT count(*) FROM {SCHEMA}.attempts WHERE batch_id = ?",
+                           [batch.batch_id]).fetchone()[0]:
+                # collected before its row was lost: its outcomes are stored, files deleted
+                update_batch(con, batch.batch_id, state="collected", collected_at=now_utc())
             report.warnings.append(
                 f"batch {batch.batch_id}: its ledger row was missing or damaged; rebuilt and "
                 f"found at the provider as {found.provider_batch_id}"
