@@ -347,8 +347,10 @@ def cancel(job_path: str, options: Options | None = None) -> CancelReport:
 
 
 def reconcile(job_path: str, options: Options | None = None) -> RunReport:
-    """Finish what a crashed process left: resume half-submitted batches (finding lost
-    creates by their tag) and ingest ended ones. Sends no new work."""
+    """Finish what a crashed process left: rebuild missing ledger rows, resume half-submitted
+    batches (finding lost creates by their tag) and ingest ended ones; list the job's `lost`
+    batches (the provider no longer knows them; their requests go with the next run) in
+    `collected.lost`. Sends no new work."""
     options = options or Options()
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
