@@ -13,7 +13,7 @@ def test_fresh_file_gets_every_migration(tmp_path):
     newest = ensure_schema(con)
     assert newest == max(v for v, _, _ in migrations())
     assert [r[0] for r in con.execute("SELECT version FROM warehouse_batch.schema_migrations "
-                                      "ORDER BY 1").fetchall()] == list(range(1, newest + 1))
+                                      "ORDER BY 1").fetchall()] == [v for v, _, _ in migrations()]
     assert ensure_schema(con) == newest   # idempotent
 
 

@@ -16,9 +16,11 @@ from typing import Any, Callable, Mapping
 import duckdb
 
 from .clock import Backoff, Clock, SystemClock
-from .collect import CollectReport, collect_ready, poll, submitted_batches
+from .collect import CollectReport, collect_ready, note_lost, poll, submitted_batches
 from .db import default_db_path, session
-from .errors import EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, WarehouseBatchError
+from .errors import (EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, LookupUndecidedError,
+                     ProviderError, WarehouseBatchError)
+from .ledger import BatchProviders, is_not_found, lost_batches, mark_lost
 from .output import RowCounts, write_output
 from .paths import make_scope
 from .plan import PlanReport, build_plan
@@ -27,8 +29,8 @@ from .source import prepare
 from .spec import JobSpec, load_job
 from .sqlutil import quote_qualified
 from .state import SCHEMA, fetch_dicts, now_utc, update_batch
-from .submit import (SubmitReport, known_batch_ids, line_sql, new_run_id, resume_unfinished,
-                     submit_work, unfinished_batches, write_payload)
+from .submit import (SubmitReport, known_batch_ids, line_sql, new_run_id, recover_orphans,
+                     resume_unfinished, submit_work, unfinished_batches, write_payload)
 
 
 @dataclass
@@ -230,8 +232,9 @@ def _finish_run(con: duckdb.DuckDBPyConnection, report: RunReport,
 @dataclass
 class StatusReport:
     job: str
-    batches: list[dict]
+    batches: list[dict]   # every batch of the job, `lost` ones included (with the reason)
     rows: RowCounts
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -240,7 +243,8 @@ class StatusReport:
         return EXIT_FAILED_ROWS if self.rows.failed else EXIT_OK
 
     def to_dict(self) -> dict:
-        return {"job": self.job, "batches": self.batches, "rows": self.rows.to_dict()}
+        return {"job": self.job, "batches": self.batches, "rows": self.rows.to_dict(),
+                "warnings": self.warnings}
 
 
 def status(job_path: str, options: Options | None = None, refresh: bool = True) -> StatusReport:
@@ -249,12 +253,17 @@ def status(job_path: str, options: Options | None = None, refresh: bool = True) 
     options = options or Options()
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
+    warnings: list[str] = []
     with session(options.db) as con:
         if refresh:
+            providers = BatchProviders(provider)
             for batch in submitted_batches(con, spec.name):
-                poll(con, provider, batch)
-        batches = fetch_dicts(con, f"""SELECT batch_id, provider_batch_id, state,
-            provider_status, request_count, bytes, counts, created_at, submitted_at,
+                if poll(con, providers.for_batch(batch), batch) is None:
+                    lost = CollectReport()
+                    note_lost(con, batch, lost)
+                    warnings.extend(lost.warnings)
+        batches = fetch_dicts(con, f"""SELECT batch_id, provider, provider_batch_id, state,
+            provider_status, proven, request_count, bytes, counts, created_at, submitted_at,
             collected_at, error FROM {SCHEMA}.batches WHERE job_name = ? ORDER BY batch_id""",
                               [spec.name])
         for b in batches:
@@ -269,7 +278,7 @@ def status(job_path: str, options: Options | None = None, refresh: bool = True) 
             WHERE j.job_name = ?""", [spec.max_attempts, spec.name]).fetchone()
         rows = RowCounts(rows=row[0], succeeded=row[1], failed=row[2],
                          pending=row[0] - row[1] - row[2])
-    return StatusReport(spec.name, batches, rows)
+    return StatusReport(spec.name, batches, rows, warnings)
 
 
 @dataclass
@@ -277,42 +286,71 @@ class CancelReport:
     job: str
     cancelled: list[str] = field(default_factory=list)
     abandoned: list[str] = field(default_factory=list)
+    not_cancelled: list[str] = field(default_factory=list)   # unproven: maybe not ours
+    lost: list[str] = field(default_factory=list)             # the provider no longer knows it
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def cancel(job_path: str, options: Options | None = None) -> CancelReport:
-    """Cancel the job's batches on the provider. Finished answers stay collectable: run
-    `collect` afterwards. Batches never created are abandoned (their rows are sent again
-    by the next run)."""
+    """Cancel the job's batches on the provider (each through the provider recorded for it).
+    Finished answers stay collectable: run `collect` afterwards. Batches never created are
+    abandoned (their rows are sent again by the next run). A batch adopted by shape and not
+    yet proven ours is never cancelled (it may be another job's); a batch the provider no
+    longer knows is marked lost rather than failing the command."""
     options = options or Options()
     spec = load(job_path, options)
-    provider = get_provider(spec, options.env)
+    providers = BatchProviders(get_provider(spec, options.env))
     report = CancelReport(spec.name)
-    line = line_sql(provider, "br.custom_id", "r.body")
     with session(options.db) as con, tempfile.TemporaryDirectory() as tmp:
         for batch in unfinished_batches(con, spec.name):
+            provider = providers.for_batch(batch)
             found = None
             if batch.state == "creating":   # it may exist: cancel it rather than forget it
-                payload = write_payload(con, line, batch.batch_id, Path(tmp))
-                found = provider.find_batch(batch, payload, known_batch_ids(con))
+                payload = write_payload(con, line_sql(provider, "br.custom_id", "r.body"),
+                                        batch.batch_id, Path(tmp))
+                try:
+                    found = provider.find_batch(batch, payload, known_batch_ids(con))
+                except LookupUndecidedError as e:
+                    report.not_cancelled.append(batch.batch_id)
+                    report.warnings.append(f"batch {batch.batch_id} not cancelled: {e}")
+                    continue
             if found is None:
                 update_batch(con, batch.batch_id, state="abandoned", error="cancelled by user")
                 report.abandoned.append(batch.batch_id)
                 continue
             update_batch(con, batch.batch_id, state="submitted",
-                         provider_batch_id=found.provider_batch_id, submitted_at=now_utc())
+                         provider_batch_id=found.provider_batch_id, submitted_at=now_utc(),
+                         proven=None if found.proven else False)
         for batch in submitted_batches(con, spec.name):
-            remote = provider.cancel(batch)
+            if batch.proven is False:
+                report.not_cancelled.append(batch.provider_batch_id)
+                report.warnings.append(
+                    f"batch {batch.provider_batch_id} not cancelled: it was adopted by its "
+                    "shape and is not proven ours (it may be another job's); it is checked "
+                    "when it ends")
+                continue
+            provider = providers.for_batch(batch)
+            try:
+                remote = provider.cancel(batch)
+            except ProviderError as e:
+                if not is_not_found(e):
+                    raise
+                report.warnings.append(mark_lost(con, batch, provider.name, str(e)))
+                report.lost.append(batch.batch_id)
+                continue
             update_batch(con, batch.batch_id, provider_status=remote.status)
             report.cancelled.append(remote.provider_batch_id)
     return report
 
 
 def reconcile(job_path: str, options: Options | None = None) -> RunReport:
-    """Finish what a crashed process left: resume half-submitted batches (finding lost
-    creates by their tag) and ingest ended ones. Sends no new work."""
+    """Finish what a crashed process left: rebuild missing ledger rows, resume half-submitted
+    batches (finding lost creates by their tag) and ingest ended ones; list the job's `lost`
+    batches (the provider no longer knows them; their requests go with the next run) in
+    `collected.lost`. Sends no new work."""
     options = options or Options()
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
@@ -320,11 +358,16 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
     with session(options.db) as con:
         prepared = prepare(con, spec, provider, options.log)
         _record_run(con, report, spec)
-        if unfinished_batches(con, spec.name):
-            provider.preflight()
-            with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:
+            recover_orphans(con, prepared, Path(tmp), report.submitted)
+            if unfinished_batches(con, spec.name):
+                provider.preflight()
                 resume_unfinished(con, prepared, Path(tmp), report.submitted, options.log)
         _merge(report.collected, collect_ready(con, provider, spec.name, options.log))
+        # every lost batch of the job, with its reason (their requests go with the next run)
+        known = {b["batch_id"] for b in report.collected.lost}
+        report.collected.lost.extend(b for b in lost_batches(con, spec.name)
+                                     if b["batch_id"] not in known)
         report.rows = write_output(con, prepared)
         _finish_run(con, report)
     return report

@@ -245,6 +245,8 @@ def status(job, as_json, no_refresh, **kw) -> None:
                 click.echo(f"  {b['batch_id']}  {b['provider_batch_id'] or '-':<36} "
                            f"{b['state']:<10} {b['provider_status'] or '-':<11} "
                            f"{b['request_count']:>8,} requests")
+            for w in report.warnings:
+                click.echo(f"  warning: {w}", err=True)
         _emit(report, as_json, human)
         return report.exit_code
     _guard(as_json, body)
@@ -259,6 +261,8 @@ def cancel(job, as_json, **kw) -> None:
         _emit(report, as_json, lambda: click.echo(
             f"cancelled {len(report.cancelled)} batch(es), abandoned {len(report.abandoned)} "
             "never-created one(s); run `collect` to keep the partial answers"))
+        for w in report.warnings:
+            click.echo(f"  warning: {w}", err=True)
     _guard(as_json, body)
 
 

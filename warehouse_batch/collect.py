@@ -6,6 +6,11 @@ result files, load their lines into DuckDB, map each line to our result shape wi
 provider's SQL, and fold the outcomes into `attempts` and `results` in the same transaction
 that marks the batch `collected`. A custom_id found in no file is `missing`: not processed,
 sent again. Only then are the provider's files deleted.
+
+Each batch is polled, downloaded and parsed through the provider recorded in its ledger row
+(`ledger.BatchProviders`). A batch the provider no longer knows (404, confirmed) is marked
+`lost`. An adopted batch not yet proven ours is checked when it ends: its custom_ids must be
+exactly ours, or it is released as foreign and nothing is recorded from it.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from typing import Callable
 import duckdb
 
 from . import faults
+from .ledger import BatchProviders, release_foreign, retrieve_or_lose
 from .providers.base import LedgerBatch, Provider, RemoteBatch
 from .state import SCHEMA, fetch_dicts, now_utc, update_batch
 from .sqlutil import load_sql
@@ -35,6 +41,8 @@ class CollectReport:
     succeeded: int = 0
     failed: int = 0
     not_processed: int = 0
+    batches_released: int = 0    # adopted batches proven foreign (their requests go again)
+    lost: list[dict] = field(default_factory=list)   # batches the provider no longer knows
     warnings: list[str] = field(default_factory=list)
     statuses: dict[str, str] = field(default_factory=dict)
 
@@ -43,13 +51,21 @@ class CollectReport:
 
 
 def submitted_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[LedgerBatch]:
+    """The job's submitted batches that can be polled (a row without a provider batch id is
+    damaged: `submit.recover_orphans` looks it up before anything is created)."""
     rows = fetch_dicts(con, f"""SELECT * FROM {SCHEMA}.batches
-        WHERE job_name = ? AND state = 'submitted' ORDER BY batch_id""", [job_name])
+        WHERE job_name = ? AND state = 'submitted' AND provider_batch_id IS NOT NULL
+        ORDER BY batch_id""", [job_name])
     return [LedgerBatch.from_row(r) for r in rows]
 
 
-def poll(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatch) -> RemoteBatch:
-    remote = provider.retrieve(batch)
+def poll(con: duckdb.DuckDBPyConnection, provider: Provider,
+         batch: LedgerBatch) -> RemoteBatch | None:
+    """The batch's state, recorded in the ledger; None when the provider no longer knows it
+    (then it is marked `lost`)."""
+    remote = retrieve_or_lose(con, provider, batch)
+    if remote is None:
+        return None
     update_batch(con, batch.batch_id, provider_status=remote.status, counts=remote.counts,
                  last_polled_at=now_utc(), output_file_id=remote.output_file_id,
                  error_file_id=remote.error_file_id,
@@ -59,31 +75,60 @@ def poll(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatch)
 
 def collect_ready(con: duckdb.DuckDBPyConnection, provider: Provider, job_name: str,
                   log: Callable[[str], None] = lambda m: None) -> CollectReport:
-    """Poll every submitted batch of the job and ingest those that have ended."""
+    """Poll every submitted batch of the job (each through its own provider) and ingest
+    those that have ended."""
     report = CollectReport()
+    providers = BatchProviders(provider)
     for batch in submitted_batches(con, job_name):
-        remote = poll(con, provider, batch)
+        batch_provider = providers.for_batch(batch)
+        remote = poll(con, batch_provider, batch)
         report.batches_polled += 1
+        if remote is None:
+            note_lost(con, batch, report)
+            continue
         report.statuses[remote.provider_batch_id] = remote.status
         if not remote.ended:
             report.batches_in_progress += 1
             continue
         log(f"collecting batch {remote.provider_batch_id} ({remote.status})")
-        ingest(con, provider, batch, remote, report)
-        report.batches_collected += 1
+        if ingest(con, batch_provider, batch, remote, report):
+            report.batches_collected += 1
+        else:
+            report.batches_released += 1
     return report
 
 
+def note_lost(con: duckdb.DuckDBPyConnection, batch: LedgerBatch,
+              report: CollectReport) -> None:
+    """Put a batch just marked lost into the report (listed, and warned about)."""
+    reason = con.execute(f"SELECT error FROM {SCHEMA}.batches WHERE batch_id = ?",
+                         [batch.batch_id]).fetchone()[0]
+    report.lost.append({"batch_id": batch.batch_id, "provider_batch_id": batch.provider_batch_id,
+                        "provider": batch.provider, "request_count": batch.request_count,
+                        "reason": reason})
+    report.warnings.append(reason)
+
+
 def ingest(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatch,
-           remote: RemoteBatch, report: CollectReport) -> None:
+           remote: RemoteBatch, report: CollectReport) -> bool:
     """Store one ended batch's outcomes and mark it collected, in one transaction; then
-    delete its provider files (only after the commit, so a crash never loses an answer)."""
+    delete its provider files (only after the commit, so a crash never loses an answer).
+
+    An adopted batch not yet proven ours is first checked: its result custom_ids must be
+    exactly ours; otherwise it is released as foreign (returns False, nothing recorded)."""
     with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:
         paths = [p for p in provider.download_results(batch, remote, Path(tmp))
                  if p.stat().st_size > 0]
         faults.checkpoint("during_collect")
         bad = load_lines(con, paths)
         con.execute(f"CREATE OR REPLACE TEMP TABLE wb_norm AS {load_sql(provider.results_sql)}")
+        if batch.proven is False:
+            reason = foreign_reason(con, batch)
+            if reason is not None:
+                report.warnings.append(release_foreign(con, batch, provider.name, reason))
+                return False
+            update_batch(con, batch.batch_id, proven=True)
+            batch.proven = True
         if bad:
             report.warnings.append(
                 f"batch {remote.provider_batch_id}: {bad} result line(s) were not valid JSON and "
@@ -113,6 +158,21 @@ def ingest(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatc
         provider.cleanup(batch, remote)
     except Exception as e:  # files expire on their own; never lose results over a delete
         report.warnings.append(f"could not delete the files of {remote.provider_batch_id}: {e}")
+    return True
+
+
+def foreign_reason(con: duckdb.DuckDBPyConnection, batch: LedgerBatch) -> str | None:
+    """Why an ended, adopted batch (results in wb_norm) is not ours, or None if it is: its
+    results' custom_ids must be exactly the ones the ledger put in our batch."""
+    extra, absent = con.execute(f"""WITH theirs AS (SELECT DISTINCT custom_id FROM wb_norm),
+            ours AS (SELECT custom_id FROM {SCHEMA}.batch_requests WHERE batch_id = ?)
+        SELECT (SELECT count(*) FROM theirs WHERE custom_id NOT IN (SELECT custom_id FROM ours)),
+               (SELECT count(*) FROM ours WHERE custom_id NOT IN (SELECT custom_id FROM theirs))
+        """, [batch.batch_id]).fetchone()
+    if extra == 0 and absent == 0:
+        return None
+    return (f"its results hold {extra} custom_id(s) that are not in our batch and lack "
+            f"{absent} of ours")
 
 
 def check_answers(con: duckdb.DuckDBPyConnection, provider: Provider) -> None:

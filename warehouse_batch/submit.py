@@ -4,15 +4,20 @@ Every provider side effect is preceded by a committed ledger row saying what is 
 happen, and followed by one saying what happened:
 
     intent ──upload──▶ uploaded ──(creating)──create──▶ submitted ──collect──▶ collected
+                                                            └──404, twice──▶ lost (ledger.py)
 
 A batch found in `intent` may have an uploaded file we never heard about: look it up by
 name before uploading again. A batch found in `creating` may exist on the provider: look it up
 by its tag before creating again. An ambiguous create (timeout, 5xx, dropped connection) is
 looked up at once and, if not found, left in `creating` for the next pass, so two lookups
-separated in time precede any second create.
+separated in time precede any second create. Before any create, requests recorded under a
+batch whose ledger row is missing or damaged are looked up too (`recover_orphans`,
+`recover_tagged`), so a damaged ledger cannot pay twice.
 """
 from __future__ import annotations
 
+import datetime as dt
+import re
 import secrets
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -25,6 +30,7 @@ import pyarrow as pa
 from . import faults
 from .errors import AmbiguousCreateError, LookupUndecidedError, ProviderError
 from .identity import json_template_sql, sql_literal
+from .ledger import BatchProviders, known_batch_ids
 from .providers.base import (BODY_PLACEHOLDER, CUSTOM_ID_PLACEHOLDER, LedgerBatch, Limits,
                              Provider, RemoteBatch)
 from .source import Prepared
@@ -217,19 +223,16 @@ def advance(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBat
     return _record_submitted(con, batch, remote, adopted=False)
 
 
-def known_batch_ids(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
-    """Provider batch ids the ledger already owns (a lookup must never adopt one twice)."""
-    return frozenset(r[0] for r in con.execute(
-        f"SELECT provider_batch_id FROM {SCHEMA}.batches WHERE provider_batch_id IS NOT NULL"
-    ).fetchall())
-
-
 def _record_submitted(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, remote: RemoteBatch,
                       adopted: bool) -> str:
+    proven = None if not adopted else remote.proven
     update_batch(con, batch.batch_id, state="submitted",
                  provider_batch_id=remote.provider_batch_id, provider_status=remote.status,
-                 submitted_at=now_utc(), error=None)
+                 submitted_at=now_utc(), proven=proven,
+                 error=None if proven is not False else
+                 "adopted by shape while running: not proven ours until it ends")
     batch.state, batch.provider_batch_id = "submitted", remote.provider_batch_id
+    batch.proven = proven
     return "submitted"
 
 
@@ -249,28 +252,154 @@ def _abandon(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, message: str) -
 
 def resume_unfinished(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdir: Path,
                       report: SubmitReport, log: Callable[[str], None] = lambda m: None) -> None:
-    """Carry every half-submitted batch of the job (a crash, an ambiguous create) forward."""
-    line = line_sql(prepared.provider, "br.custom_id", "r.body")
+    """Carry every half-submitted batch of the job (a crash, an ambiguous create) forward,
+    each through the provider recorded for it."""
+    providers = BatchProviders(prepared.provider)
     for batch in unfinished_batches(con, prepared.spec.name):
         log(f"resuming batch {batch.batch_id} (was {batch.state})")
-        payload = write_payload(con, line, batch.batch_id, workdir)
-        state = advance(con, prepared.provider, batch, payload, resuming=True)
+        provider = providers.for_batch(batch)
+        payload = write_payload(con, line_sql(provider, "br.custom_id", "r.body"),
+                                batch.batch_id, workdir)
+        state = advance(con, provider, batch, payload, resuming=True)
         report.batches_resumed += 1
         _count(report, batch, state)
+
+
+_BATCH_ID_RE = re.compile(r"wbb_(?P<run>r(?P<ts>\d{8}T\d{6})_[0-9a-f]+)_[0-9a-f]+_(?P<chunk>\d+)")
+
+
+def recover_orphans(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdir: Path,
+                    report: SubmitReport) -> None:
+    """Before any create: find requests still recorded in a batch whose ledger row is missing
+    (deleted) or damaged (submitted without a provider id), so they cannot be paid twice.
+
+    The row is rebuilt from `batch_requests`, `requests` and the batch id (which holds the
+    run, its start time and the chunk) and looked up like a lost create: OpenAI by its tag
+    (proof), Anthropic by shape (an ended candidate is proven by its custom_ids; a running one
+    is adopted unproven; several leave the row in `creating`, its requests held, until they
+    end). Found nowhere, the row is `lost` and its requests are sent again.
+    """
+    con.execute(f"""UPDATE {SCHEMA}.batches SET state = 'creating',
+            error = 'damaged ledger row (submitted without a provider batch id): looked up again'
+        WHERE job_name = ? AND state = 'submitted' AND provider_batch_id IS NULL""",
+                [prepared.spec.name])
+    damaged = [r["batch_id"] for r in fetch_dicts(con, f"""SELECT batch_id FROM {SCHEMA}.batches
+        WHERE job_name = ? AND state = 'creating' AND starts_with(error, 'damaged ledger row')""",
+                                                  [prepared.spec.name])]
+    orphans = fetch_dicts(con, f"""SELECT br.batch_id, count(*) AS request_count,
+            any_value(r.provider) AS provider, any_value(r.endpoint) AS endpoint,
+            any_value(r.model) AS model, coalesce(sum(strlen(r.body)), 0) AS bytes,
+            max(r.created_at) AS created_at
+        FROM {SCHEMA}.batch_requests br LEFT JOIN {SCHEMA}.requests r USING (request_hash)
+        WHERE br.batch_id IN (SELECT batch_id FROM {SCHEMA}.batch_requests
+                              WHERE request_hash IN (SELECT request_hash FROM wb_current)
+                                AND request_hash NOT IN (SELECT request_hash
+                                    FROM {SCHEMA}.results WHERE status = 'succeeded'))
+          AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.batches b WHERE b.batch_id = br.batch_id)
+        GROUP BY br.batch_id ORDER BY br.batch_id""")
+    for o in orphans:
+        m = _BATCH_ID_RE.fullmatch(o["batch_id"])
+        created = o["created_at"] or now_utc()
+        if m:
+            created = min(created, dt.datetime.strptime(m["ts"], "%Y%m%dT%H%M%S"))
+        con.execute(f"""INSERT INTO {SCHEMA}.batches (batch_id, run_id, job_name, provider,
+                endpoint, model, chunk, state, request_count, bytes, created_at, error)
+            VALUES (?, ?, ?, ?, ?, ?, ?, 'creating', ?, ?, ?, ?)""",
+                    [o["batch_id"], m["run"] if m else "unknown", prepared.spec.name,
+                     o["provider"] or prepared.provider.name,
+                     o["endpoint"] or prepared.provider.endpoint_path(),
+                     o["model"] or prepared.spec.model, int(m["chunk"]) if m else 0,
+                     o["request_count"], o["bytes"], created,
+                     "ledger row rebuilt: it was missing while its requests were recorded"])
+        damaged.append(o["batch_id"])
+    if not damaged:
+        return
+    providers = BatchProviders(prepared.provider)
+    rows = fetch_dicts(con, f"SELECT * FROM {SCHEMA}.batches WHERE batch_id IN "
+                            f"(SELECT unnest(?::VARCHAR[])) ORDER BY batch_id", [damaged])
+    for batch in (LedgerBatch.from_row(r) for r in rows):
+        provider = providers.for_batch(batch)
+        payload = write_payload(con, line_sql(provider, "br.custom_id", "r.body"),
+                                batch.batch_id, workdir)
+        try:
+            found = provider.find_batch(batch, payload, known_batch_ids(con))
+        except LookupUndecidedError as e:
+            update_batch(con, batch.batch_id, error=str(e))
+            report.warnings.append(f"batch {batch.batch_id} (ledger row rebuilt): {e}")
+            continue
+        if found is not None:
+            _record_submitted(con, batch, found, adopted=True)
+            if con.execute(f"SELECT count(*) FROM {SCHEMA}.attempts WHERE batch_id = ?",
+                           [batch.batch_id]).fetchone()[0]:
+                # collected before its row was lost: its outcomes are stored, files deleted
+                update_batch(con, batch.batch_id, state="collected", collected_at=now_utc())
+            report.warnings.append(
+                f"batch {batch.batch_id}: its ledger row was missing or damaged; rebuilt and "
+                f"found at the provider as {found.provider_batch_id}"
+                + ("" if found.proven else " (unproven until it ends)"))
+            continue
+        message = (f"batch {batch.batch_id}: its ledger row was missing or damaged and "
+                   f"{provider.name} has no batch for it; marked lost, its "
+                   f"{batch.request_count:,} request(s) will be sent again")
+        update_batch(con, batch.batch_id, state="lost", error=message, ended_at=now_utc())
+        report.warnings.append(message)
+
+
+def recover_tagged(con: duckdb.DuckDBPyConnection, prepared: Prepared,
+                   report: SubmitReport) -> bool:
+    """Before a create: live provider batches tagged as this job's whose ledger rows (and
+    `batch_requests`) are gone are rebuilt from their tags and input file, so their requests
+    count as in flight rather than being paid for again. Returns whether any was rebuilt."""
+    provider = prepared.provider
+    owned = frozenset(r[0] for r in con.execute(f"SELECT batch_id FROM {SCHEMA}.batches")
+                      .fetchall())
+    found = provider.tagged_batches(prepared.spec.name, known_batch_ids(con), owned)
+    for tagged in found:
+        m = _BATCH_ID_RE.fullmatch(tagged.batch_id)
+        created = dt.datetime.strptime(m["ts"], "%Y%m%dT%H%M%S") if m else now_utc()
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"""INSERT INTO {SCHEMA}.batch_requests
+                SELECT DISTINCT ON (request_hash) ?, request_hash, custom_id
+                FROM {SCHEMA}.requests
+                WHERE custom_id IN (SELECT unnest(?::VARCHAR[]))
+                  AND request_hash NOT IN (SELECT request_hash FROM {SCHEMA}.batch_requests
+                                           WHERE batch_id = ?)""",
+                        [tagged.batch_id, tagged.custom_ids, tagged.batch_id])
+            con.execute(f"""INSERT INTO {SCHEMA}.batches (batch_id, run_id, job_name, provider,
+                    endpoint, model, chunk, state, request_count, bytes, input_file_id,
+                    provider_batch_id, provider_status, created_at, submitted_at, error)
+                VALUES (?, ?, ?, ?, ?, ?, ?, 'submitted', ?, 0, ?, ?, ?, ?, ?, ?)""",
+                        [tagged.batch_id, tagged.run_id, prepared.spec.name, provider.name,
+                         provider.endpoint_path(), prepared.spec.model, tagged.chunk,
+                         len(tagged.custom_ids), tagged.remote.raw.get("input_file_id"),
+                         tagged.remote.provider_batch_id, tagged.remote.status, created,
+                         now_utc(), "ledger row rebuilt from the provider's tags"])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        report.warnings.append(
+            f"batch {tagged.batch_id}: its ledger row was missing; rebuilt from the tags of "
+            f"{tagged.remote.provider_batch_id} ({len(tagged.custom_ids):,} requests in flight)")
+    return bool(found)
 
 
 def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
                 log: Callable[[str], None] = lambda m: None) -> SubmitReport:
     """Resume unfinished batches of this job, then submit everything that needs sending."""
-    from .plan import classify
+    from .plan import build_send_table, classify
 
     provider = prepared.provider
     report = SubmitReport()
     if unfinished_batches(con, prepared.spec.name) or _has_work(con, prepared):
         provider.preflight()
     with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:
+        recover_orphans(con, prepared, Path(tmp), report)
         resume_unfinished(con, prepared, Path(tmp), report, log)
         classify(con, prepared)   # in-flight requests changed: classify again
+        if build_send_table(con) and recover_tagged(con, prepared, report):
+            classify(con, prepared)
         ids = create_intents(con, prepared, run_id)
         batches = [LedgerBatch.from_row(r) for r in fetch_dicts(
             con, f"SELECT * FROM {SCHEMA}.batches WHERE batch_id IN "

@@ -9,6 +9,8 @@
 ``GET  /_emulator/requests``           ``{"data": [{method, path, query, status, time, protocol, retry_count}]}``
 ``GET  /_emulator/processed``          ``{"data": [{protocol, batch_id, custom_id, outcome, billed}]}``
 ``POST /_emulator/batches/{id}/force`` ``{"status": …}`` → the batch object in its protocol's shape
+``POST /_emulator/batches/{id}/forget`` forget a batch (and its results): every call naming it
+                                       now answers 404, as after a key or project rotation
 ``GET  /_emulator/faults``             ``{"data": [pending faults]}``
 ``POST /_emulator/faults``             queue a fault → ``{"data": [pending faults]}``
 ``DELETE /_emulator/faults``           drop every pending fault
@@ -84,6 +86,11 @@ def _dispatch(app: Emulator, req: Request, method: str, parts: list[str], body: 
         return json_response(200, {"ok": True})
     if len(parts) == 3 and parts[0] == "batches" and parts[2] == "force" and method == "POST":
         return _force(app, req, parts[1], body)
+    if len(parts) == 3 and parts[0] == "batches" and parts[2] == "forget" and method == "POST":
+        if parts[1] not in app.store.batches:
+            return _error(404, f"no batch with id {parts[1]!r}")
+        app.store.remove_batch(parts[1])
+        return json_response(200, {"ok": True})
     return _error(404, f"unknown admin route: {method} {req.path}")
 
 

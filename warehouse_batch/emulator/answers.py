@@ -24,7 +24,12 @@ Markers in the last user message (see :data:`MARKERS`)
     ``[[emu:never]]`` never processed; ``[[emu:truncate]]`` a success whose
     answer is cut in half (``finish_reason: "length"`` / ``stop_reason:
     "max_tokens"``); ``[[emu:badjson]]`` / ``[[emu:badschema]]`` for structured
-    requests: content that is not JSON / JSON missing a required property.
+    requests: content that is not JSON / JSON missing a required property;
+    ``[[emu:noanswer]]`` a 200 / ``succeeded`` result without an answer (OpenAI: a body
+    without ``choices`` or ``data``; Anthropic: a message with no content blocks);
+    ``[[emu:noresult]]`` a result line without one (OpenAI ``response: null`` and
+    ``error: null``; Anthropic a line without ``result``). Neither is billed in the
+    processed log (outcome ``noanswer``).
 
 Embeddings
     One unit-length vector per input, from a SHA-256 stream of the exact text
@@ -40,7 +45,8 @@ from typing import Any
 
 from .ids import digest
 
-MARKERS = ("error400", "error500", "never", "truncate", "badjson", "badschema")
+MARKERS = ("error400", "error500", "never", "truncate", "badjson", "badschema", "noanswer",
+           "noresult")
 _MARKER_RE = re.compile(r"\[\[emu:([a-z0-9_]+)\]\]")
 _WORD_RE = re.compile(r"[a-z']+")
 

@@ -19,7 +19,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from . import anthropic_messages
+from . import answers, anthropic_messages
 from .ids import b62_token, shuffled
 from .lifecycle import View
 from .store import Store
@@ -100,11 +100,18 @@ def materialise(store: Store, rec: dict[str, Any], view: View) -> dict[str, Any]
                 result = {"type": "succeeded",
                           "message": anthropic_messages.message(params, salt, store.cache_seen)}
                 outcome = "succeeded"
+                marks = answers.anthropic_prompt(params).markers()
+                if marks & {"noanswer", "noresult"}:   # a result without an answer
+                    result["message"]["content"] = []
+                    outcome = "noanswer"
         else:
             outcome = "expired" if view.status == "expired" else "canceled"
             result = {"type": outcome}
-        counts[outcome] += 1
-        lines.append((cid, json.dumps({"custom_id": cid, "result": result})))
+        counts["succeeded" if outcome == "noanswer" else outcome] += 1
+        line = {"custom_id": cid, "result": result}
+        if outcome == "noanswer" and "noresult" in answers.anthropic_prompt(params).markers():
+            del line["result"]
+        lines.append((cid, json.dumps(line)))
         log.append({"protocol": "anthropic", "batch_id": rec["id"], "custom_id": cid,
                     "outcome": "cancelled" if outcome == "canceled" else outcome,
                     "billed": outcome == "succeeded"})

@@ -125,6 +125,8 @@ def materialise(store: Store, rec: dict[str, Any], view: View) -> dict[str, Any]
                         "error": None}
                 err_lines.append((cid, json.dumps(line)))
                 log.append(_entry(rec, cid, "errored"))
+            elif _no_answer(endpoint, req["body"], line_id, cid, request_id, ok_lines, err_lines):
+                log.append(_entry(rec, cid, "noanswer"))
             else:
                 salt = b62_token(16, rec["id"], cid)
                 body = openai_bodies.success_body(endpoint, req["body"], salt, finished, azure)
@@ -151,6 +153,23 @@ def materialise(store: Store, rec: dict[str, Any], view: View) -> dict[str, Any]
     extras["usage"] = _usage(tokens_in, tokens_out)
     store.log_processed(log)
     return extras
+
+
+def _no_answer(endpoint: str, body: Any, line_id: str, cid: str, request_id: str,
+               ok_lines: list[tuple[str, str]], err_lines: list[tuple[str, str]]) -> bool:
+    """The ``noanswer`` / ``noresult`` markers: a 200 line whose body holds no answer, or a
+    line with neither response nor error. Returns whether a line was written."""
+    marks = openai_bodies.prompt_for(endpoint, body).markers() if isinstance(body, dict) else set()
+    if "noresult" in marks:
+        err_lines.append((cid, json.dumps({"id": line_id, "custom_id": cid, "response": None,
+                                           "error": None})))
+        return True
+    if "noanswer" in marks:
+        empty = {"id": "chatcmpl-" + line_id[-12:], "object": "chat.completion", "model": body.get("model")}
+        ok_lines.append((cid, json.dumps({"id": line_id, "custom_id": cid, "response": {
+            "status_code": 200, "request_id": request_id, "body": empty}, "error": None})))
+        return True
+    return False
 
 
 def _entry(rec: dict[str, Any], custom_id: str, outcome: str) -> dict[str, Any]:

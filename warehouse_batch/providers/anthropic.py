@@ -256,14 +256,20 @@ class AnthropicProvider(Provider):
                     continue
                 if b.processing_status == "ended" and wanted is not None:
                     if self._custom_ids(b.id) == wanted:
-                        return self._remote(b)
+                        return self._remote(b)   # proven: its requests are exactly ours
                     continue   # ended with other requests: not ours
                 undecided.append(b)
             if len(undecided) > 1:
                 raise LookupUndecidedError(
                     f"batch {batch.batch_id}: {len(undecided)} running batches could be the one "
                     "whose create response was lost; waiting until they end to tell which")
-            return self._remote(undecided[0]) if undecided else None
+            if not undecided:
+                return None
+            # matched by shape only: maybe another job's batch on the same key. Adopted as
+            # unproven (never cancelled by us); its custom_ids decide once it ends.
+            found = self._remote(undecided[0])
+            found.proven = False
+            return found
 
         return self._call("looking for a batch whose create response was lost", scan)
 

@@ -58,6 +58,8 @@ class LedgerBatch:
     provider_status: str | None = None
     output_file_id: str | None = None
     error_file_id: str | None = None
+    provider: str | None = None         # the provider it was sent to (polled through it)
+    proven: bool | None = None          # False: an adopted candidate not yet proven ours
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "LedgerBatch":
@@ -80,6 +82,19 @@ class RemoteBatch:
                                    # nothing ran; send again later without counting a failure
     created_at: float | None = None
     raw: dict = field(default_factory=dict)
+    proven: bool = True            # False: a lookup matched it by shape only (not yet ours)
+
+
+@dataclass
+class TaggedBatch:
+    """A live provider batch whose tags name one of our batches: enough to rebuild its
+    ledger row when that row is gone (see `Provider.tagged_batches`)."""
+
+    remote: RemoteBatch
+    batch_id: str
+    run_id: str
+    chunk: int
+    custom_ids: list[str]
 
 
 class Provider(ABC):
@@ -160,6 +175,13 @@ class Provider(ABC):
         `payload` is the batch's upload (its custom_ids identify it where the provider keeps
         no tag); `known` holds provider batch ids the ledger already owns (never adopt them).
         """
+
+    def tagged_batches(self, job_name: str, known: frozenset[str],
+                       owned: frozenset[str]) -> list[TaggedBatch]:
+        """Live provider batches tagged as `job_name`'s whose provider id is not in `known`
+        and whose tagged batch id is not in `owned` (our ledger's batch ids): batches whose
+        ledger row was lost. Providers that cannot tag batches find none."""
+        return []
 
     @abstractmethod
     def retrieve(self, batch: LedgerBatch) -> RemoteBatch:

@@ -8,18 +8,21 @@ https://developers.openai.com/api/docs/guides/batch
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import (AmbiguousCreateError, ConfigurationError, ProviderError,
                       ProviderErrorInfo)
-from .base import (LedgerBatch, Limits, Provider, RemoteBatch, register, status_error,
-                   unreachable_error)
+from .base import (LedgerBatch, Limits, Provider, RemoteBatch, TaggedBatch, register,
+                   status_error, unreachable_error)
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 CAPACITY_CODES = {"token_limit_exceeded"}
 METADATA_TAG = "warehouse_batch"   # metadata key holding our batch_id: how lost creates are found
 FIND_WINDOW_SECONDS = 3600         # look this far before the intent for clock skew
+TAG_SCAN_SECONDS = 3 * 86400       # a live batch is younger (24h window + finalizing + skew)
 # Default vector sizes: https://platform.openai.com/docs/guides/embeddings
 EMBEDDING_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072,
                         "text-embedding-ada-002": 1536}
@@ -183,13 +186,39 @@ class OpenAIProvider(Provider):
 
         def scan():
             for b in self.client.batches.list(limit=100):
-                if (b.metadata or {}).get(METADATA_TAG) == batch.batch_id:
-                    return self._remote(b)
+                if b.id not in known and _tagged_for(b.metadata or {}, batch):
+                    return self._remote(b)   # proven: batch ids are random per run
                 if b.created_at and b.created_at < since:
                     return None
             return None
 
         return self._call("looking for a batch whose create response was lost", scan)
+
+    def tagged_batches(self, job_name: str, known: frozenset[str],
+                       owned: frozenset[str]) -> list[TaggedBatch]:
+        """Our tags name the batch id, job, run and chunk; the input file holds the
+        custom_ids. Only live batches: an ended one holds no further risk of paying twice."""
+        horizon = time.time() - TAG_SCAN_SECONDS
+
+        def scan() -> list[TaggedBatch]:
+            found = []
+            for b in self.client.batches.list(limit=100):
+                if b.created_at and b.created_at < horizon:
+                    break
+                tags = b.metadata or {}
+                if (b.id in known or b.status in TERMINAL or tags.get(METADATA_TAG) in owned
+                        or not tags.get(METADATA_TAG) or tags.get("wb_job") != job_name[:512]
+                        or not str(tags.get("wb_chunk", "")).isdigit()
+                        or not tags.get("wb_run") or not b.input_file_id):
+                    continue
+                content = self.client.files.content(b.input_file_id).content
+                ids = [json.loads(line)["custom_id"] for line in content.splitlines()
+                       if line.strip()]
+                found.append(TaggedBatch(self._remote(b), tags[METADATA_TAG], tags["wb_run"],
+                                         int(tags["wb_chunk"]), ids))
+            return found
+
+        return self._call("looking for this job's batches by their tags", scan)
 
     def retrieve(self, batch: LedgerBatch) -> RemoteBatch:
         b = self._call(f"polling batch {batch.provider_batch_id}", self.client.batches.retrieve,
@@ -241,6 +270,16 @@ class OpenAIProvider(Provider):
             provider_batch_id=b.id, status=b.status, ended=b.status in TERMINAL, counts=counts,
             output_file_id=b.output_file_id or None, error_file_id=b.error_file_id or None,
             error=error, created_at=b.created_at, raw=b.model_dump(), requeue=capacity)
+
+
+def _tagged_for(metadata: dict, batch: LedgerBatch) -> bool:
+    """Whether a provider batch's tags say it is `batch`: our batch id, and (when present)
+    the same job, run and chunk, so a tag copied onto another batch is not enough."""
+    if metadata.get(METADATA_TAG) != batch.batch_id:
+        return False
+    expected = {"wb_job": batch.job_name[:512], "wb_run": batch.run_id,
+                "wb_chunk": str(batch.chunk)}
+    return all(metadata.get(k) in (None, v) for k, v in expected.items())
 
 
 def _filename(batch: LedgerBatch) -> str:

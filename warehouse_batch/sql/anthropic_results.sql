@@ -10,6 +10,9 @@
 -- prompt_tokens includes cached tokens; input_tokens here is the total prompt
 -- (input + cache read + cache write) so the column means the same for every provider and
 -- cached_tokens / cache_creation_tokens are parts of it.
+-- A `succeeded` result without an answer (no message, or no text or tool_use block with
+-- content), and a line without a `result`, are `errored` (retryable) with error_type
+-- `no_answer` and a message saying what was missing.
 WITH parsed AS (
     SELECT CAST(line AS JSON) AS j FROM wb_lines
 ), fields AS (
@@ -18,7 +21,8 @@ WITH parsed AS (
         j ->> '$.result.type'                 AS result_type,
         j -> '$.result.message'               AS message,
         j ->> '$.result.error.error.type'     AS err_type,
-        j ->> '$.result.error.error.message'  AS err_message
+        j ->> '$.result.error.error.message'  AS err_message,
+        json_type(j, '$.result') IS NOT DISTINCT FROM 'OBJECT' AS has_result
     FROM parsed
 ), usage AS (
     SELECT *,
@@ -26,26 +30,47 @@ WITH parsed AS (
         TRY_CAST(message ->> '$.usage.cache_read_input_tokens' AS BIGINT)     AS cache_read,
         TRY_CAST(message ->> '$.usage.cache_creation_input_tokens' AS BIGINT) AS cache_write,
         list_filter(CAST(message -> '$.content[*]' AS JSON[]),
-                    lambda b: (b ->> '$.type') = 'text')                        AS text_blocks
+                    lambda b: (b ->> '$.type') = 'text')                        AS text_blocks,
+        len(list_filter(CAST(message -> '$.content[*]' AS JSON[]),
+                        lambda b: (b ->> '$.type') = 'tool_use'))                AS tool_uses
     FROM fields
+), answered AS (
+    SELECT *,
+        CASE
+            WHEN NOT has_result THEN
+                'no answer: the result line has no result'
+            WHEN result_type <> 'succeeded' THEN NULL
+            WHEN json_type(message) IS DISTINCT FROM 'OBJECT' THEN
+                'no answer: the succeeded result has no message'
+            WHEN coalesce(tool_uses, 0) > 0 THEN NULL
+            WHEN coalesce(len(text_blocks), 0) = 0 THEN
+                'no answer: the message has no text content (stop_reason ' ||
+                coalesce(message ->> '$.stop_reason', 'null') || ')'
+            WHEN array_to_string(list_transform(text_blocks, lambda b: b ->> '$.text'), '') = ''
+                THEN 'no answer: the message text is empty (stop_reason ' ||
+                coalesce(message ->> '$.stop_reason', 'null') || ')'
+        END AS no_answer
+    FROM usage
 )
 SELECT
     custom_id,
-    CASE result_type
+    CASE WHEN no_answer IS NOT NULL THEN 'errored' ELSE CASE result_type
         WHEN 'succeeded' THEN 'succeeded'
         WHEN 'expired' THEN 'expired'
         WHEN 'canceled' THEN 'cancelled'
         WHEN 'cancelled' THEN 'cancelled'
         ELSE 'errored'
-    END AS outcome,
+    END END AS outcome,
     CASE
+        WHEN no_answer IS NOT NULL THEN true
         WHEN result_type = 'succeeded' THEN false
         WHEN result_type IN ('expired', 'canceled', 'cancelled') THEN true
         WHEN err_type = 'invalid_request_error' THEN false
         ELSE true
     END AS retryable,
     CAST(NULL AS INTEGER) AS status_code,      -- per-request results carry no HTTP status
-    CASE WHEN result_type = 'succeeded' THEN NULL
+    CASE WHEN no_answer IS NOT NULL THEN 'no_answer'
+         WHEN result_type = 'succeeded' THEN NULL
          WHEN result_type IN ('expired', 'canceled', 'cancelled') THEN 'batch_error'
          ELSE coalesce(err_type, 'unknown_error') END                        AS error_type,
     CASE result_type
@@ -54,6 +79,7 @@ SELECT
         WHEN 'cancelled' THEN 'batch_cancelled'
     END                                                                      AS error_code,
     CASE
+        WHEN no_answer IS NOT NULL THEN no_answer
         WHEN result_type = 'succeeded' THEN NULL
         WHEN result_type = 'expired' THEN
             'expired: the batch reached its 24-hour limit before this request was processed'
@@ -63,15 +89,16 @@ SELECT
             coalesce(err_message, 'errored (' || coalesce(err_type, 'no error details') || ')')
         ELSE 'unknown result type ' || coalesce(result_type, 'null')
     END                                                                      AS error_message,
-    CASE WHEN result_type = 'succeeded' AND len(text_blocks) > 0 THEN
+    CASE WHEN no_answer IS NULL AND result_type = 'succeeded' AND len(text_blocks) > 0 THEN
         array_to_string(list_transform(text_blocks, lambda b: b ->> '$.text'), '')
     END                                                                      AS response_text,
-    CASE WHEN result_type = 'succeeded' THEN CAST(message AS VARCHAR) END    AS response_body,
+    CASE WHEN no_answer IS NULL AND result_type = 'succeeded' THEN CAST(message AS VARCHAR)
+    END                                                                      AS response_body,
     CASE WHEN result_type = 'succeeded' THEN message ->> '$.stop_reason' END AS finish_reason,
     raw_input + coalesce(cache_read, 0) + coalesce(cache_write, 0)           AS input_tokens,
     TRY_CAST(message ->> '$.usage.output_tokens' AS BIGINT)                  AS output_tokens,
     cache_read                                                               AS cached_tokens,
     cache_write                                                         AS cache_creation_tokens,
     CAST(NULL AS FLOAT[])                                               AS embedding  -- none here
-FROM usage
+FROM answered
 WHERE custom_id IS NOT NULL

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS warehouse_batch.batches (
     endpoint          VARCHAR NOT NULL,
     model             VARCHAR NOT NULL,
     chunk             INTEGER NOT NULL,
-    state             VARCHAR NOT NULL,     -- intent | uploaded | creating | submitted | collected | abandoned
+    state             VARCHAR NOT NULL,     -- intent | uploaded | creating | submitted | collected | abandoned | lost (v6)
     request_count     BIGINT NOT NULL,
     bytes             BIGINT NOT NULL,
     est_tokens        BIGINT,

@@ -2,12 +2,18 @@
 -- Input: temp table wb_lines(line VARCHAR) holding the valid JSON lines of both files.
 -- Each line is classified by response.status_code, never by the top-level `error`
 -- (per-request HTTP failures carry error = null: batch-apis.md §0.3, openai-openapi#302).
+-- A 2xx line without an answer is not an answer: no body, no `choices`, no message, an empty
+-- message (no content, no tool call) for chat; no `data[0].embedding` for embeddings. It is
+-- `errored` (retryable, counted against max_attempts) with error_type `no_answer` and a
+-- message saying what was missing. So is a line with neither `response` nor `error`.
 -- Each line and each body is parsed once (json_transform into a STRUCT; lenient: a field of
 -- the wrong type becomes NULL instead of failing the batch).
 WITH parsed AS (
     SELECT json_transform(line, '{"custom_id": "VARCHAR",
                                   "response": {"status_code": "INTEGER", "body": "JSON"},
-                                  "error": {"code": "VARCHAR", "message": "VARCHAR"}}') AS j
+                                  "error": {"code": "VARCHAR", "message": "VARCHAR"}}') AS j,
+           json_type(line, '$.response') IS NOT DISTINCT FROM 'OBJECT' AS has_response,
+           json_type(line, '$.error') IS NOT DISTINCT FROM 'OBJECT' AS has_error
     FROM wb_lines
 ), fields AS (
     SELECT
@@ -15,9 +21,14 @@ WITH parsed AS (
         j.response.status_code AS status_code,
         j.response.body        AS body,
         j.error                AS top_error,
+        has_response, has_error,
+        json_type(j.response.body)              AS body_type,
+        json_type(j.response.body, '$.choices') AS choices_type,
+        json_array_length(j.response.body, '$.choices[0].message.tool_calls') AS tool_calls,
         json_transform(j.response.body, '{
             "object": "VARCHAR", "status": "VARCHAR", "model": "VARCHAR",
-            "choices": [{"message": {"content": "VARCHAR"}, "finish_reason": "VARCHAR"}],
+            "choices": [{"message": {"content": "VARCHAR", "refusal": "VARCHAR"},
+                         "finish_reason": "VARCHAR"}],
             "output": [{"content": [{"text": "VARCHAR"}]}],
             "usage": {"prompt_tokens": "BIGINT", "completion_tokens": "BIGINT",
                       "input_tokens": "BIGINT", "output_tokens": "BIGINT",
@@ -26,14 +37,37 @@ WITH parsed AS (
             "error": {"type": "VARCHAR", "code": "VARCHAR", "message": "VARCHAR"},
             "data": [{"embedding": "FLOAT[]"}]}') AS b
     FROM parsed
+), answered AS (
+    SELECT *,
+        CASE
+            WHEN NOT coalesce(status_code BETWEEN 200 AND 299, false) THEN NULL
+            WHEN body_type IS DISTINCT FROM 'OBJECT' THEN
+                'no answer: HTTP ' || status_code || ' with no response body'
+            WHEN b.object = 'list' THEN CASE WHEN b.data[1].embedding IS NULL THEN
+                'no answer: HTTP ' || status_code || ' but the body has no data[0].embedding' END
+            WHEN b.output IS NOT NULL THEN CASE WHEN b.output[1].content[1].text IS NULL THEN
+                'no answer: HTTP ' || status_code || ' but the body has no output text' END
+            WHEN choices_type IS DISTINCT FROM 'ARRAY' OR len(b.choices) = 0 THEN
+                'no answer: HTTP ' || status_code || ' but the body has no choices'
+            WHEN b.choices[1].message IS NULL THEN
+                'no answer: HTTP ' || status_code || ' but choices[0] has no message'
+            WHEN coalesce(b.choices[1].message.content, '') = ''
+                 AND coalesce(tool_calls, 0) = 0 THEN
+                'no answer: HTTP ' || status_code || ' but the message ' ||
+                CASE WHEN b.choices[1].message.refusal IS NOT NULL
+                     THEN 'is a refusal: ' || b.choices[1].message.refusal
+                     ELSE 'content is empty' END ||
+                ' (finish_reason ' || coalesce(b.choices[1].finish_reason, 'null') || ')'
+        END AS no_answer
+    FROM fields
 ), classified AS (
     SELECT *,
-        coalesce(status_code BETWEEN 200 AND 299, false) AS ok,
+        coalesce(status_code BETWEEN 200 AND 299, false) AND no_answer IS NULL AS ok,
         coalesce(b.error.type,
                  CASE WHEN top_error.code IS NOT NULL THEN 'batch_error' END) AS err_type,
         coalesce(b.error.code, top_error.code)       AS err_code,
         coalesce(b.error.message, top_error.message) AS err_message
-    FROM fields
+    FROM answered
 )
 SELECT
     custom_id,
@@ -46,14 +80,23 @@ SELECT
     END AS outcome,
     CASE
         WHEN ok THEN false
+        WHEN no_answer IS NOT NULL THEN true         -- paid, but nothing came: may pass again
         WHEN status_code IN (408, 409, 429) OR status_code >= 500 THEN true
         WHEN status_code IS NOT NULL THEN false      -- 4xx: the request itself is wrong
         ELSE true                                    -- never ran (expired, cancelled, other)
     END AS retryable,
     status_code,
-    CASE WHEN NOT ok THEN err_type END AS error_type,
-    CASE WHEN NOT ok THEN err_code END AS error_code,
-    CASE WHEN NOT ok THEN coalesce(err_message, 'HTTP ' || status_code) END AS error_message,
+    CASE WHEN no_answer IS NOT NULL OR NOT (has_response OR has_error) THEN 'no_answer'
+         WHEN NOT ok THEN err_type END AS error_type,
+    CASE WHEN NOT ok AND no_answer IS NULL THEN err_code END AS error_code,
+    CASE WHEN no_answer IS NOT NULL THEN no_answer
+         WHEN NOT ok THEN coalesce(err_message, 'HTTP ' || status_code,
+             CASE WHEN has_response THEN
+                 'the result line has a response without a status_code'
+             WHEN NOT has_error THEN
+                 'the result line has neither a response nor an error (response: null)'
+             ELSE 'the result line has an error without a message' END)
+    END AS error_message,
     CASE WHEN ok THEN coalesce(b.choices[1].message.content, b.output[1].content[1].text)
     END AS response_text,
     CASE WHEN NOT ok THEN NULL

@@ -1,7 +1,9 @@
 -- Classify every selected row by what its current request needs.
 -- Parameters: $job_name, $max_attempts. Input: temp table wb_current.
 --   done       a successful answer for this exact request is cached
---   in_flight  the request is in a batch not yet collected
+--   in_flight  the request is in a batch not yet collected, or recorded in batch_requests
+--              under a batch whose ledger row is missing (held until submit looks it up:
+--              a damaged ledger must not cause a second paid batch)
 --   failed     a permanent failure, or retryable failures have used every attempt
 --   retry      failed before for a retryable reason; attempts remain
 --   new        the row's key was never submitted by this job
@@ -11,8 +13,8 @@ CREATE OR REPLACE TEMP TABLE wb_plan AS
 WITH in_flight AS (
     SELECT DISTINCT br.request_hash
     FROM warehouse_batch.batch_requests br
-    JOIN warehouse_batch.batches b USING (batch_id)
-    WHERE b.state NOT IN ('collected', 'abandoned')
+    LEFT JOIN warehouse_batch.batches b USING (batch_id)
+    WHERE b.batch_id IS NULL OR b.state NOT IN ('collected', 'abandoned', 'lost')
 ), previous AS (
     SELECT row_key_hash, any_value(request_hash) AS request_hash
     FROM warehouse_batch.job_rows WHERE job_name = $job_name GROUP BY row_key_hash
