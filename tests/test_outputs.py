@@ -130,7 +130,6 @@ def test_status_cancel_and_collect_keep_working_for_the_owner(tmp_path, emulator
 ])
 def test_qualified_names_in_the_files_own_catalog(tmp_path, emulator, name, table):
     job = Job(tmp_path, emulator)
-    job.write(extra="")
     Path(job.path).write_text(Path(job.path).read_text().replace("'enriched'", repr(name)))
     assert job.run().exit_code == 0
     assert owners(job)[0][:2] == table
@@ -201,5 +200,16 @@ def test_tables_read_lists_every_table_reference(tmp_path, sql, reads):
     con = connect(str(tmp_path / "x.duckdb"))
     try:
         assert tables_read(con, sql) == reads
+    finally:
+        con.close()
+
+
+def test_sql_sqlglot_cannot_read_is_listed_by_duckdb(tmp_path):
+    from warehouse_batch.ownership import _tables_by_duckdb
+
+    con = connect(str(tmp_path / "x.duckdb"))
+    try:
+        assert _tables_by_duckdb(con, 'SELECT * FROM "Main".T, w.s.u, v') == \
+            {("", "main", "t"), ("w", "s", "u"), ("", "", "v")}
     finally:
         con.close()

@@ -193,7 +193,7 @@ def tables_read(con: duckdb.DuckDBPyConnection, sql: str) -> set[tuple[str, str,
     part is not written. CTE names are not tables; `query_table('t')` names a table."""
     try:
         trees = [t for t in sqlglot.parse(sql, read="duckdb") if t is not None]
-    except (ParseError, TokenError):
+    except (ParseError, TokenError, RecursionError):
         return _tables_by_duckdb(con, sql)
     refs: set[tuple[str, str, str]] = set()
     for tree in trees:
@@ -221,8 +221,8 @@ def _tables_by_duckdb(con: duckdb.DuckDBPyConnection, sql: str) -> set[tuple[str
     """DuckDB's own parser, for SQL that sqlglot cannot read."""
     try:
         names = con.get_table_names(sql, qualified=True)
-    except (duckdb.Error, TypeError):
-        names = con.get_table_names(sql)
+    except duckdb.Error:
+        return set()   # DuckDB cannot read it either: binding the SELECT reports why
     return {_split_ref(n) for n in names}
 
 
