@@ -18,10 +18,10 @@ import duckdb
 
 from .errors import JobFileError
 from .identity import sql_literal
+from .ownership import require_owner
 from .schema import structure
 from .source import Prepared
 from .spec import JobSpec
-from .ownership import require_owner
 from .sqlutil import load_sql, quote_ident
 
 STATE_COLUMNS = ("_status", "_error", "_request_hash", "_finish_reason", "_input_tokens",
