@@ -21,13 +21,13 @@ from .db import default_db_path, session
 from .errors import (EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, LookupUndecidedError,
                      ProviderError, WarehouseBatchError)
 from .ledger import BatchProviders, is_not_found, lost_batches, mark_lost
-from .output import RowCounts, write_output
+from .output import RowCounts, drop_output, write_output
+from .ownership import check_output, claim_output, refuse_foreign
 from .paths import make_scope
 from .plan import PlanReport, build_plan
 from .providers.base import LedgerBatch, get_provider
 from .source import prepare
 from .spec import JobSpec, load_job
-from .sqlutil import quote_qualified
 from .state import SCHEMA, fetch_dicts, now_utc, update_batch
 from .submit import (SubmitReport, known_batch_ids, line_sql, new_run_id, recover_orphans,
                      resume_unfinished, submit_work, unfinished_batches, write_payload)
@@ -101,6 +101,7 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     with session(options.db) as con:
+        check_output(con, spec)
         prepared = prepare(con, spec, provider, options.log)
         return build_plan(con, prepared)
 
@@ -161,7 +162,9 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
         prepared = None
         if first:
             # every check runs before anything is written: a refused job leaves no trace
+            check_output(con, spec)
             prepared = prepare(con, spec, provider, options.log)
+            claim_output(con, spec)
             _record_run(con, report, spec)
         try:
             before = report.collected.batches_collected
@@ -174,7 +177,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                 return False
             if first and options.full_refresh:
                 con.execute(f"DELETE FROM {SCHEMA}.job_rows WHERE job_name = ?", [spec.name])
-                con.execute(f"DROP TABLE IF EXISTS {quote_qualified(spec.name)}")
+                drop_output(con, spec)
             if prepared is None:
                 prepared = prepare(con, spec, provider, options.log)
             if submit:
@@ -305,6 +308,7 @@ def cancel(job_path: str, options: Options | None = None) -> CancelReport:
     providers = BatchProviders(get_provider(spec, options.env))
     report = CancelReport(spec.name)
     with session(options.db) as con, tempfile.TemporaryDirectory() as tmp:
+        refuse_foreign(con, spec)
         for batch in unfinished_batches(con, spec.name):
             provider = providers.for_batch(batch)
             found = None
@@ -356,7 +360,9 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
     provider = get_provider(spec, options.env)
     report = RunReport(run_id=new_run_id(), job=spec.name, command="reconcile", table=spec.name)
     with session(options.db) as con:
+        check_output(con, spec)
         prepared = prepare(con, spec, provider, options.log)
+        claim_output(con, spec)
         _record_run(con, report, spec)
         with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:
             recover_orphans(con, prepared, Path(tmp), report.submitted)

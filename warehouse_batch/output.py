@@ -2,6 +2,9 @@
 (`CREATE OR REPLACE`) after every submit and collect, so it is always queryable and always
 reflects the current SELECT and the current answer cache.
 
+Only the table the job file owns is ever written or dropped (`ownership.py`), named fully
+(catalog, schema, table) so DuckDB's search path cannot redirect it.
+
 The answer columns depend on the job: `response` (text); one typed column per schema
 property, or per `output_columns` expression, plus `_raw` (typed answers); or
 `embedding FLOAT[n]` (embeddings). Parsing happens here, from the cached raw answers, so
@@ -15,10 +18,11 @@ import duckdb
 
 from .errors import JobFileError
 from .identity import sql_literal
+from .ownership import require_owner
 from .schema import structure
 from .source import Prepared
 from .spec import JobSpec
-from .sqlutil import load_sql, quote_ident, quote_qualified, split_qualified
+from .sqlutil import load_sql, quote_ident
 
 STATE_COLUMNS = ("_status", "_error", "_request_hash", "_finish_reason", "_input_tokens",
                  "_output_tokens", "_attempts")
@@ -84,13 +88,13 @@ def answer_status(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> RowCoun
 
 
 def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> RowCounts:
-    """(Re)build the output table from wb_src and the results cache; returns row counts."""
+    """(Re)build the output table from wb_src and the results cache; returns row counts.
+    Only a table this job file has claimed (`ownership.claim_output`) is ever replaced."""
     counts = answer_status(con, prepared)
     spec = prepared.spec
-    parts = split_qualified(spec.name)
-    if len(parts) >= 2:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS "
-                    f"{'.'.join(quote_ident(p) for p in parts[:-1])}")
+    table = require_owner(con, spec)
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(table.catalog)}."
+                f"{quote_ident(table.schema)}")
     join = ""
     if spec.endpoint == "embeddings":
         n = prepared.provider.embedding_dimensions()
@@ -103,7 +107,7 @@ def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> RowCount
         join = f"JOIN ({_parsed_sql(prepared, 'wb_answers')}) p ON p.__wb_rid = s.rowid"
     else:
         answer = "a.response_text AS response"
-    con.execute(f"""CREATE OR REPLACE TABLE {quote_qualified(spec.name)} AS
+    con.execute(f"""CREATE OR REPLACE TABLE {table.qualified} AS
         SELECT s.*, {answer},
                a.status         AS _status,
                a.error          AS _error,
@@ -115,3 +119,8 @@ def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> RowCount
         FROM wb_src s JOIN wb_answers a ON a._rid = s.rowid {join}
         ORDER BY s.rowid""")
     return counts
+
+
+def drop_output(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> None:
+    """Drop the job's output table (`--full-refresh`); only a table the job file owns."""
+    con.execute(f"DROP TABLE IF EXISTS {require_owner(con, spec).qualified}")

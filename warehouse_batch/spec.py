@@ -23,6 +23,7 @@ from sqlglot.errors import ParseError, TokenError
 from .errors import JobFileError, Location
 from .models import output_limit
 from .paths import Scope, make_scope
+from .sqlutil import PLAIN_NAME, reserved_qualifier
 
 _CONFIG_START = re.compile(r"\{\{-?\s*config\s*\(")
 
@@ -285,12 +286,15 @@ def _want(config: dict, locations: dict, key: str, types: tuple, what: str) -> A
 def _build_spec(config: dict, locations: dict[str, Location], path: str,
                 vars: dict[str, Any]) -> JobSpec:
     name = _want(config, locations, "name", (str,), "a table name")
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}", name):
-        raise JobFileError(f"name {name!r} is not a plain table name (letters, digits, _, "
-                           "optionally schema-qualified)", locations["name"])
-    if name.split(".")[0] == "warehouse_batch" or name.startswith("warehouse_batch."):
-        raise JobFileError("the warehouse_batch schema is reserved for state tables",
-                           locations["name"])
+    if not PLAIN_NAME.fullmatch(name):
+        raise JobFileError(f"name={name!r} is not a plain table name (letters, digits, _, "
+                           "optionally schema-qualified; no quotes)", locations["name"])
+    reserved = reserved_qualifier(name)
+    if reserved:
+        raise JobFileError(f"name={name!r} is reserved: {reserved} (names are "
+                           "case-insensitive)", locations["name"],
+                           hint="write the output to your own schema, e.g. name='analytics."
+                                + name.rsplit(".", 1)[-1] + "'")
     key = config["unique_key"]
     keys = [key] if isinstance(key, str) else key
     if not keys or not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
