@@ -19,6 +19,7 @@ from .clock import Backoff, Clock, SystemClock
 from .collect import CollectReport, collect_ready, poll, submitted_batches
 from .db import default_db_path, session
 from .errors import EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, WarehouseBatchError
+from .keys import redact
 from .output import RowCounts, write_output
 from .paths import make_scope
 from .plan import PlanReport, build_plan
@@ -222,7 +223,7 @@ def _finish_run(con: duckdb.DuckDBPyConnection, report: RunReport,
                 [now_utc(), status, report.rows.rows, report.rows.succeeded,
                  report.submitted.requests_submitted, report.submitted.batches_created,
                  report.collected.succeeded + report.collected.failed,
-                 str(error) if error else None, report.run_id])
+                 redact(str(error)) if error else None, report.run_id])
 
 
 # -- status, cancel, reconcile -----------------------------------------------------------------
