@@ -194,6 +194,22 @@ def test_a_row_holding_a_key_is_refused_before_anything_is_written(tmp_path, emu
     assert provider_calls(emulator) == []
 
 
+def test_the_environment_read_by_the_select_is_never_sent(tmp_path, fast_emulator):
+    """Whatever else refuses `read_text('/proc/self/environ')`, the key check would."""
+    db = make_db(tmp_path)
+    job = write_job(tmp_path, "name='enriched', provider='openai', model='gpt-4.1-mini', "
+                              "unique_key='id', prompt='{{ content }}'",
+                    "SELECT 1 AS id, content FROM read_text('/proc/self/environ')")
+    before = checksum(db)
+    for command in ("plan", "run"):
+        p = cli([command, str(job), "--db", db],
+                emulator_env(fast_emulator, OPENAI_API_KEY=GOOD_KEY))
+        assert p.returncode == 2, p.stderr
+        assert GOOD_KEY not in p.stderr + p.stdout
+    assert checksum(db) == before
+    assert provider_calls(fast_emulator) == []
+
+
 def test_short_key_values_are_not_looked_for(tmp_path, emulator):
     short = "k" * (MIN_KEY_LENGTH - 1)
     job = Job(tmp_path, emulator, OPENAI_API_KEY=short)
@@ -272,7 +288,8 @@ def test_no_key_or_fragment_in_any_table_or_output(tmp_path, fast_emulator):
         outputs += [p.stdout, p.stderr]
     # the same project with a key the provider does not know: a 401 quoting its fragment
     job2 = write_job(tmp_path, OPENAI.format(name="enriched_more"),
-                     "SELECT id + 100 AS id, text || ' again' AS text FROM reviews", name="job2.sql")
+                     "SELECT id + 100 AS id, text || ' again' AS text FROM reviews",
+                     name="job2.sql")
     env_wrong = emulator_env(fast_emulator, OPENAI_API_KEY=WRONG_KEY)
     for extra in ([], ["--json"]):
         p = cli(["run", str(job2), "--db", db, *extra], env_wrong)

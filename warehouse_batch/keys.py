@@ -78,7 +78,8 @@ def _secrets(env: Mapping[str, str] | None) -> list[str]:
     found = set(_SEEN_KEYS)
     for source in (os.environ, env or {}):
         for name, value in source.items():
-            if len(value or "") >= MIN_KEY_LENGTH and (name in _KEY_ENV or _SECRET_NAME.search(name)):
+            secret_name = name in _KEY_ENV or _SECRET_NAME.search(name)
+            if secret_name and len(value or "") >= MIN_KEY_LENGTH:
                 found.add(value)
     return sorted(found, key=len, reverse=True)   # longest first: no partial leftovers
 

@@ -77,8 +77,8 @@ def translate_error(exc: Exception, action: str) -> ProviderError:
                                  exc)
     if isinstance(exc, httpx2.TransportError):   # e.g. the results stream broke off
         return ProviderError(redact(f"{action}: the connection to the provider failed "
-                                    f"({exc!r})") or action, retryable=True)
-    return ProviderError(redact(f"{action}: {exc}") or action, retryable=False)
+                                    f"({exc!r})"), retryable=True)
+    return ProviderError(redact(f"{action}: {exc}"), retryable=False)
 
 
 @register

@@ -37,7 +37,7 @@ def translate_error(exc: Exception, action: str) -> ProviderError:
     if isinstance(exc, openai.APIConnectionError):
         return unreachable_error(action, getattr(getattr(exc, "request", None), "url", None),
                                  exc)
-    return ProviderError(redact(f"{action}: {exc}") or action, retryable=False)
+    return ProviderError(redact(f"{action}: {exc}"), retryable=False)
 
 
 @register
