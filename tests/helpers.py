@@ -111,10 +111,12 @@ class Job:
                        backoff=Backoff(initial=30, maximum=3600))
 
     def provider(self):
+        from warehouse_batch.paths import make_scope
         from warehouse_batch.providers.base import get_provider
         from warehouse_batch.spec import load_job
 
-        return get_provider(load_job(self.path), emulator_env(self.emu, **self.env))
+        env = emulator_env(self.emu, **self.env)
+        return get_provider(load_job(self.path, scope=make_scope(self.path, env)), env)
 
     def sql(self, query: str, params=None) -> list[tuple]:
         con = duckdb.connect(self.db)

@@ -192,7 +192,8 @@ def test_unpinned_sampling_parameters_fail_on_the_api(tmp_path, emulator):
     (", stop='x', stop_sequences=['y']", "stop_sequences"),
 ])
 def test_settings_anthropic_cannot_take_are_refused(tmp_path, emulator, extra, key):
-    job = Job(tmp_path, emulator, extra=extra)
+    # the host is allowed, so a base_url is refused for its /v1, not for its host
+    job = Job(tmp_path, emulator, extra=extra, WAREHOUSE_BATCH_ALLOWED_HOSTS="127.0.0.1")
     with pytest.raises(JobFileError) as e:
         api.plan(job.path, job.options())
     assert e.value.location == load_job(job.path).location_of(key)
@@ -373,6 +374,7 @@ def test_refused_key_and_unreachable_host_are_clear(tmp_path, emulator):
         provider.preflight()
     assert "refused the API key" in str(e.value) and not e.value.retryable
     job.write(extra=", base_url='http://127.0.0.1:9'")
+    job.env["WAREHOUSE_BATCH_ALLOWED_HOSTS"] = "127.0.0.1:9"
     with pytest.raises(ProviderError) as e:
         job.provider().preflight()
     assert "cannot reach" in str(e.value) and "127.0.0.1:9" in str(e.value)

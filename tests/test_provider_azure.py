@@ -40,7 +40,7 @@ def azure_calls(emu) -> list[dict]:
 
 def test_azure_end_to_end_with_the_base_url_setting(tmp_path, emulator):
     job = Job(tmp_path, emulator, extra=f", base_url={emulator.azure_endpoint!r}",
-              AZURE_OPENAI_API_KEY="azure-key")
+              AZURE_OPENAI_API_KEY="azure-key", WAREHOUSE_BATCH_ALLOWED_HOSTS="127.0.0.1")
     report = job.run()
     assert report.rows.succeeded == 12 and report.exit_code == 0, report.to_dict()
     assert not report.collected.warnings
@@ -152,7 +152,7 @@ def test_openai_compatible_end_to_end(tmp_path, emulator):
     job = Job(tmp_path, emulator, provider="openai_compatible", model="llama-3.1-8b",
               extra=f", base_url={emulator.openai_base_url!r}",
               OPENAI_BASE_URL="http://127.0.0.1:9/v1", OPENAI_API_KEY="",
-              OPENAI_COMPATIBLE_API_KEY="compat-key")
+              OPENAI_COMPATIBLE_API_KEY="compat-key", WAREHOUSE_BATCH_ALLOWED_HOSTS="127.0.0.1")
     report = job.run()
     assert report.rows.succeeded == 12
     (batch,) = list(openai.OpenAI(base_url=emulator.openai_base_url, api_key="x")
@@ -164,7 +164,8 @@ def test_openai_compatible_end_to_end(tmp_path, emulator):
 
 def test_openai_compatible_key_falls_back_to_openai_api_key(tmp_path, emulator):
     job = Job(tmp_path, emulator, provider="openai_compatible", model="llama-3.1-8b",
-              extra=f", base_url={emulator.openai_base_url!r}")
+              extra=f", base_url={emulator.openai_base_url!r}",
+              WAREHOUSE_BATCH_ALLOWED_HOSTS="127.0.0.1")
     assert job.run().rows.succeeded == 12        # emulator_env sets OPENAI_API_KEY
     job.env.update(OPENAI_API_KEY="", OPENAI_COMPATIBLE_API_KEY="")
     with pytest.raises(ConfigurationError, match="OPENAI_COMPATIBLE_API_KEY or OPENAI_API_KEY"):

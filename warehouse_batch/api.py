@@ -20,6 +20,7 @@ from .collect import CollectReport, collect_ready, note_lost, poll, submitted_ba
 from .db import default_db_path, session
 from .errors import (EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, LookupUndecidedError,
                      ProviderError, WarehouseBatchError)
+from .keys import redact
 from .ledger import BatchProviders, is_not_found, lost_batches, mark_lost
 from .output import RowCounts, drop_output, write_output
 from .ownership import check_output, claim_output, refuse_foreign
@@ -227,7 +228,7 @@ def _finish_run(con: duckdb.DuckDBPyConnection, report: RunReport,
                 [now_utc(), status, report.rows.rows, report.rows.succeeded,
                  report.submitted.requests_submitted, report.submitted.batches_created,
                  report.collected.succeeded + report.collected.failed,
-                 str(error) if error else None, report.run_id])
+                 redact(str(error)) if error else None, report.run_id])
 
 
 # -- status, cancel, reconcile -----------------------------------------------------------------

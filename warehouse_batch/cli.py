@@ -21,12 +21,13 @@ from . import api
 from . import __version__
 from .clock import Backoff
 from .errors import EXIT_INTERNAL, EXIT_USER, WarehouseBatchError
+from .keys import redact
 
 
 def _emit(obj: Any, as_json: bool, human: Callable[[], None]) -> None:
     if as_json:
-        click.echo(json.dumps(obj.to_dict() if hasattr(obj, "to_dict") else obj, indent=2,
-                              default=str))
+        click.echo(redact(json.dumps(obj.to_dict() if hasattr(obj, "to_dict") else obj,
+                                     indent=2, default=str)))
     else:
         human()
 
@@ -34,7 +35,7 @@ def _emit(obj: Any, as_json: bool, human: Callable[[], None]) -> None:
 def _logger(quiet: bool) -> Callable[[str], None]:
     def log(message: str) -> None:
         if not quiet:
-            click.echo(f"[{time.strftime('%H:%M:%S')}] {message}", err=True)
+            click.echo(f"[{time.strftime('%H:%M:%S')}] {redact(message)}", err=True)
     return log
 
 
@@ -99,8 +100,8 @@ def _guard(as_json: bool, fn: Callable[[], int | None]) -> None:
         code = fn() or 0
     except WarehouseBatchError as e:
         if as_json:
-            click.echo(json.dumps(e.to_dict(), indent=2))
-        click.echo(f"error: {e}", err=True)
+            click.echo(redact(json.dumps(e.to_dict(), indent=2)))
+        click.echo(f"error: {redact(str(e))}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Exit:
         raise
@@ -113,8 +114,8 @@ def _guard(as_json: bool, fn: Callable[[], int | None]) -> None:
         sys.exit(130)
     except Exception as e:  # a bug: say so, keep the traceback for the report
         import traceback
-        traceback.print_exc()
-        click.echo(f"internal error: {e}", err=True)
+        click.echo(redact(traceback.format_exc()), err=True, nl=False)
+        click.echo(f"internal error: {redact(str(e))}", err=True)
         sys.exit(EXIT_INTERNAL)
     sys.exit(code)
 
@@ -179,7 +180,7 @@ def _print_run(r: api.RunReport) -> None:
     click.echo(f"  table {r.table}: {rows.rows:,} rows, {rows.succeeded:,} succeeded, "
                f"{rows.failed:,} failed, {rows.pending:,} pending")
     for w in s.warnings + c.warnings:
-        click.echo(f"  warning: {w}", err=True)
+        click.echo(f"  warning: {redact(w)}", err=True)
     if rows.pending and r.command != "submit":
         click.echo("  work is still pending: run `collect` (or `run --wait`) later", err=True)
 

@@ -22,6 +22,7 @@ import pyarrow as pa
 from .errors import DataError, JobFileError, Location
 from .identity import (custom_id_sql, json_string_sql, json_template_sql, key_json_sql,
                        request_identity)
+from .keys import check_prepared
 from .providers.base import PROMPT_PLACEHOLDER, Provider
 from .render import (CompiledTemplate, check_constant, check_sql_prompts, check_variables,
                      compile_template, render_constant, render_rows, to_sql)
@@ -129,6 +130,7 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
                    sha256({prepared.identity_sql()}) AS request_hash, prompt
             FROM wb_prompts)""")
     con.execute("DROP TABLE wb_prompts")
+    check_prepared(con, prepared)   # no API key in any request, before it is stored or sent
     return prepared
 
 

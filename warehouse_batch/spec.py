@@ -116,8 +116,7 @@ def parse_job(text: str, path: str = "<job>", vars: dict[str, Any] | None = None
     scope = scope or make_scope(path)
     config, locations, body = _split_config(text, path)
     _check_keys(config, locations, path)
-    spec = _build_spec(config, locations, path, vars or {})
-    spec.scope = scope
+    spec = _build_spec(config, locations, path, vars or {}, scope)
     spec.sql, spec.sql_line = _prepare_sql(body, path, spec.vars)
     _check_sql(spec.sql, path)
     return spec
@@ -284,7 +283,7 @@ def _want(config: dict, locations: dict, key: str, types: tuple, what: str) -> A
 
 
 def _build_spec(config: dict, locations: dict[str, Location], path: str,
-                vars: dict[str, Any]) -> JobSpec:
+                vars: dict[str, Any], scope: Scope) -> JobSpec:
     name = _want(config, locations, "name", (str,), "a table name")
     if not PLAIN_NAME.fullmatch(name):
         raise JobFileError(f"name={name!r} is not a plain table name (letters, digits, _, "
@@ -303,9 +302,8 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
     if len(set(keys)) != len(keys):
         raise JobFileError("unique_key lists a column twice", locations["unique_key"])
 
-    base = Path(path).parent
-    prompt = _template(config, locations, "prompt", "prompt_file", base, path)
-    system = (_template(config, locations, "system", "system_file", base, path)
+    prompt = _template(config, locations, "prompt", "prompt_file", scope, path)
+    system = (_template(config, locations, "system", "system_file", scope, path)
               if "system" in config or "system_file" in config else None)
     params = config.get("params", {})
     if not isinstance(params, dict):
@@ -335,7 +333,7 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
     provider_options = {k: config[k] for k in
                         ("base_url", "api_version", "anthropic_version", "cache_system_prompt")
                         if k in config}
-    output_schema, output_columns = _typed_answer(config, locations, base, path, endpoint)
+    output_schema, output_columns = _typed_answer(config, locations, scope, endpoint)
     return JobSpec(
         output_schema=output_schema, output_columns=output_columns,
         path=path, name=name,
@@ -344,7 +342,7 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
         unique_key=keys, prompt=prompt, system=system, sql="", endpoint=endpoint,
         generation=generation, params=params, provider_options=provider_options,
         description=config.get("description"), tags=list(tags) if tags else [],
-        vars=dict(vars), key_locations=locations, **ints,
+        vars=dict(vars), key_locations=locations, scope=scope, **ints,
     )
 
 
@@ -364,7 +362,7 @@ def _check_output_tokens(config: dict, locations: dict[str, Location], key: str)
                            locations[key], hint=f"set {key} to at most {limit.tokens:,}")
 
 
-def _typed_answer(config: dict, locations: dict[str, Location], base: Path, path: str,
+def _typed_answer(config: dict, locations: dict[str, Location], scope: Scope,
                   endpoint: str) -> tuple[dict | None, dict[str, str] | None]:
     """The answer's JSON Schema (from output_schema or columns) and the output projection."""
     from .schema import check_schema, from_columns
@@ -378,7 +376,7 @@ def _typed_answer(config: dict, locations: dict[str, Location], base: Path, path
     elif "output_schema" in config:
         raw, loc = config["output_schema"], locations["output_schema"]
         if isinstance(raw, str):
-            f = base / raw
+            f = _confined(scope, raw, "output_schema", loc)
             try:
                 raw = json.loads(f.read_text(encoding="utf-8"))
             except FileNotFoundError:
@@ -403,18 +401,34 @@ def _typed_answer(config: dict, locations: dict[str, Location], base: Path, path
     return schema, projection
 
 
+def _confined(scope: Scope, name: str, key: str, loc: Location) -> Path:
+    """The file `name` (relative to the job's folder), refused unless it lies in the job's
+    scope once symlinks are resolved: a job file must not read /proc/self/environ or ~/.ssh."""
+    f = scope.resolve(name)
+    if not scope.allows(f):
+        raise JobFileError(
+            f"{key} {name!r} is outside the folders this job may read ({scope.describe()})",
+            loc, hint="move the file into the job's folder or project, or, if you trust it, "
+                      f"run with --allow-path {f.parent} (or set "
+                      "$WAREHOUSE_BATCH_ALLOWED_PATHS)")
+    return f
+
+
 def _template(config: dict, locations: dict[str, Location], inline_key: str, file_key: str,
-              base: Path, path: str) -> Template:
+              scope: Scope, path: str) -> Template:
     if inline_key in config:
         text = _want(config, locations, inline_key, (str,), "a string")
         loc = locations[inline_key]
         return Template(text=text, file=path, line=loc.line or 1, column=loc.column or 1)
     rel = _want(config, locations, file_key, (str,), "a path")
-    f = (base / rel)
+    f = _confined(scope, rel, file_key, locations[file_key])
     try:
         return Template(text=f.read_text(encoding="utf-8"), file=str(f), line=1)
     except FileNotFoundError:
         raise JobFileError(f"{file_key} not found: {f}", locations[file_key]) from None
+    except (IsADirectoryError, UnicodeDecodeError) as e:
+        raise JobFileError(f"{file_key} cannot be read as UTF-8 text: {e}",
+                           locations[file_key]) from None
 
 
 # --- the SELECT -------------------------------------------------------------------------------

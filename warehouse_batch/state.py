@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 
 from .errors import StateError
+from .keys import redact
 
 SCHEMA = "warehouse_batch"
 _MIGRATION_RE = re.compile(r"migrate_(\d{3})_(\w+)\.sql$")
@@ -85,6 +86,8 @@ def update_batch(con: duckdb.DuckDBPyConnection, batch_id: str, **fields: Any) -
     if not fields:
         return
     cols = ", ".join(f"{k} = ?" for k in fields)
+    if isinstance(fields.get("error"), str):
+        fields["error"] = redact(fields["error"])   # provider messages may quote a key
     values = [json.dumps(v) if isinstance(v, dict) else v for v in fields.values()]
     con.execute(f"UPDATE {SCHEMA}.batches SET {cols} WHERE batch_id = ?", [*values, batch_id])
 

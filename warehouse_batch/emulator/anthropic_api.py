@@ -36,6 +36,8 @@ def handle(app: Emulator, req: Request) -> Response:
     bearer = (req.header("authorization") or "")
     if not (req.header("x-api-key") or (bearer.lower().startswith("bearer ") and bearer[7:].strip())):
         return anthropic_error(401, "x-api-key header is required")
+    if (req.header("x-api-key") or bearer[7:].strip()).startswith("sk-ant-wrong"):
+        return anthropic_error(401, "invalid x-api-key")   # Anthropic quotes no fragment
     if not req.header("anthropic-version"):
         return anthropic_error(400, "anthropic-version: header is required")
     if req.path == "/v1/messages" and req.method == "POST":

@@ -19,7 +19,10 @@ OpenAI: prefix ``/v1``, ``Authorization: Bearer <anything>`` required.
 Azure: prefix ``/openai`` (what ``AzureOpenAI(azure_endpoint=…)`` calls) with a
 required ``api-version`` query parameter (404 "Resource not found" without
 it, as Azure answers), or ``/openai/v1`` without one; auth by ``api-key`` or
-Bearer. Missing auth is a 401 in the OpenAI error shape.
+Bearer. Missing auth is a 401 in the OpenAI error shape. A key starting with ``sk-wrong``
+stands for a key the provider does not know: a 401 whose message quotes a masked fragment of
+it, exactly as OpenAI's does ("Incorrect API key provided: sk-wrong************abcd."), so
+tests can prove such fragments are redacted everywhere.
 """
 from __future__ import annotations
 
@@ -43,6 +46,17 @@ AZURE_NO_KEY = (
 )
 
 
+WRONG_KEY_PREFIX = "sk-wrong"
+
+
+def incorrect_key(key: str) -> str:
+    """OpenAI's 401 message for an unknown key: its first 8 and last 4 characters, the rest
+    masked."""
+    masked = key[:8] + "*" * max(len(key) - 12, 4) + key[-4:]
+    return (f"Incorrect API key provided: {masked}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.")
+
+
 def _bearer(req: Request) -> str:
     value = req.header("authorization") or ""
     return value[7:].strip() if value.lower().startswith("bearer ") else ""
@@ -63,6 +77,9 @@ def handle(app: Emulator, req: Request, protocol: str) -> Response:
         rest = req.path[len("/v1"):] if req.path.startswith("/v1/") else req.path
         if not _bearer(req):
             return openai_error(401, NO_KEY, "invalid_request_error", None, None)
+        if _bearer(req).startswith(WRONG_KEY_PREFIX):
+            return openai_error(401, incorrect_key(_bearer(req)), "invalid_request_error", None,
+                                "invalid_api_key")
     parts = [p for p in rest.split("/") if p]
     try:
         response = _dispatch(app, req, protocol, parts)

@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 from ..errors import (AmbiguousCreateError, ConfigurationError, JobFileError,
                       LookupUndecidedError, ProviderError,
                       ProviderErrorInfo)
+from ..keys import redact
 from .base import (LedgerBatch, Limits, Provider, RemoteBatch, register, status_error,
                    unreachable_error)
 
@@ -75,9 +76,9 @@ def translate_error(exc: Exception, action: str) -> ProviderError:
         return unreachable_error(action, getattr(getattr(exc, "request", None), "url", None),
                                  exc)
     if isinstance(exc, httpx2.TransportError):   # e.g. the results stream broke off
-        return ProviderError(f"{action}: the connection to the provider failed ({exc!r})",
-                             retryable=True)
-    return ProviderError(f"{action}: {exc}", retryable=False)
+        return ProviderError(redact(f"{action}: the connection to the provider failed "
+                                    f"({exc!r})"), retryable=True)
+    return ProviderError(redact(f"{action}: {exc}"), retryable=False)
 
 
 @register
@@ -174,8 +175,9 @@ class AnthropicProvider(Provider):
 
     # -- client ------------------------------------------------------------------------------
     def base_url(self) -> str:
-        return self.options.get("base_url") or self.env.get(self.base_url_env) \
-            or DEFAULT_BASE_URL
+        """The job's `base_url` if the operator allows its host (else refused), or the
+        operator's ANTHROPIC_BASE_URL, or api.anthropic.com."""
+        return self.job_base_url() or self.env.get(self.base_url_env) or DEFAULT_BASE_URL
 
     def make_client(self) -> Any:
         """An `anthropic.Anthropic` built only from our settings (never the SDK's own
@@ -229,8 +231,8 @@ class AnthropicProvider(Provider):
         try:
             b = client.messages.batches.create(requests=requests)
         except anthropic.APIConnectionError as e:   # includes timeouts
-            raise AmbiguousCreateError(
-                f"{action}: Anthropic may or may not have created it ({e})") from None
+            raise AmbiguousCreateError(redact(
+                f"{action}: Anthropic may or may not have created it ({e})")) from None
         except anthropic.APIStatusError as e:
             if e.status_code >= 500 or e.status_code == 408:
                 raise AmbiguousCreateError(f"{action}: HTTP {e.status_code}",

@@ -62,24 +62,34 @@ class AzureOpenAIProvider(OpenAIProvider):
 
 @register
 class OpenAICompatibleProvider(OpenAIProvider):
-    """A third-party server speaking OpenAI's Files + Batches protocol (§3.1), at `base_url`."""
+    """A third-party server speaking OpenAI's Files + Batches protocol (§3.1).
+
+    Its address is the operator's OPENAI_COMPATIBLE_BASE_URL, or a `base_url` in the job
+    file whose host the operator allowed (`--allow-host`). OPENAI_BASE_URL is never used: it
+    is meant for OpenAI, and sending a compatible job there would be a surprise.
+    """
 
     name: ClassVar[str] = "openai_compatible"
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_COMPATIBLE_API_KEY", "OPENAI_API_KEY")
+    base_url_env: ClassVar[str] = "OPENAI_COMPATIBLE_BASE_URL"
 
     def validate(self) -> None:
-        super().validate()
-        if not self.options.get("base_url"):
+        super().validate()   # a job-file base_url is checked against the allowed hosts there
+        if not self.options.get("base_url") and not self.env.get(self.base_url_env):
             raise JobFileError(
-                "provider 'openai_compatible' needs base_url: the server to send batches to",
+                "provider 'openai_compatible' needs a base URL: the server to send batches to",
                 self.spec.location_of("provider"),
-                hint="add base_url='https://host/v1' (the server's OpenAI-style base, "
-                     "usually ending in /v1) to the config block")
+                hint=f"set {self.base_url_env}=https://host/v1 (the server's OpenAI-style "
+                     "base, usually ending in /v1), or add base_url='https://host/v1' to the "
+                     "config block and run with --allow-host host")
 
     def base_url(self) -> str | None:
-        """Only the job's own `base_url`: never OPENAI_BASE_URL, which is meant for OpenAI."""
-        url = self.options.get("base_url")
+        """The job's allowed `base_url`, else OPENAI_COMPATIBLE_BASE_URL; never
+        OPENAI_BASE_URL, which is meant for OpenAI."""
+        url = self.job_base_url() or self.env.get(self.base_url_env)
         if not url:
             raise ConfigurationError(
-                "provider 'openai_compatible' needs base_url in the config block")
+                "provider 'openai_compatible' needs a base URL",
+                hint=f"set {self.base_url_env}, or base_url in the config block "
+                     "(with --allow-host)")
         return url

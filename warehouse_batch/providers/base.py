@@ -21,8 +21,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
+from urllib.parse import urlsplit
 
-from ..errors import ConfigurationError, ProviderError, ProviderErrorInfo
+from ..errors import ConfigurationError, JobFileError, ProviderError, ProviderErrorInfo
+from ..keys import redact, register_key_env, remember_key
 from ..spec import JobSpec
 
 PROMPT_PLACEHOLDER = "\u0000warehouse-batch:prompt\u0000"
@@ -106,6 +108,7 @@ class Provider(ABC):
     supports_embeddings: ClassVar[bool] = False
     results_sql: ClassVar[str]                   # a file in warehouse_batch/sql/
     option_keys: ClassVar[frozenset[str]] = frozenset()   # provider settings it understands
+    api_key_env: ClassVar[tuple[str, ...]] = ()  # variables holding its key, first set wins
 
     def __init__(self, spec: JobSpec, env: Mapping[str, str] | None = None):
         self.spec = spec
@@ -115,8 +118,6 @@ class Provider(ABC):
     # -- requests ----------------------------------------------------------------------------
     def validate(self) -> None:
         """Refuse, at plan time, a job this provider cannot run (raise JobFileError)."""
-        from ..errors import JobFileError
-
         unknown = set(self.options) - set(self.option_keys)
         if unknown:
             key = sorted(unknown)[0]
@@ -125,6 +126,7 @@ class Provider(ABC):
         if self.spec.endpoint == "embeddings" and not self.supports_embeddings:
             raise JobFileError(f"provider {self.name!r} has no embeddings batch API",
                                self.spec.location_of("endpoint"))
+        self.job_base_url()
 
     @abstractmethod
     def endpoint_path(self) -> str:
@@ -200,9 +202,49 @@ class Provider(ABC):
         """Delete provider-side files we no longer need (after results are stored)."""
 
     # -- helpers -------------------------------------------------------------------------------
+    def job_base_url(self) -> str | None:
+        """The job file's `base_url`, if it has one and the operator allows its host.
+
+        The API key goes wherever the base URL points, and a job file travels; so a base URL
+        written in it is honoured only for a host the operator allowed (`--allow-host`,
+        $WAREHOUSE_BATCH_ALLOWED_HOSTS), loopback included. A base URL set in the
+        environment (e.g. OPENAI_BASE_URL) is the operator's own and needs no allowance.
+        Checked by `validate` (at plan) and again whenever a client is built.
+        """
+        url = self.options.get("base_url")
+        if url is None:
+            return None
+        where = self.spec.location_of("base_url")
+        if not isinstance(url, str) or not url:
+            raise JobFileError(f"base_url must be a URL string, got {url!r}", where)
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as e:
+            raise JobFileError(f"base_url {url!r} is not a valid URL ({e})", where) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise JobFileError(f"base_url {url!r} is not an http(s) URL with a host", where)
+        if parts.username or parts.password:
+            raise JobFileError("base_url must not carry credentials", where)
+        host = parts.hostname
+        port = port or (443 if parts.scheme == "https" else 80)
+        scope = self.spec.scope
+        if scope is None or not scope.allows_host(host, port):
+            shown = f"[{host}]" if ":" in host else host
+            raise JobFileError(
+                f"base_url names the host {host}:{port}, which the operator has not allowed: "
+                f"the API key in ${self.api_key_env[0] if self.api_key_env else 'API key'} "
+                "would be sent there",
+                where,
+                hint=f"if you trust this host, run with --allow-host {shown} (or "
+                     f"--allow-host {shown}:{port}, or set $WAREHOUSE_BATCH_ALLOWED_HOSTS); "
+                     "or remove base_url and set the provider's base URL variable instead")
+        return url
+
     def require_env(self, *names: str) -> str:
         for n in names:
             if self.env.get(n):
+                remember_key(self.env[n])
                 return self.env[n]
         raise ConfigurationError(
             f"no API key for provider {self.name!r}: set {' or '.join(names)}",
@@ -215,7 +257,10 @@ RETRYABLE_STATUS = frozenset({408, 409, 429})   # plus every 5xx, as both SDKs r
 
 def status_error(action: str, status: int, message: str, info: ProviderErrorInfo,
                  who: str = "the provider") -> ProviderError:
-    """An HTTP error answer as a ProviderError: 408/409/429/5xx may pass, the rest will not."""
+    """An HTTP error answer as a ProviderError: 408/409/429/5xx may pass, the rest will not.
+
+    The provider's message is redacted: a 401 quotes a masked fragment of the key."""
+    message = redact(message) or ""
     if status == 401:
         return ProviderError(f"{action}: {who} refused the API key ({message})",
                              retryable=False, info=info)
@@ -229,7 +274,7 @@ def unreachable_error(action: str, url: Any, exc: Exception) -> ProviderError:
     if url is not None:
         port = url.port or (443 if url.scheme == "https" else 80)
         where = f" {url.scheme}://{url.host}:{port}"
-    return ProviderError(f"{action}: cannot reach the provider at{where} ({exc})",
+    return ProviderError(redact(f"{action}: cannot reach the provider at{where} ({exc})"),
                          retryable=True)
 
 
@@ -239,6 +284,7 @@ _REGISTRY: dict[str, type[Provider]] = {}
 def register(cls: type[Provider]) -> type[Provider]:
     """Class decorator: make a provider available to job files under `cls.name`."""
     _REGISTRY[cls.name] = cls
+    register_key_env(cls.api_key_env)
     return cls
 
 
@@ -249,8 +295,6 @@ def provider_names() -> list[str]:
 
 def get_provider(spec: JobSpec, env: Mapping[str, str] | None = None) -> Provider:
     """The provider a job names, constructed for it."""
-    from ..errors import JobFileError
-
     _load_builtin()
     cls = _REGISTRY.get(spec.provider)
     if cls is None:

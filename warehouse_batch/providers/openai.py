@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from ..errors import (AmbiguousCreateError, ConfigurationError, ProviderError,
                       ProviderErrorInfo)
+from ..keys import redact
 from .base import (LedgerBatch, Limits, Provider, RemoteBatch, TaggedBatch, register,
                    status_error, unreachable_error)
 
@@ -39,7 +40,7 @@ def translate_error(exc: Exception, action: str) -> ProviderError:
     if isinstance(exc, openai.APIConnectionError):
         return unreachable_error(action, getattr(getattr(exc, "request", None), "url", None),
                                  exc)
-    return ProviderError(f"{action}: {exc}", retryable=False)
+    return ProviderError(redact(f"{action}: {exc}"), retryable=False)
 
 
 @register
@@ -103,7 +104,9 @@ class OpenAIProvider(Provider):
 
     # -- client ------------------------------------------------------------------------------
     def base_url(self) -> str | None:
-        return self.options.get("base_url") or self.env.get(self.base_url_env) or None
+        """The job's `base_url` if the operator allows its host (else refused), or the
+        operator's own variable (OPENAI_BASE_URL), or None: the SDK's default host."""
+        return self.job_base_url() or self.env.get(self.base_url_env) or None
 
     def make_client(self) -> Any:
         import openai
@@ -166,9 +169,9 @@ class OpenAIProvider(Provider):
                 input_file_id=batch.input_file_id, endpoint=self.line_url(),
                 completion_window="24h", metadata=self.metadata(batch))
         except (openai.APIConnectionError, openai.InternalServerError) as e:
-            raise AmbiguousCreateError(
+            raise AmbiguousCreateError(redact(
                 f"creating batch {batch.batch_id}: the provider may or may not have created it "
-                f"({e})") from None
+                f"({e})")) from None
         except openai.APIStatusError as e:
             if e.status_code >= 500 or e.status_code == 408:
                 raise AmbiguousCreateError(f"creating batch {batch.batch_id}: HTTP "
