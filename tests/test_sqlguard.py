@@ -11,7 +11,6 @@ import sys
 import duckdb
 import pytest
 
-from warehouse_batch import api
 from warehouse_batch.db import connect, read_only
 from warehouse_batch.errors import JobFileError
 from warehouse_batch.paths import make_scope
@@ -133,9 +132,27 @@ def test_files_outside_the_scope_are_refused(path, tmp_path, scope):
     assert (e.value.location.line, e.value.location.column) == (1, 31)
 
 
+def test_locations_count_characters_not_bytes(scope):
+    with pytest.raises(JobFileError) as e:
+        check_read_only("SELECT 'é' AS a,\n  'ü' AS b, * FROM read_text('/etc/passwd')", "job.sql",
+                        scope)
+    assert (e.value.location.line, e.value.location.column) == (2, 30)
+
+
+def test_paths_in_subqueries_and_summaries_are_checked(scope):
+    for sql in ("SELECT (SELECT content FROM read_text('/etc/passwd')) AS t",
+                "SELECT * FROM reviews r, LATERAL (SELECT * FROM read_blob('/etc/shadow'))",
+                "SELECT * FROM (SUMMARIZE '/etc/hosts.csv')",
+                "DESCRIBE SELECT * FROM read_csv('/etc/hosts.csv')"):
+        with pytest.raises(JobFileError, match="outside the folders"):
+            check_read_only(sql, "job.sql", scope)
+
+
 def test_a_replacement_scan_outside_the_scope_is_refused(scope):
     with pytest.raises(JobFileError, match="outside the folders"):
         check_read_only("SELECT * FROM '/etc/hosts.csv'", "job.sql", scope)
+    with pytest.raises(JobFileError, match="outside the folders"):
+        check_read_only('SELECT * FROM "/etc/hosts".csv', "job.sql", scope)
 
 
 def test_a_symlink_in_the_job_folder_pointing_outside_is_refused(tmp_path, scope):
@@ -277,3 +294,20 @@ def test_var_injection_does_not_change_the_rows(tmp_path):
                            env=env, capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr
         assert json.loads(p.stdout)["rows_selected"] == rows
+
+
+def test_a_file_locked_by_another_process_gives_the_lock_message(tmp_path):
+    from warehouse_batch.errors import StateError
+
+    db = str(tmp_path / "w.duckdb")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+         "print('ready', flush=True); sys.stdin.read()", db],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StateError, match="open in another process"):
+            connect(db, lock_retries=0)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)

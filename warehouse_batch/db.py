@@ -85,7 +85,12 @@ def _attach(con: duckdb.DuckDBPyConnection, path: str, alias: str, *, read_only:
 def read_only(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """While inside, the user's database is attached read-only: a statement that slipped past
     the parse-time check still cannot change it (DuckDB refuses any write). Temp tables
-    (`wb_src`) live in the connection's temp catalog and survive the re-attach."""
+    (`wb_src`) live in the connection's temp catalog and survive the re-attach.
+
+    Files are confined by `sqlguard` at parse time. DuckDB's own `allowed_directories` (with
+    `enable_external_access=false`) is not used as a further layer: on DuckDB 2.0.1 it checks a
+    relative path before `file_search_path` applies (so `read_csv('reviews.csv')` next to the
+    job fails), lets `dir/../file` through, and cannot be undone on the instance."""
     alias, path = con.execute("SELECT database_name, path FROM duckdb_databases() "
                               "WHERE database_name = current_database()").fetchone()
     if not path:   # an in-memory database cannot be re-attached

@@ -83,7 +83,7 @@ _DML_WORDS = {"DELETE_QUERY_NODE": "DELETE", "UPDATE_QUERY_NODE": "UPDATE",
 _NO_LOCATION = 2 ** 64 - 1
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 _GLOB = re.compile(r"[*?\[{]")
-_FILE_LIKE = re.compile(r"[./\\~]")
+_FILE_LIKE = re.compile(r"[./\\~*?\[{]")
 _HINT_PATH = ("files are read only under the job's folder and project root; the operator may "
               "allow more with --allow-path DIR or $WAREHOUSE_BATCH_ALLOWED_PATHS")
 _HINT_READONLY = ("a job's SQL is one SELECT that only reads; warehouse-batch writes the "
@@ -301,9 +301,12 @@ class _Walker:
                      "write the path as a string literal", loc, hint=_HINT_PATH)
 
     def _base_table(self, node: dict, where: int | None) -> None:
-        """`FROM 'reviews.csv'`: DuckDB reads a file when no table has that name."""
-        name = str(node.get("table_name", ""))
-        if node.get("schema_name") or node.get("catalog_name") or name.lower() in self.ctes:
+        """`FROM 'reviews.csv'`: DuckDB reads a file when no table has that name, joining a
+        qualified name with dots (`FROM "/etc/x".csv` reads /etc/x.csv), so the whole name
+        is checked as a path."""
+        parts = [str(node.get(k) or "") for k in ("catalog_name", "schema_name", "table_name")]
+        name = ".".join(p for p in parts if p)
+        if name.lower() in self.ctes:
             return
         if _FILE_LIKE.search(name) or _URL.match(name):
             self._path(name, where)
