@@ -277,25 +277,21 @@ class _Walker:
                               "read_csv/read_parquet/read_json/read_text/glob, range, unnest, "
                               "…; see the README")
         if name in PATH_FUNCTIONS:
-            args = [a for a in fn.get("arguments", []) if not a.get("name")]
+            args = _positional(fn)
             if not args:
-                self._refuse(f"{name}() needs a file path", where)
-            self._paths(args[0]["expression"], name, where)
+                self._refuse(f"{name}() needs a file path", where, hint=_HINT_PATH)
+            self._paths(args[0], name, where)
 
     def _paths(self, expr: dict, name: str, where: int | None) -> None:
         """The literal path(s) of a reading function's first argument, each checked."""
         loc = expr.get("query_location", where)
-        if expr.get("class") == "CONSTANT" and expr.get("literal", {}).get("kind") in (
-                "STRING", "VARCHAR"):
-            self._path(expr["literal"]["text"], loc)
+        text = _string_constant(expr)
+        if text is not None:
+            self._path(text, loc)
             return
         if expr.get("class") == "FUNCTION" and expr.get("function_name") == "list_value":
-            for arg in expr.get("arguments", []):
-                self._paths(arg["expression"] if "expression" in arg else arg, name, loc)
-            return
-        if expr.get("class") == "CONSTANT" and expr.get("literal", {}).get("kind") == "LIST":
-            for v in expr["literal"].get("children", expr["literal"].get("values", [])):
-                self._path(str(v.get("text", v)), loc)
+            for arg in _positional(expr):
+                self._paths(arg, name, loc)
             return
         self._refuse(f"{name}() reads a path computed at run time, which cannot be checked; "
                      "write the path as a string literal", loc, hint=_HINT_PATH)
@@ -326,7 +322,32 @@ class _Walker:
 
 
 def _is_type_info(node: dict) -> bool:
-    return "id" in node and "type_info" in node
+    """A type descriptor (`DECIMAL(10, 2)`), not a node of the query."""
+    return ("id" in node and "type_info" in node) or str(node["type"]).endswith("_TYPE_INFO")
+
+
+def _positional(fn: dict) -> list[dict]:
+    """A function's positional arguments (DuckDB 2 lists `arguments` with names; DuckDB 1.4
+    lists `children`, a named parameter being `name = value`)."""
+    if "arguments" in fn:
+        return [a["expression"] for a in fn["arguments"] if not a.get("name")]
+    return [c for c in fn.get("children", [])
+            if not (c.get("class") == "COMPARISON" and c.get("type") == "COMPARE_EQUAL"
+                    and (c.get("left") or {}).get("class") == "COLUMN_REF")]
+
+
+def _string_constant(expr: dict) -> str | None:
+    """The text of a string literal (DuckDB 2: `literal`, DuckDB 1.4: `value`), else None."""
+    if expr.get("class") != "CONSTANT":
+        return None
+    literal = expr.get("literal")
+    if isinstance(literal, dict) and literal.get("kind") in ("STRING", "VARCHAR"):
+        return str(literal.get("text"))
+    value = expr.get("value")
+    if isinstance(value, dict) and (value.get("type") or {}).get("id") == "VARCHAR" \
+            and not value.get("is_null") and isinstance(value.get("value"), str):
+        return value["value"]
+    return None
 
 
 def _candidates(raw: str, scope: Scope) -> Iterator[Path]:
