@@ -311,3 +311,26 @@ def test_a_file_locked_by_another_process_gives_the_lock_message(tmp_path):
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
+
+
+def test_a_symlink_out_of_the_job_folder_is_refused_through_the_cli(tmp_path):
+    outside = tmp_path.parent / f"{tmp_path.name}-secret"
+    outside.mkdir()
+    (outside / "keys.csv").write_text("id,text\n1,sk-secret\n")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "reviews.csv").symlink_to(outside / "keys.csv")
+    db = str(tmp_path / "w.duckdb")
+    job = write_job(tmp_path, "name='o', provider='openai', model='m', unique_key='id', "
+                    "prompt='{{ text }}'", "SELECT id, text FROM read_csv('reviews.csv')")
+    env = {**os.environ, "OPENAI_API_KEY": "x"}
+    for command in ("plan", "run"):
+        p = subprocess.run(EXE + [command, str(job), "--db", db], env=env, capture_output=True,
+                           text=True, timeout=120)
+        assert p.returncode == 2, p.stderr
+        assert re.search(r"job\.sql:\d+:\d+: the SELECT reads 'reviews.csv' \(.*keys.csv\), "
+                         r"outside", p.stderr), p.stderr
+        assert "--allow-path" in p.stderr and "sk-secret" not in p.stderr
+    assert not os.path.exists(db)   # refused before the database was even opened
+    p = subprocess.run(EXE + ["plan", str(job), "--db", db, "--allow-path", str(outside)],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr

@@ -129,19 +129,17 @@ def _tokens(sql: str) -> list[tuple[int, str]]:
         return []
 
 
-def check_read_only(sql: str, path: str, scope: Scope | None = None,
-                    con: duckdb.DuckDBPyConnection | None = None) -> None:
+def check_read_only(sql: str, path: str, scope: Scope | None = None) -> None:
     """Refuse `sql` (with file:line:col) unless it is one statement proven to only read,
-    and every file it reads lies under `scope`. `sql` keeps the job file's line numbers."""
+    and every file it reads lies under `scope`. `sql` keeps the job file's line numbers.
+    Parsing uses a private in-memory DuckDB: nothing is bound, read or run."""
     text = _Text(sql, path)
-    own = con is None
-    con = con or duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
-                                                   "autoload_known_extensions": False})
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                             "autoload_known_extensions": False})
     try:
         tree = _parse(con, text)
     finally:
-        if own:
-            con.close()
+        con.close()
     _Walker(text, scope).walk(tree["statements"][0]["node"])
 
 
@@ -150,8 +148,8 @@ def _parse(con: duckdb.DuckDBPyConnection, text: _Text) -> dict:
     try:
         statements = con.extract_statements(text.sql)
     except duckdb.Error as e:
-        raise JobFileError(f"SQL does not parse: {_first_line(e)}", _error_location(e, text),
-                           ) from None
+        raise JobFileError(f"SQL does not parse: {_first_line(e)}",
+                           _error_location(e, text)) from None
     if not statements:
         raise JobFileError("the job file has no SELECT after the config block",
                            Location(text.path))
