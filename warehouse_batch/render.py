@@ -17,7 +17,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, n
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import DataError, JobFileError, Location
+from .errors import DataError, JobFileError
 from .identity import sql_literal
 from .spec import Template
 from .sqlutil import quote_ident
