@@ -69,10 +69,10 @@ def test_output_column_collision(tmp_path):
         plan(tmp_path, "SELECT 1 AS id, 'a' AS text, 'x' AS response")
 
 
-def test_network_extension_fails_fast_without_installing(tmp_path):
+def test_remote_files_are_refused_before_any_extension_is_needed(tmp_path):
     with pytest.raises(JobFileError) as e:
         plan(tmp_path, "SELECT * FROM read_parquet('https://example.invalid/x.parquet')")
-    assert "never installs DuckDB extensions" in str(e.value)
+    assert "not a local file" in str(e.value) and e.value.location.line == 5
 
 
 def test_system_prompt_cannot_use_columns(tmp_path):

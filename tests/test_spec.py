@@ -75,11 +75,11 @@ def test_prompt_file_is_read_relative_to_the_job(tmp_path):
 
 
 def test_sql_vars_are_rendered():
-    spec = parse_job(job(BASE, "SELECT {{ var('n', 3) }} AS id, '{{ var('t') }}' AS text"),
+    spec = parse_job(job(BASE, "SELECT {{ var('n', 3) }} AS id, {{ var('t') }} AS text"),
                      vars={"t": "hello"})
     assert "SELECT 3 AS id, 'hello' AS text" in spec.sql
     with pytest.raises(JobFileError, match="var\\('t'\\)"):
-        parse_job(job(BASE, "SELECT 1 AS id, '{{ var('t') }}' AS text"))
+        parse_job(job(BASE, "SELECT 1 AS id, {{ var('t') }} AS text"))
 
 
 def test_duckdb_only_syntax_is_accepted():

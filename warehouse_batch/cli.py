@@ -40,11 +40,17 @@ def _logger(quiet: bool) -> Callable[[str], None]:
 
 
 def _parse_vars(values: tuple[str, ...]) -> dict[str, Any]:
+    """`--var KEY=VALUE` pairs: VALUE is JSON when it parses (3, true, null, "text"), else
+    text. The job binds each as a SQL literal (sqlvars.py), never as SQL."""
     out: dict[str, Any] = {}
     for item in values:
         if "=" not in item:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--var")
         k, v = item.split("=", 1)
+        if not k:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--var")
+        if k in out:
+            raise click.BadParameter(f"{k} is given twice", param_hint="--var")
         try:
             out[k] = json.loads(v)
         except json.JSONDecodeError:
@@ -60,7 +66,8 @@ def job_options(f: Callable) -> Callable:
                      help="DuckDB file holding the sources, the state and the output table "
                           "[default: $WAREHOUSE_BATCH_DB or ./warehouse.duckdb]"),
         click.option("--var", "vars_", multiple=True, metavar="KEY=VALUE",
-                     help="a value for {{ var('KEY') }} in the job file (JSON or text); repeatable"),
+                     help="a value for {{ var('KEY') }} (bound as a SQL literal) or vars.KEY in "
+                          "templates (JSON or text); repeatable"),
         click.option("--json", "as_json", is_flag=True, help="print a JSON report on stdout"),
         click.option("-q", "--quiet", is_flag=True, help="no progress messages on stderr"),
         click.option("--max-attempts", type=click.IntRange(min=1), default=None,

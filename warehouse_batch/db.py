@@ -6,9 +6,13 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
+from pathlib import Path
+
 import duckdb
 
 from .errors import StateError
+from .identity import sql_literal
+from .sqlutil import quote_ident
 from .state import ensure_schema
 
 DEFAULT_DB = "warehouse.duckdb"
@@ -23,16 +27,45 @@ def default_db_path() -> str:
 def connect(path: str, *, migrate: bool = True, lock_retries: int = 3) -> duckdb.DuckDBPyConnection:
     """Open `path` read-write with extension auto-install off, and bring the state schema up.
 
+    The connection is an in-memory DuckDB with `path` attached under the name DuckDB itself
+    would give it (the file's stem, so `shop.main.reviews` keeps working) and made current:
+    `read_only` can then re-attach the file read-only while a job's SELECT runs.
     Auto-install is off so a query that needs a network-only extension (httpfs, …) fails at
     once with DuckDB's "requires the extension … to be loaded" instead of hanging on a download.
     New files are written in the v1.4 storage format so DuckDB 1.4+ tools can open them.
     """
     config: dict = {"autoinstall_known_extensions": False}
-    if path != ":memory:" and not os.path.exists(path) and duckdb.__version__ >= "1.2":
-        config["storage_compatibility_version"] = "v1.4.0"
+    if path == ":memory:":
+        con = duckdb.connect(path, config=config)
+    else:
+        con = duckdb.connect(":memory:", config=config)
+        try:
+            _attach(con, path, attach_alias(path), read_only=False, lock_retries=lock_retries)
+        except BaseException:
+            con.close()
+            raise
+    if migrate:
+        ensure_schema(con)
+    return con
+
+
+def attach_alias(path: str) -> str:
+    """The catalog name DuckDB gives a file it opens: its stem."""
+    stem = Path(path).name.split(".")[0] or "db"
+    # names DuckDB keeps for itself cannot be taken; such a file gets a suffixed name
+    return f"{stem}_db" if stem.lower() in ("memory", "system", "temp") else stem
+
+
+def _attach(con: duckdb.DuckDBPyConnection, path: str, alias: str, *, read_only: bool,
+            lock_retries: int = 3) -> None:
+    options = ["READ_ONLY"] if read_only else []
+    if not read_only and not os.path.exists(path) and duckdb.__version__ >= "1.2":
+        options.append("STORAGE_VERSION 'v1.4.0'")
+    clause = f" ({', '.join(options)})" if options else ""
+    sql = f"ATTACH {sql_literal(path)} AS {quote_ident(alias)}{clause}"
     for attempt in range(lock_retries + 1):
         try:
-            con = duckdb.connect(path, config=config)
+            con.execute(sql)
             break
         except duckdb.IOException as e:
             if "lock" in str(e).lower() and attempt < lock_retries:
@@ -43,9 +76,37 @@ def connect(path: str, *, migrate: bool = True, lock_retries: int = 3) -> duckdb
                     f"{path} is open in another process; DuckDB allows one writer at a time. "
                     "Run warehouse-batch after dbt (or the other writer) has finished.") from None
             raise StateError(f"cannot open {path}: {e}") from None
-    if migrate:
-        ensure_schema(con)
-    return con
+        except duckdb.Error as e:
+            raise StateError(f"cannot open {path}: {e}") from None
+    con.execute(f"USE {quote_ident(alias)}")
+
+
+@contextmanager
+def read_only(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """While inside, the user's database is attached read-only: a statement that slipped past
+    the parse-time check still cannot change it (DuckDB refuses any write). Temp tables
+    (`wb_src`) live in the connection's temp catalog and survive the re-attach.
+
+    Files are confined by `sqlguard` at parse time. DuckDB's own `allowed_directories` (with
+    `enable_external_access=false`) is not used as a further layer: on DuckDB 2.0.1 it checks a
+    relative path before `file_search_path` applies (so `read_csv('reviews.csv')` next to the
+    job fails), lets `dir/../file` through, and cannot be undone on the instance."""
+    alias, path = con.execute("SELECT database_name, path FROM duckdb_databases() "
+                              "WHERE database_name = current_database()").fetchone()
+    if not path:   # an in-memory database cannot be re-attached
+        yield
+        return
+    _reattach(con, alias, path, read_only=True)
+    try:
+        yield
+    finally:
+        _reattach(con, alias, path, read_only=False)
+
+
+def _reattach(con: duckdb.DuckDBPyConnection, alias: str, path: str, *, read_only: bool) -> None:
+    con.execute("USE memory")
+    con.execute(f"DETACH {quote_ident(alias)}")
+    _attach(con, path, alias, read_only=read_only)
 
 
 @contextmanager

@@ -34,7 +34,7 @@ from jinja2 import TemplateSyntaxError, UndefinedError, meta, nodes
 from jinja2 import StrictUndefined
 from jinja2.exceptions import SecurityError, TemplateError
 
-from .errors import (ConfigurationError, DataError, JobFileError, Location,
+from .errors import (ConfigurationError, DataError, JobFileError,
                      TemplateBudgetError)
 from .identity import sql_literal
 from .sandbox import BoundedSandbox, Budget
@@ -329,22 +329,3 @@ def _column_ref(node: nodes.Node) -> str | None:
         return node.arg.value
     return None
 
-
-def render_sql_body(body: str, path: str, vars: dict[str, Any]) -> str:
-    """Render Jinja in the SQL part of a job file: `{{ var('name', default) }}` only."""
-    env = make_env()
-
-    def var(name: str, default: Any = ...) -> Any:
-        if name in vars:
-            return vars[name]
-        if default is ...:
-            raise JobFileError(f"the SQL uses var({name!r}) but no value was given",
-                               Location(path), hint=f"pass --var {name}=VALUE")
-        return default
-
-    try:
-        return env.from_string(body).render(var=var)
-    except TemplateSyntaxError as e:
-        raise JobFileError(f"SQL template: {e.message}", Location(path, e.lineno)) from None
-    except (TemplateError, UndefinedError) as e:
-        raise JobFileError(f"SQL template: {e}", Location(path)) from None

@@ -1,7 +1,8 @@
 """The job's rows, checked and turned into requests, set-based in DuckDB.
 
 `prepare` binds the user's SELECT (without running it) to check columns and templates,
-materialises the rows once (a consistent snapshot for the whole command), refuses NULL and
+materialises the rows once (a consistent snapshot for the whole command; the SELECT runs
+exactly once, with the user's database attached read-only), refuses NULL and
 duplicate keys, renders one prompt per row and computes `row_key_hash`, `request_hash` and
 `custom_id` for every row in SQL. The results are temp tables on the connection:
 
@@ -19,6 +20,7 @@ from typing import Callable
 import duckdb
 import pyarrow as pa
 
+from .db import read_only
 from .errors import DataError, JobFileError, Location
 from .identity import (custom_id_sql, json_string_sql, json_template_sql, key_json_sql,
                        request_identity)
@@ -56,21 +58,27 @@ class Prepared:
 
 
 def bind_columns(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> tuple[list[str], dict[str, str]]:
-    """The SELECT's output columns and DuckDB types, found by binding it (nothing runs)."""
+    """The SELECT's output columns and DuckDB types, found by binding it (`DESCRIBE`: DuckDB
+    plans the statement without running it, so the SELECT runs once, when materialised)."""
     try:
-        rel = con.sql(spec.sql)
-        if rel is None:
-            raise JobFileError("the statement returns no rows; a job needs a SELECT",
-                               Location(spec.path, spec.sql_line))
-        columns, types = list(rel.columns), [str(t) for t in rel.types]
+        described = con.execute(f"DESCRIBE {spec.sql}").fetchall()
     except duckdb.Error as e:
         raise _sql_error(e, spec) from None
+    columns, types = [r[0] for r in described], [str(r[1]) for r in described]
     dupes = sorted({c for c in columns if columns.count(c) > 1})
     if dupes:
         raise JobFileError(f"the SELECT returns the column {dupes[0]!r} more than once",
                            Location(spec.path, spec.sql_line),
                            hint="give each output column a distinct name with AS")
     return columns, dict(zip(columns, types))
+
+
+def materialise(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> None:
+    """Run the job's SELECT once into temp table `wb_src`. Call it inside `db.read_only`."""
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE wb_src AS {spec.sql}")
+    except duckdb.Error as e:
+        raise _sql_error(e, spec) from None
 
 
 def _sql_error(e: duckdb.Error, spec: JobSpec) -> JobFileError:
@@ -94,7 +102,10 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
     # Relative paths in read_csv/read_parquet resolve from the job file's folder too.
     job_dir = str(Path(spec.path).resolve().parent).replace("'", "''")
     con.execute(f"SET file_search_path = '{job_dir}'")
-    columns, types = bind_columns(con, spec)
+    # The user's database is attached read-only while the SELECT is bound and run: even a
+    # statement the parse-time check (sqlguard) missed cannot change it.
+    with read_only(con):
+        columns, types = bind_columns(con, spec)
     _check_columns(spec, columns)
     prompt = compile_template(spec.prompt, "prompt")
     check_variables(prompt, columns, types)
@@ -106,10 +117,8 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
     from .output import check_projection  # output builds on this module
     check_projection(con, Prepared(spec, provider, columns, types, system_text, "", 0))
 
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE wb_src AS {spec.sql}")
-    except duckdb.Error as e:
-        raise _sql_error(e, spec) from None
+    with read_only(con):
+        materialise(con, spec)
     rows = con.execute("SELECT count(*) FROM wb_src").fetchone()[0]
     _check_keys(con, spec, types)
 

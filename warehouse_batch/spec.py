@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
-
 from .errors import JobFileError, Location
 from .models import output_limit
 from .paths import Scope, make_scope
+from .sqlguard import check_read_only
 from .sqlutil import PLAIN_NAME, reserved_qualifier
+from .sqlvars import check_unknown_vars, render_sql_body
 
 _CONFIG_START = re.compile(r"\{\{-?\s*config\s*\(")
 
@@ -117,8 +115,11 @@ def parse_job(text: str, path: str = "<job>", vars: dict[str, Any] | None = None
     config, locations, body = _split_config(text, path)
     _check_keys(config, locations, path)
     spec = _build_spec(config, locations, path, vars or {}, scope)
-    spec.sql, spec.sql_line = _prepare_sql(body, path, spec.vars)
-    _check_sql(spec.sql, path)
+    spec.sql, spec.sql_line, used_vars = _prepare_sql(body, path, spec.vars)
+    _check_sql(spec.sql, path, scope)
+    check_unknown_vars(spec.vars, used_vars,
+                       [t.text for t in (spec.prompt, spec.system) if t is not None],
+                       Location(path))
     return spec
 
 
@@ -433,62 +434,20 @@ def _template(config: dict, locations: dict[str, Location], inline_key: str, fil
 
 # --- the SELECT -------------------------------------------------------------------------------
 
-def _prepare_sql(body: str, path: str, vars: dict[str, Any]) -> tuple[str, int]:
-    """Render `{{ var('x') }}` in the SQL body (sandboxed); keep line numbers as in the file."""
-    if "{{" in body or "{%" in body:
-        from .render import render_sql_body
-        body = render_sql_body(body, path, vars)
+def _prepare_sql(body: str, path: str, vars: dict[str, Any]) -> tuple[str, int, set[str]]:
+    """Bind `{{ var('x') }}` in the SQL body as literals; keep line numbers as in the file.
+    Returns the SQL, the line of its first statement line, and the var names it used."""
+    body, used = render_sql_body(body, path, vars)
     stripped = body.strip()
     if not stripped:
         raise JobFileError("the job file has no SELECT after the config block",
                            Location(path, body.count("\n") + 1))
     for number, line in enumerate(body.split("\n"), 1):
         if line.strip() and not line.strip().startswith("--"):
-            return body, number
-    return body, 1
+            return body, number, used
+    return body, 1, used
 
 
-def _check_sql(sql: str, path: str) -> None:
-    try:
-        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
-    except (ParseError, TokenError) as e:
-        if _duckdb_says_single_select(sql):
-            return  # valid DuckDB that sqlglot cannot parse; DuckDB's binder checks it later
-        err = e.errors[0] if isinstance(e, ParseError) and e.errors else {}
-        raise JobFileError(f"SQL does not parse: {err.get('description') or e}",
-                           Location(path, err.get("line"), err.get("col"))) from None
-    if not statements:
-        raise JobFileError("the job file has no SELECT after the config block", Location(path))
-    if len(statements) > 1:
-        raise JobFileError(
-            f"the job file has {len(statements)} SQL statements; a job has exactly one SELECT",
-            _statement_location(sql, path, 1))
-    stmt = statements[0]
-    if not isinstance(stmt, exp.Query):
-        kind = type(stmt).__name__.upper()
-        raise JobFileError(f"the statement is {kind}, not a SELECT; a job only reads data",
-                           _statement_location(sql, path, 0))
-
-
-def _statement_location(sql: str, path: str, index: int) -> Location:
-    """Line and column where statement number `index` (0-based) starts."""
-    offset, seen = 0, 0
-    for m in re.finditer(r";", sql):
-        if seen == index:
-            break
-        offset, seen = m.end(), seen + 1
-    rest = sql[offset:]
-    offset += len(rest) - len(rest.lstrip())
-    line, col = _line_col(sql, offset)
-    return Location(path, line, col)
-
-
-def _duckdb_says_single_select(sql: str) -> bool:
-    import duckdb
-
-    try:
-        con = duckdb.connect()
-        stmts = con.extract_statements(sql)
-        return len(stmts) == 1 and stmts[0].type == duckdb.StatementType.SELECT
-    except Exception:
-        return False
+def _check_sql(sql: str, path: str, scope: Scope | None = None) -> None:
+    """One SELECT, proven read-only by DuckDB's own parse tree, reading files in `scope`."""
+    check_read_only(sql, path, scope)
