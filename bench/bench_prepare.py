@@ -24,12 +24,12 @@ import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from warehouse_batch import identity  # noqa: E402
+from warehouse_batch.db import connect  # noqa: E402
 from warehouse_batch.plan import build_plan  # noqa: E402
 from warehouse_batch.providers.base import get_provider  # noqa: E402
 from warehouse_batch.render import compile_template, render_rows  # noqa: E402
 from warehouse_batch.source import prepare  # noqa: E402
 from warehouse_batch.spec import parse_job  # noqa: E402
-from warehouse_batch.state import ensure_schema  # noqa: E402
 
 JOB = """{{{{ config(name='out', provider='openai', model='gpt-4.1-mini', unique_key='id',
     system='Classify the sentiment of the review.', max_tokens=5, temperature=0,
@@ -55,8 +55,7 @@ def make_db(path: str, rows: int) -> None:
 def run_engine(db: str, prompt: str) -> tuple[float, str, int]:
     """prepare + plan, as every lifecycle command does; DuckDB does the set work."""
     spec = parse_job(JOB.format(prompt=prompt), "bench.sql")
-    con = duckdb.connect(db)
-    ensure_schema(con)
+    con = connect(db)   # as every command opens it: sources attached read-only to prepare
     t = time.perf_counter()
     prepared = prepare(con, spec, get_provider(spec, env={"OPENAI_API_KEY": "x"}))
     report = build_plan(con, prepared)

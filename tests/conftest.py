@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import Trap
+
 
 @pytest.fixture
 def job_dir(tmp_path: Path) -> Path:
@@ -38,3 +40,12 @@ def fast_emulator(tmp_path: Path):
         yield emu
     finally:
         emu.stop()
+
+
+@pytest.fixture
+def trap():
+    t = Trap()
+    try:
+        yield t
+    finally:
+        t.close()

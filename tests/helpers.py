@@ -1,7 +1,9 @@
 """Helpers shared by the tests (importable as `helpers`)."""
 from __future__ import annotations
 
+import http.server
 import textwrap
+import threading
 from pathlib import Path
 
 import duckdb
@@ -127,3 +129,54 @@ class Job:
 
     def batches_created(self) -> int:
         return len(creates(self.emu))
+
+
+class Trap:
+    """A loopback HTTP listener that records every request it receives (and answers 500)."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        trap = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                trap.received.append(f"{self.command} {self.path} {dict(self.headers)} "
+                                     f"{body[:200]!r}")
+                self.send_response(500)
+                self.end_headers()
+
+            do_GET = do_POST = do_PUT = do_DELETE = _any
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+        self.url = f"http://127.0.0.2:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def checksum(db: str) -> dict[str, str]:
+    """A checksum of every table's rows and every view's definition in the file."""
+    con = duckdb.connect(db, read_only=True)
+    try:
+        out = {}
+        for schema, name in con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary "
+                "ORDER BY ALL").fetchall():
+            q = f'"{schema}"."{name}"'
+            out[f"table {schema}.{name}"] = con.execute(
+                f"SELECT count(*) || ':' || coalesce(md5(string_agg(t::VARCHAR, chr(30) "
+                f"ORDER BY t::VARCHAR)), '') FROM {q} t").fetchone()[0]
+        for schema, name, sql in con.execute(
+                "SELECT schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal "
+                "AND NOT temporary ORDER BY ALL").fetchall():
+            out[f"view {schema}.{name}"] = sql
+        return out
+    finally:
+        con.close()

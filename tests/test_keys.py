@@ -16,8 +16,7 @@ import duckdb
 import openai
 import pytest
 
-from helpers import Job, emulator_env, provider_calls, write_job
-from test_hostile import Trap, checksum
+from helpers import Job, checksum, emulator_env, provider_calls, write_job
 from warehouse_batch import api
 from warehouse_batch.db import connect
 from warehouse_batch.emulator.openai_api import incorrect_key
@@ -34,15 +33,6 @@ GOOD_KEY = "sk-proj-GoodKey0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH"
 WRONG_KEY = "sk-wrong-WrongKey9876543210zyxwvutsrqponmlkjihgfedcbaQRST"
 OPENAI = ("name='{name}', provider='openai', model='gpt-4.1-mini', unique_key='id', "
           "system='Answer with one word.', prompt='Sentiment of: {{{{ text }}}}', max_tokens=5")
-
-
-@pytest.fixture
-def trap():
-    t = Trap()
-    try:
-        yield t
-    finally:
-        t.close()
 
 
 def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
