@@ -38,7 +38,8 @@ def test_openai_refuses_keys_it_does_not_have(tmp_path, emulator, extra, key, wo
 def test_unknown_keys_in_params_get_a_did_you_mean(tmp_path, emulator):
     job = Job(tmp_path, emulator, extra=",\nparams={'presense_penalty': 0.5}")
     e = refused(job, "params")
-    assert "'presense_penalty' (in params)" in str(e) and "did you mean 'presence_penalty'?" in e.hint
+    assert "'presense_penalty' (in params)" in str(e)
+    assert "did you mean 'presence_penalty'?" in e.hint
 
 
 def test_azure_takes_openai_rules_and_compatible_servers_take_any_key(tmp_path, emulator):
