@@ -105,3 +105,19 @@ def test_every_family_row_names_a_known_provider_and_resolves():
         assert row["provider"] in table["providers"]
         fam = params.family(row["provider"], row["model"] + "-x")
         assert fam.model == row["model"]
+
+
+def test_cli_plan_shows_the_mapped_key_and_sends_nothing(tmp_path, fast_emulator):
+    import subprocess
+    import sys
+
+    from helpers import emulator_env
+
+    job = Job(tmp_path, fast_emulator, model="o4-mini", max_tokens=40)
+    env = emulator_env(fast_emulator)
+    out = subprocess.run([sys.executable, "-m", "warehouse_batch.cli", "plan", job.path,
+                          "--db", job.db], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert '"max_completion_tokens": 40' in out.stdout and '"max_tokens"' not in out.stdout
+    assert provider_calls(fast_emulator) == []
