@@ -185,7 +185,7 @@ def check_answers(con: duckdb.DuckDBPyConnection, provider: Provider) -> None:
     """
     spec = provider.spec
     if spec.output_schema is not None:
-        marker = canonical_json(spec.output_schema)
+        marker = canonical_json(provider.sent_schema())   # the form the bodies carry
         truncated = "o.finish_reason IN ('length', 'max_tokens')"
         cut = sql_literal(f"the answer was cut off by max_tokens "
                           f"({spec.generation.get('max_tokens', 'the default')}); a retry "

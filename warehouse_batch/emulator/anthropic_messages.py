@@ -15,7 +15,9 @@ API-version rule: with the strict knob on, requests created under
 ``tool_use`` block with a schema-valid ``input`` when ``tool_choice`` forces a
 tool (``{"type": "tool", "name": …}``, or ``any`` = the first tool), with
 ``stop_reason: "tool_use"``; a JSON text block for ``output_config.format`` /
-``output_format`` of type ``json_schema``. Prompt caching: when ``system`` is a
+``output_format`` of type ``json_schema``. The
+structured-output schema must be in Anthropic's accepted form, and models from Claude Opus
+4.7 on refuse sampling parameters (:mod:`.request_rules`). Prompt caching: when ``system`` is a
 list of blocks with ``cache_control``, the prefix up to the last such block is
 a cache entry; its first use in the emulator's lifetime reports
 ``cache_creation_input_tokens``, later uses ``cache_read_input_tokens``, and
@@ -27,11 +29,13 @@ import json
 import math
 from typing import Any, Callable
 
-from . import answers, schemas
+from . import answers, request_rules, schemas
 from .ids import b62_token, digest, unit
 
 STRICT_VERSION = "2026-10-21"
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k")
+# Models that refuse sampling parameters under every API version (field-facts.md)
+NO_SAMPLING_PREFIXES = ("claude-opus-4-7", "claude-opus-5", "claude-sonnet-5", "claude-haiku-5")
 
 
 def _err(kind: str, message: str) -> dict[str, Any]:
@@ -58,7 +62,14 @@ def _problem(params: dict[str, Any]) -> dict[str, Any] | None:
         return _err("invalid_request_error", "messages: List should have at least 1 item after validation, not 0")
     if params.get("stream") is True:
         return _err("invalid_request_error", "stream: Streaming is not supported in the Message Batches API.")
-    return None
+    if isinstance(params.get("model"), str) and params["model"].startswith(NO_SAMPLING_PREFIXES):
+        for name in SAMPLING_FIELDS:
+            if name in params:
+                return _err("invalid_request_error",
+                            f"{name}: is not supported for this model; sampling parameters were removed")
+    schema = _output_schema(params)
+    problem = request_rules.anthropic_schema_problem(schema) if schema is not None else None
+    return _err("invalid_request_error", problem) if problem else None
 
 
 def decide(
@@ -156,6 +167,8 @@ def message(params: dict[str, Any], salt: str, cache_seen: Callable[[str], bool]
             doc = schemas.instance(schema, prompt, content_salt)
             if "badschema" in marks:
                 doc = schemas.drop_required(schema, doc)
+            if "badrange" in marks:
+                doc = schemas.out_of_range(schema, doc)
             text = schemas.BAD_JSON if "badjson" in marks else json.dumps(doc)
         else:
             text = answers.text_answer(prompt)

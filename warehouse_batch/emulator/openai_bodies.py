@@ -18,7 +18,7 @@ import json
 import struct
 from typing import Any
 
-from . import answers, schemas
+from . import answers, request_rules, schemas
 from .ids import b62_token, digest, hex_token, unit
 
 SUPPORTED_ENDPOINTS = (
@@ -95,7 +95,7 @@ def _problem(endpoint: str, body: dict[str, Any]) -> dict[str, Any] | None:
                 "/videos": "prompt"}.get(endpoint)
     if required and body.get(required) in (None, [], ""):
         return _bad(f"Missing required parameter: '{required}'.", required)
-    return None
+    return request_rules.openai_problem(endpoint, body)   # parameters, strict schemas
 
 
 def _bad(message: str, param: str | None, code: str | None = None) -> dict[str, Any]:
@@ -164,12 +164,14 @@ def body_salt(body: Any) -> str:
 
 
 def _typed(schema: Any, prompt: answers.Prompt, body: dict[str, Any], marks: set[str]) -> str:
-    """Return JSON text for a schema, honouring the badjson/badschema markers."""
+    """Return JSON text for a schema, honouring the badjson/badschema/badrange markers."""
     if "badjson" in marks:
         return schemas.BAD_JSON
     doc = schemas.instance(schema, prompt, body_salt(body))
     if "badschema" in marks:
         doc = schemas.drop_required(schema, doc)
+    if "badrange" in marks:
+        doc = schemas.out_of_range(schema, doc)
     return json.dumps(doc)
 
 

@@ -16,6 +16,10 @@ and Anthropic forced tool use. The rules, applied recursively:
 * arrays: 1–3 items (clamped to minItems/maxItems); objects: every property
   listed (so all ``required`` ones are present).
 
+The ``[[emu:badrange]]`` marker (:func:`out_of_range`) answers 1000000 for the first numeric
+property, whatever the schema allows: a model ignoring a range it was only told about in a
+description (Anthropic's accepted form carries no ``minimum``/``maximum``).
+
 Every choice comes from a hash of (request salt, JSON path), so the same
 request always gets the same document.
 """
@@ -54,6 +58,19 @@ def drop_required(schema: Any, value: Any) -> Any:
     required = [k for k in (root.get("required") or []) if k in value] if isinstance(root, dict) else []
     victim = required[0] if required else next(iter(value), None)
     return {k: v for k, v in value.items() if k != victim}
+
+
+def out_of_range(schema: Any, value: Any) -> Any:
+    """Return ``value`` (an object) with its first numeric property set to 1000000, for
+    ``badrange``."""
+    root = _Filler(schema, answers.Prompt(), "").resolve(schema)
+    if not isinstance(value, dict) or not isinstance(root, dict):
+        return value
+    for key, sub in (root.get("properties") or {}).items():
+        options = [sub] + (sub.get("anyOf") or [] if isinstance(sub, dict) else [])
+        if any(_Filler._type_of(o) in ("number", "integer") for o in options) and key in value:
+            return {**value, key: 1000000}
+    return value
 
 
 class _Filler:

@@ -46,6 +46,8 @@ from ..errors import (AmbiguousCreateError, ConfigurationError, JobFileError,
                       LookupUndecidedError, ProviderError,
                       ProviderErrorInfo)
 from ..keys import redact
+from .. import params
+from ..schema import anthropic_form
 from .base import (LedgerBatch, Limits, Provider, RemoteBatch, register, status_error,
                    unreachable_error)
 
@@ -54,11 +56,6 @@ PINNED_VERSION = "2023-06-01"            # the API version that still takes samp
 SAMPLING_KEYS = ("temperature", "top_p", "top_k")   # refused under 2026-10-21 (§0.2)
 FIND_SKEW_SECONDS = 600                  # look this far before the intent for clock skew
 CACHE_CONTROL = {"type": "ephemeral", "ttl": "1h"}  # batches outlive the 5-minute TTL (§2.9)
-# Config keys that are Messages API fields; any other generation key (seed, n,
-# response_format, …) is OpenAI-only and would come back `errored` for every row hours later.
-MESSAGES_KEYS = frozenset({"max_tokens", "temperature", "top_p", "top_k", "stop",
-                           "stop_sequences", "metadata", "thinking", "tools", "tool_choice",
-                           "service_tier"})
 
 
 def translate_error(exc: Exception, action: str) -> ProviderError:
@@ -116,12 +113,8 @@ class AnthropicProvider(Provider):
                 s.location_of("provider"),
                 hint="add max_tokens=<the longest answer you expect, in tokens> to the config "
                      "block, e.g. max_tokens=1024")
-        for key in s.generation:
-            if key not in MESSAGES_KEYS:
-                raise JobFileError(
-                    f"{key!r} is not a parameter of Anthropic's Messages API",
-                    s.location_of(key),
-                    hint="remove it, or put a Messages API field in params={...}")
+        # Messages API fields and what model families refuse: a table (data/params.json)
+        params.check(s, self.name)
         if "stop" in s.generation and "stop_sequences" in s.generation:
             raise JobFileError("give either stop or stop_sequences, not both",
                                s.location_of("stop_sequences"))
@@ -150,6 +143,11 @@ class AnthropicProvider(Provider):
     def endpoint_path(self) -> str:
         return "/v1/messages"
 
+    def sent_schema(self) -> dict | None:
+        """The output schema in the form Anthropic accepts (`schema.anthropic_form`)."""
+        s = self.spec.output_schema
+        return None if s is None else anthropic_form(s)
+
     def build_body(self, system: str | None, prompt: str) -> dict:
         s = self.spec
         body: dict[str, Any] = {"model": s.model,
@@ -166,8 +164,10 @@ class AnthropicProvider(Provider):
         if s.output_schema is not None:
             # Structured outputs, the answer as JSON text:
             # https://platform.claude.com/docs/en/build-with-claude/structured-outputs
+            # The accepted form (no numeric or length constraints, additionalProperties false);
+            # collect still checks answers against the user's full schema.
             body["output_config"] = {**body.get("output_config", {}), "format": {
-                "type": "json_schema", "schema": s.output_schema}}
+                "type": "json_schema", "schema": self.sent_schema()}}
         return body
 
     def envelope(self, custom_id: str, body: Any) -> dict:

@@ -136,6 +136,12 @@ class Provider(ABC):
     def build_body(self, system: str | None, prompt: str) -> dict:
         """The request body for one row (`prompt` may be PROMPT_PLACEHOLDER)."""
 
+    def sent_schema(self) -> dict | None:
+        """The form of the job's output schema the bodies carry (the provider's accepted
+        form); collect finds a job's typed requests by it. Answers are checked against the
+        user's schema (`spec.output_schema`) all the same."""
+        return self.spec.output_schema
+
     @abstractmethod
     def envelope(self, custom_id: str, body: Any) -> dict:
         """One request as it appears in the upload (a JSONL line or an inline list item)."""

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 from ..errors import (AmbiguousCreateError, ConfigurationError, ProviderError,
                       ProviderErrorInfo)
 from ..keys import redact
+from .. import params
+from ..schema import openai_strict
 from .base import (LedgerBatch, Limits, Provider, RemoteBatch, TaggedBatch, register,
                    status_error, unreachable_error)
 
@@ -78,16 +80,24 @@ class OpenAIProvider(Provider):
             body.update({k: v for k, v in s.generation.items() if k != "dimensions"})
             if s.output_schema is not None:
                 # Structured Outputs: https://platform.openai.com/docs/guides/structured-outputs
+                # in strict mode's form; collect checks answers against the user's schema.
                 body["response_format"] = {"type": "json_schema", "json_schema": {
-                    "name": "answer", "schema": s.output_schema, "strict": True}}
+                    "name": "answer", "schema": self.sent_schema(), "strict": True}}
         body.update(s.params)
-        return body
+        # e.g. max_tokens as max_completion_tokens for reasoning models (data/params.json)
+        return params.renamed(self.name, s.model, body)
+
+    def sent_schema(self) -> dict | None:
+        """Strict mode's form of the output schema (`schema.openai_strict`)."""
+        s = self.spec.output_schema
+        return None if s is None else openai_strict(s)
 
     def validate(self) -> None:
         from ..errors import JobFileError
 
         super().validate()
         s = self.spec
+        params.check(s, self.name)   # accepted keys and model families: data/params.json
         if s.output_schema is not None and "response_format" in s.generation:
             raise JobFileError("response_format is set by columns/output_schema; remove it",
                                s.location_of("response_format"))
