@@ -105,6 +105,23 @@ def test_a_retry_after_on_create_is_honoured_by_the_next_pass(tmp_path, emulator
     assert job.sql("SELECT count(*) FROM warehouse_batch.batches") == [(1,)]
 
 
+def test_a_pass_cut_short_is_followed_by_a_full_pass_not_just_a_poll(tmp_path, emulator):
+    """New rows whose submit was cut short by trouble go at the next pass, not only once a
+    running batch ends."""
+    job = Job(tmp_path, emulator)
+    api.submit(job.path, job.options())
+    job.sql("INSERT INTO reviews SELECT range + 100, 'new text ' || range FROM range(3)")
+    emulator.admin("POST", "/_emulator/faults", {"method": "GET", "path": "/v1/batches",
+                                                 "status": 503, "x_should_retry": False})
+
+    report = job.run()
+
+    assert report.exit_code == 0 and report.rows.succeeded == 15
+    first, second = creates(emulator)
+    (fault,) = [c for c in provider_calls(emulator, "GET", "/v1/batches") if c["status"] == 503]
+    assert second["time"] - fault["time"] < 60   # the first batch takes 70 s to end
+
+
 # -- without --wait: exit 75, the reason, and the table ------------------------------------------
 
 EXE = [sys.executable, "-m", "warehouse_batch.cli"]

@@ -156,7 +156,7 @@ def run(job_path: str, options: Options | None = None, *, wait: bool = False,
         options.clock.sleep(delay)
         had_trouble = report.stopped is not None
         report.stopped = None
-        moved = _pass(job_path, options, report)
+        moved = _pass(job_path, options, report, full=had_trouble)
         if report.stopped is None:
             trouble.reset()
             if moved or had_trouble:
@@ -174,12 +174,12 @@ def _step(job_path: str, options: Options, command: str, *, submit: bool = True,
 
 
 def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = False,
-          submit: bool = True, collect: bool = True) -> bool:
+          submit: bool = True, collect: bool = True, full: bool = False) -> bool:
     """One pass: collect ended batches, submit new work, collect again, rebuild the table.
 
     A later pass of `run --wait` only polls unless something ended or is left to submit
-    (re-reading a large source for nothing is the expensive part). Returns whether
-    anything moved.
+    (re-reading a large source for nothing is the expensive part), or `full` is set (the
+    previous pass was cut short). Returns whether anything moved.
 
     A transient provider error ends the pass early (`report.stopped` says why; the ledger is
     consistent after every call, so the next pass carries on); any other error is raised.
@@ -204,7 +204,8 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                 _merge(report.collected, collect_ready(con, provider, spec.name, options.log))
             report.polls += 1
             moved = report.collected.batches_collected > before
-            if not first and not moved and not unfinished_batches(con, spec.name) \
+            if not first and not full and not moved \
+                    and not unfinished_batches(con, spec.name) \
                     and submitted_batches(con, spec.name):
                 return False
             if first and options.full_refresh:
