@@ -15,11 +15,12 @@ from typing import Any, Callable, Mapping
 
 import duckdb
 
-from .clock import Backoff, Clock, SystemClock
+from .attempts import set_command
+from .clock import Backoff, Clock, SystemClock, trouble_backoff
 from .collect import CollectReport, collect_ready, note_lost, poll, submitted_batches
 from .db import default_db_path, session
 from .errors import (EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, LookupUndecidedError,
-                     ProviderError, WarehouseBatchError)
+                     ProviderError, UnreachableError, WarehouseBatchError)
 from .keys import redact
 from .ledger import BatchProviders, is_not_found, lost_batches, mark_lost
 from .output import RowCounts, drop_output, write_output
@@ -45,6 +46,7 @@ class Options:
     batch_max_bytes: int | None = None
     batch_max_tokens: int | None = None
     full_refresh: bool = False
+    retry_failed: bool = False            # send permanent failures again (attempts.py)
     env: Mapping[str, str] | None = None
     allowed_paths: tuple[str, ...] = ()   # folders a job may read beyond its own (paths.py)
     allowed_hosts: tuple[str, ...] = ()   # hosts a job file's base_url may name (paths.py)
@@ -64,13 +66,18 @@ class RunReport:
     collected: CollectReport = field(default_factory=CollectReport)
     polls: int = 0
     table: str = ""
+    stopped: str | None = None       # the transient provider error that ended the last pass
+    transient_errors: int = 0        # passes ended early by transient provider trouble
+    retry_after: float | None = None  # the wait the provider asked for with `stopped`
 
     @property
     def pending(self) -> bool:
-        return self.rows.pending > 0
+        return self.rows.pending > 0 or self.stopped is not None
 
     @property
     def exit_code(self) -> int:
+        if self.stopped is not None:
+            return EXIT_PENDING   # provider trouble: nothing to fix, come back later
         if self.command == "submit":
             return EXIT_OK
         if self.rows.pending:
@@ -102,6 +109,7 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     with session(options.db) as con:
+        set_command(con, None, options.retry_failed)
         check_output(con, spec)
         prepared = prepare(con, spec, provider, options.log)
         return build_plan(con, prepared)
@@ -120,23 +128,39 @@ def collect(job_path: str, options: Options | None = None) -> RunReport:
 def run(job_path: str, options: Options | None = None, *, wait: bool = False,
         max_wait: float | None = None, backoff: Backoff | None = None) -> RunReport:
     """Collect what is ready, submit what is needed, collect again; with `wait`, repeat
-    (sleeping with exponential backoff) until every row is terminal or `max_wait` passes."""
+    (sleeping with exponential backoff) until every row is terminal or `max_wait` passes.
+
+    Transient provider trouble (429, 5xx, timeouts, dropped connections, on any call) ends a
+    pass early with the ledger consistent; with `wait` the next pass comes after a backoff
+    that honours the provider's `retry-after`, without it the report says why it stopped
+    (exit 75)."""
     options = options or Options()
     report = _step(job_path, options, "run")
     if not wait:
         return report
     backoff = backoff or Backoff()
+    trouble = trouble_backoff()
     started = options.clock.now()
     while report.pending:
-        delay = backoff.next_delay()
+        if report.stopped is not None:
+            delay = trouble.delay_for(report.retry_after)
+            why = f"provider trouble ({report.stopped}); trying again in {delay:.0f}s"
+        else:
+            delay = backoff.next_delay()
+            why = f"{report.rows.pending:,} rows pending; next poll in {delay:.0f}s"
         if max_wait is not None and options.clock.now() + delay - started > max_wait:
             options.log(f"stopping after {max_wait:.0f}s; rows still pending: "
                         f"{report.rows.pending}")
             break
-        options.log(f"{report.rows.pending:,} rows pending; next poll in {delay:.0f}s")
+        options.log(why)
         options.clock.sleep(delay)
-        if _pass(job_path, options, report):
-            backoff.reset()
+        had_trouble = report.stopped is not None
+        report.stopped = None
+        moved = _pass(job_path, options, report, full=had_trouble)
+        if report.stopped is None:
+            trouble.reset()
+            if moved or had_trouble:
+                backoff.reset()
     return report
 
 
@@ -150,16 +174,22 @@ def _step(job_path: str, options: Options, command: str, *, submit: bool = True,
 
 
 def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = False,
-          submit: bool = True, collect: bool = True) -> bool:
+          submit: bool = True, collect: bool = True, full: bool = False) -> bool:
     """One pass: collect ended batches, submit new work, collect again, rebuild the table.
 
     A later pass of `run --wait` only polls unless something ended or is left to submit
-    (re-reading a large source for nothing is the expensive part). Returns whether
-    anything moved.
+    (re-reading a large source for nothing is the expensive part), or `full` is set (the
+    previous pass was cut short). Returns whether anything moved.
+
+    A transient provider error ends the pass early (`report.stopped` says why; the ledger is
+    consistent after every call, so the next pass carries on); any other error is raised.
+    Either way, once the job is prepared, the output table is rebuilt before the pass ends:
+    it is always there and current, pending rows showing as pending.
     """
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     with session(options.db) as con:
+        set_command(con, report.run_id, options.retry_failed)
         prepared = None
         if first:
             # every check runs before anything is written: a refused job leaves no trace
@@ -167,13 +197,15 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
             prepared = prepare(con, spec, provider, options.log)
             claim_output(con, spec)
             _record_run(con, report, spec)
+        before = report.collected.batches_collected
+        error: WarehouseBatchError | None = None
         try:
-            before = report.collected.batches_collected
             if collect:
                 _merge(report.collected, collect_ready(con, provider, spec.name, options.log))
             report.polls += 1
             moved = report.collected.batches_collected > before
-            if not first and not moved and not unfinished_batches(con, spec.name) \
+            if not first and not full and not moved \
+                    and not unfinished_batches(con, spec.name) \
                     and submitted_batches(con, spec.name):
                 return False
             if first and options.full_refresh:
@@ -184,15 +216,61 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
             if submit:
                 submitted = submit_work(con, prepared, report.run_id, options.log)
                 _merge(report.submitted, submitted)
-                if collect and submitted.batches_created:
+                if collect and (submitted.batches_created or submitted.batches_resumed):
                     _merge(report.collected, collect_ready(con, provider, spec.name,
                                                            options.log))
-            report.rows = write_output(con, prepared)
-            _finish_run(con, report)
+        except ProviderError as e:
+            if not _transient(e, first):
+                error = e
+            else:
+                report.stopped, report.retry_after = redact(str(e)), e.info.retry_after
+                report.transient_errors += 1
+                options.log(f"provider trouble: {report.stopped}")
         except WarehouseBatchError as e:
-            _finish_run(con, report, error=e)
+            error = e
+        except BaseException as e:   # a bug or an interrupt: still leave the table current
+            _write_after_error(con, report, prepared, e, options)
             raise
+        if error is not None:
+            _write_after_error(con, report, prepared, error, options)
+            raise error
+        if prepared is None and report.collected.batches_collected > before:
+            prepared = _prepare_quietly(con, spec, provider, options)
+        if prepared is not None:
+            report.rows = write_output(con, prepared)
+        _finish_run(con, report)
     return True
+
+
+def _transient(error: ProviderError, first: bool) -> bool:
+    """Whether a provider error is trouble to wait out rather than one a person must fix.
+    An unreachable provider on a command's first pass is more often a wrong base URL or no
+    network than a blip: it stops the command (exit 3)."""
+    if not error.retryable:
+        return False
+    return not (first and isinstance(error, UnreachableError))
+
+
+def _prepare_quietly(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Any,
+                     options: Options):
+    """Prepare the job only to rebuild the output table after an error; None if that fails
+    too (the original error is what the user needs to see)."""
+    try:
+        return prepare(con, spec, provider, options.log)
+    except Exception:
+        return None
+
+
+def _write_after_error(con: duckdb.DuckDBPyConnection, report: RunReport, prepared: Any,
+                       error: BaseException, options: Options) -> None:
+    """Rebuild the output table and close the `runs` row when a pass stops on an error, so
+    the table stays current; never masks the error itself."""
+    try:
+        if prepared is not None:
+            report.rows = write_output(con, prepared)
+        _finish_run(con, report, error=error)
+    except Exception as e:   # the original error is the one to report
+        options.log(f"could not rebuild the output table after the error: {e}")
 
 
 _LATEST = {"batches_in_progress"}   # a snapshot, not a running total
@@ -220,15 +298,17 @@ def _record_run(con: duckdb.DuckDBPyConnection, report: RunReport, spec: JobSpec
 
 
 def _finish_run(con: duckdb.DuckDBPyConnection, report: RunReport,
-                error: Exception | None = None) -> None:
+                error: BaseException | str | None = None) -> None:
     status = "error" if error else report.to_dict()["status"]
+    if error is None and report.stopped is not None:
+        error = report.stopped   # kept as the reason (status `pending`)
     con.execute(f"""UPDATE {SCHEMA}.runs SET finished_at = ?, status = ?, rows_selected = ?,
         rows_done = ?, requests_submitted = ?, batches_submitted = ?, results_collected = ?,
         error = ? WHERE run_id = ?""",
                 [now_utc(), status, report.rows.rows, report.rows.succeeded,
                  report.submitted.requests_submitted, report.submitted.batches_created,
                  report.collected.succeeded + report.collected.failed,
-                 redact(str(error)) if error else None, report.run_id])
+                 redact(str(error)) if error is not None else None, report.run_id])
 
 
 # -- status, cancel, reconcile -----------------------------------------------------------------
@@ -276,10 +356,9 @@ def status(job_path: str, options: Options | None = None, refresh: bool = True) 
                 b[k] = b[k].isoformat() if b[k] else None
         row = con.execute(f"""SELECT count(*),
                 count(*) FILTER (WHERE r.status = 'succeeded'),
-                count(*) FILTER (WHERE r.status = 'failed'
-                                 AND NOT (r.retryable AND r.failures < ?))
+                count(*) FILTER (WHERE r.status = 'failed' AND NOT r.retryable)
             FROM {SCHEMA}.job_rows j LEFT JOIN {SCHEMA}.results r USING (request_hash)
-            WHERE j.job_name = ?""", [spec.max_attempts, spec.name]).fetchone()
+            WHERE j.job_name = ?""", [spec.name]).fetchone()
         rows = RowCounts(rows=row[0], succeeded=row[1], failed=row[2],
                          pending=row[0] - row[1] - row[2])
     return StatusReport(spec.name, batches, rows, warnings)
@@ -361,6 +440,7 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
     provider = get_provider(spec, options.env)
     report = RunReport(run_id=new_run_id(), job=spec.name, command="reconcile", table=spec.name)
     with session(options.db) as con:
+        set_command(con, report.run_id, options.retry_failed)
         check_output(con, spec)
         prepared = prepare(con, spec, provider, options.log)
         claim_output(con, spec)

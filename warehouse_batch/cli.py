@@ -4,9 +4,11 @@ Exit codes (also in the README):
   0  done: every selected row has an answer
   1  internal error (a bug: please report it)
   2  user error: the job file, the data, or the command line needs fixing
-  3  provider error: missing/refused API key, unreachable provider, provider refused a call
-  4  done, but some rows failed permanently (see the _status and _error columns)
-  75 work still pending: batches are running; run `collect` or `run` again later
+  3  provider error a person must fix: missing/refused API key, no permission, unreachable
+     provider, a request the provider refused
+  4  done, but some rows failed (see the _status, _error and _failure columns)
+  75 work still pending: batches are running, or the provider had transient trouble
+     (429, 5xx, timeouts); run `collect` or `run` again later
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import click
 from . import api
 from . import __version__
 from .clock import Backoff
-from .errors import EXIT_INTERNAL, EXIT_USER, WarehouseBatchError
+from .errors import EXIT_INTERNAL, EXIT_PENDING, EXIT_USER, WarehouseBatchError
 from .keys import redact
 
 
@@ -108,7 +110,11 @@ def _guard(as_json: bool, fn: Callable[[], int | None]) -> None:
     except WarehouseBatchError as e:
         if as_json:
             click.echo(redact(json.dumps(e.to_dict(), indent=2)))
-        click.echo(f"error: {redact(str(e))}", err=True)
+        if e.exit_code == EXIT_PENDING:   # transient provider trouble: nothing to fix
+            click.echo(f"stopped: the provider had transient trouble: {redact(str(e))}\n"
+                       "  nothing needs fixing; run the same command again later", err=True)
+        else:
+            click.echo(f"error: {redact(str(e))}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Exit:
         raise
@@ -144,12 +150,19 @@ def main() -> None:
     """
 
 
+_retry_failed = click.option(
+    "--retry-failed", is_flag=True,
+    help="send rows that failed permanently (4xx, refusals, truncation) once more; rows "
+         "whose last failure was retryable are always sent again")
+
+
 @main.command()
 @job_options
-def plan(job, as_json, **kw) -> None:
+@_retry_failed
+def plan(job, as_json, retry_failed, **kw) -> None:
     """Show what a run would send: rows new/changed/done, batches, one rendered request."""
     def body():
-        report = api.plan(job, _options(**kw))
+        report = api.plan(job, _options(**kw, retry_failed=retry_failed))
         _emit(report, as_json, lambda: _print_plan(report))
     _guard(as_json, body)
 
@@ -188,7 +201,7 @@ def _print_run(r: api.RunReport) -> None:
                f"{rows.failed:,} failed, {rows.pending:,} pending")
     for w in s.warnings + c.warnings:
         click.echo(f"  warning: {redact(w)}", err=True)
-    if rows.pending and r.command != "submit":
+    if r.stopped is None and rows.pending and r.command != "submit":
         click.echo("  work is still pending: run `collect` (or `run --wait`) later", err=True)
 
 
@@ -196,15 +209,20 @@ def _lifecycle(name: str, fn: Callable, doc: str, extra: list[Callable] | None =
     def command(job, as_json, **kw):
         run_kw = {k: kw.pop(k) for k in ("wait", "max_wait", "poll_interval") if k in kw}
         full_refresh = kw.pop("full_refresh", False)
+        retry_failed = kw.pop("retry_failed", False)
 
         def body():
-            opts = _options(**kw, full_refresh=full_refresh)
+            opts = _options(**kw, full_refresh=full_refresh, retry_failed=retry_failed)
             if name == "run":
                 report = fn(job, opts, wait=run_kw["wait"], max_wait=run_kw["max_wait"],
                             backoff=Backoff(initial=run_kw["poll_interval"]))
             else:
                 report = fn(job, opts)
             _emit(report, as_json, lambda: _print_run(report))
+            if report.stopped is not None:
+                click.echo(f"stopped: the provider had transient trouble: "
+                           f"{redact(report.stopped)}\n  nothing needs fixing; run the same "
+                           "command again later (or `run --wait`)", err=True)
             return report.exit_code
         _guard(as_json, body)
 
@@ -219,7 +237,7 @@ _full_refresh = click.option("--full-refresh", is_flag=True,
                              help="drop and rebuild the output table and forget which rows "
                                   "changed; cached answers are reused, nothing is paid twice")
 _lifecycle("submit", api.submit, "Submit every row that needs an answer, then exit (no waiting).",
-           [_full_refresh])
+           [_full_refresh, _retry_failed])
 _lifecycle("collect", api.collect,
            "Ingest every batch that has ended and rebuild the output table. Sends nothing.")
 _lifecycle("reconcile", api.reconcile,
@@ -227,7 +245,7 @@ _lifecycle("reconcile", api.reconcile,
 _lifecycle("run", api.run,
            "Collect what is ready, submit what is needed, collect again. With --wait, keep "
            "polling (exponential backoff with jitter) until every row is answered or failed.",
-           [_full_refresh,
+           [_full_refresh, _retry_failed,
             click.option("--wait", is_flag=True, help="poll until every row is terminal"),
             click.option("--max-wait", type=click.FloatRange(min=0), default=None,
                          metavar="SECONDS",
@@ -291,8 +309,12 @@ def cancel(job, as_json, **kw) -> None:
               help="expire each batch after this fraction of its requests is processed")
 @click.option("--cancel-fraction", type=click.FloatRange(0, 1), default=None,
               help="cancel each batch after this fraction of its requests is processed")
+@click.option("--create-429-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="fraction of batch creates answered 429 (rate limited, nothing created)")
+@click.option("--retry-after", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              metavar="SECONDS", help="the retry-after header of those 429s")
 def emulator(host, port, state_dir, seed, clock, latency, failure_rate, expire_fraction,
-             cancel_fraction) -> None:
+             cancel_fraction, create_429_rate, retry_after) -> None:
     """Run a local server speaking the OpenAI Batch and Anthropic Message Batches protocols.
 
     \b
@@ -307,7 +329,8 @@ def emulator(host, port, state_dir, seed, clock, latency, failure_rate, expire_f
         click.echo(f"warning: binding {host}: the emulator has no real authentication", err=True)
     cfg = EmulatorConfig(host=host, port=port, state_dir=state_dir, seed=seed, clock=clock,
                          failure_rate=failure_rate, expire_fraction=expire_fraction,
-                         cancel_fraction=cancel_fraction)
+                         cancel_fraction=cancel_fraction, create_429_rate=create_429_rate,
+                         create_retry_after=retry_after)
     if latency is not None:
         cfg.validate_seconds = latency * 0.1
         cfg.process_seconds = latency * 0.8

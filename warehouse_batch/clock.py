@@ -1,4 +1,10 @@
-"""Time, injected: polling and backoff take a `Clock`, so tests never sleep."""
+"""Time, injected: polling and backoff take a `Clock`, so tests never sleep.
+
+Two backoffs drive `run --wait`: the polling one (`Backoff()`, 10 s doubling to 10 min, for
+batches that take minutes to hours) and the trouble one (`trouble_backoff()`, 2 s doubling to
+5 min, for a provider answering 429/5xx or dropping connections), which honours the
+provider's `retry-after` (`Backoff.delay_for`).
+"""
 from __future__ import annotations
 
 import random
@@ -45,5 +51,18 @@ class Backoff:
         self._next = min(self.maximum, self._next * self.factor)
         return min(delay, self.maximum * (1 + self.jitter))
 
+    def delay_for(self, retry_after: float | None) -> float:
+        """The next delay, but never shorter than a `retry-after` the provider asked for
+        (stretched by the same jitter, so clients told the same wait do not return at once)."""
+        delay = self.next_delay()
+        if retry_after is not None:
+            delay = max(delay, retry_after * (1 + self.rng.uniform(0, self.jitter)))
+        return delay
+
     def reset(self) -> None:
         self._next = self.initial
+
+
+def trouble_backoff() -> Backoff:
+    """Backoff after a transient provider error (429, 5xx, timeout, dropped connection)."""
+    return Backoff(initial=2.0, factor=2.0, maximum=300.0, jitter=0.5)

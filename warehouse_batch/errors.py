@@ -109,12 +109,16 @@ class ProviderErrorInfo:
     type: str | None = None
     code: str | None = None
     extra: dict = field(default_factory=dict)
+    retry_after: float | None = None   # seconds the provider asked us to wait (`retry-after`)
 
 
 class ProviderError(WarehouseBatchError):
-    """A provider call failed. `retryable` says whether the same call may succeed later."""
+    """A provider call failed. `retryable` says whether the same call may succeed later.
 
-    exit_code = EXIT_PROVIDER
+    A retryable error (429, 5xx, a timeout, a dropped connection) is transient: `run --wait`
+    backs off and carries on, and a command that stops on one exits 75 ("try again later").
+    Anything else needs a person (a refused key, a permission, a refused request): exit 3.
+    """
 
     def __init__(self, message: str, *, retryable: bool, info: ProviderErrorInfo | None = None):
         self.retryable = retryable
@@ -123,9 +127,14 @@ class ProviderError(WarehouseBatchError):
         rid = f" [request id {self.info.request_id}]" if self.info.request_id else ""
         super().__init__(f"{message}{rid}{suffix}")
 
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return EXIT_PENDING if self.retryable else EXIT_PROVIDER
+
     def to_dict(self) -> dict:
         d = super().to_dict()
-        d.update(retryable=self.retryable, status=self.info.status, request_id=self.info.request_id)
+        d.update(retryable=self.retryable, status=self.info.status, request_id=self.info.request_id,
+                 retry_after=self.info.retry_after)
         return d
 
 
@@ -156,3 +165,17 @@ class TemplateBudgetError(UserError):
     Raised inside the sandbox before the string is allocated; `render` re-raises it as a
     `DataError` naming the row's key and the template line.
     """
+
+
+class UnreachableError(ProviderError):
+    """No connection to the provider could be made at all (refused, no route, DNS, connect
+    timeout). Retryable, since a network blip passes; but when a command has not yet reached
+    the provider it is more often a wrong base URL or no network, which a person must look
+    at: so it exits 3, and only a later pass of `run --wait` waits it out."""
+
+    def __init__(self, message: str, info: ProviderErrorInfo | None = None):
+        super().__init__(message, retryable=True, info=info)
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return EXIT_PROVIDER

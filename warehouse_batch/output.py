@@ -24,8 +24,8 @@ from .source import Prepared
 from .spec import JobSpec
 from .sqlutil import load_sql, quote_ident
 
-STATE_COLUMNS = ("_status", "_error", "_request_hash", "_finish_reason", "_input_tokens",
-                 "_output_tokens", "_attempts")
+STATE_COLUMNS = ("_status", "_error", "_failure", "_request_hash", "_finish_reason",
+                 "_input_tokens", "_output_tokens", "_attempts")
 
 
 @dataclass
@@ -111,6 +111,7 @@ def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> RowCount
         SELECT s.*, {answer},
                a.status         AS _status,
                a.error          AS _error,
+               a.failure        AS _failure,
                a.request_hash   AS _request_hash,
                a.finish_reason  AS _finish_reason,
                a.input_tokens   AS _input_tokens,

@@ -106,6 +106,9 @@ def _check_requests(body: Any, max_requests: int) -> str | None:
 
 def create(app: Emulator, req: Request) -> Response:
     """Handle ``POST /v1/messages/batches``."""
+    limited = app.create_rate_limited("anthropic")
+    if limited is not None:
+        return limited
     cfg = app.config
     if len(req.body) > cfg.anthropic_max_bytes:
         return anthropic_error(413, "Request exceeds the maximum allowed number of bytes.", "request_too_large")

@@ -19,7 +19,9 @@ restarted emulator behaves like the one that was stopped.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import sys
 import threading
 import time
@@ -34,7 +36,7 @@ from .faults import FaultBook
 from .ids import anthropic_request_id, openai_request_id
 from .persist import DiskBackend, MemoryBackend
 from .store import Store
-from .wire import Request, Response, canned_error
+from .wire import Request, Response, anthropic_error, canned_error, openai_error
 
 
 def classify(path: str) -> str:
@@ -66,6 +68,7 @@ class Emulator:
         self.store.id_seed = self.config.seed
         self.lock = threading.RLock()
         self.faults = FaultBook()
+        self.create_calls = 0   # creates seen while create_429_rate > 0 (in memory only)
         self.closed = False
         self.save_settings()
 
@@ -97,6 +100,30 @@ class Emulator:
             self.config.create_fault_count = 1
         self.save_settings()
         return kind
+
+    def create_rate_limited(self, protocol: str) -> Response | None:
+        """A 429 for this batch create, for a `create_429_rate` fraction of creates (the
+        n-th create call and the seed decide, so a run is reproducible); None otherwise.
+        Nothing is created: the field's batch-creation limits refuse before validation."""
+        rate = self.config.create_429_rate
+        if rate <= 0:
+            return None
+        self.create_calls += 1
+        digest = hashlib.sha256(f"{self.config.seed}:create:{self.create_calls}".encode())
+        if int.from_bytes(digest.digest()[:8], "big") / 2**64 >= rate:
+            return None
+        after = self.config.create_retry_after
+        if protocol == "anthropic":
+            response = anthropic_error(429, "Number of batches being created exceeds your "
+                                            "rate limit. Please try again later.",
+                                       "rate_limit_error")
+        else:
+            response = openai_error(429, "Rate limit reached for batch creation. Please try "
+                                         "again later.", "requests", None,
+                                    "rate_limit_exceeded")
+        response.headers["retry-after"] = f"{math.ceil(after):d}"
+        response.headers["retry-after-ms"] = f"{after * 1000:g}"
+        return response
 
     def reset(self) -> None:
         """Forget files, batches, logs, faults and clock advances; keep the knobs."""

@@ -19,7 +19,9 @@ READ_ONLY_KNOBS = frozenset({"host", "port", "state_dir"})
 CLOCK_MODES = ("real", "manual")
 CREATE_FAULTS = ("error_after_create", "drop_after_create")
 
-_FLOATS = {"validate_seconds", "process_seconds", "finalize_seconds", "cancel_seconds", "failure_rate"}
+_FLOATS = {"validate_seconds", "process_seconds", "finalize_seconds", "cancel_seconds", "failure_rate",
+           "create_429_rate", "create_retry_after"}
+_FRACTIONS = {"failure_rate", "create_429_rate"}
 _OPT_FLOATS = {"expire_fraction", "cancel_fraction"}
 _INTS = {
     "seed",
@@ -59,6 +61,10 @@ class EmulatorConfig:
     strict_anthropic_version: bool = True
     create_fault: str | None = None
     create_fault_count: int = 1
+    # batch-creation rate limit: this fraction of creates (decided per call from the seed)
+    # is answered 429 with `retry-after: create_retry_after`, and nothing is created
+    create_429_rate: float = 0.0
+    create_retry_after: float = 5.0
 
     def knobs(self) -> dict[str, Any]:
         """Return every knob as a JSON-ready dict."""
@@ -97,8 +103,8 @@ def _coerce(key: str, value: Any) -> Any:
             raise ValueError(f"{key} must be a finite number")
         if value < 0:
             raise ValueError(f"{key} must be >= 0")
-        if key == "failure_rate" and value > 1:
-            raise ValueError("failure_rate must be between 0 and 1")
+        if key in _FRACTIONS and value > 1:
+            raise ValueError(f"{key} must be between 0 and 1")
         return float(value)
     if key in _OPT_FLOATS:
         return None

@@ -83,6 +83,9 @@ def _enqueued(app: Emulator, protocol: str, model: str | None, now: float) -> in
 
 def create(app: Emulator, req: Request, protocol: str) -> Response:
     """Handle ``POST /batches``."""
+    limited = app.create_rate_limited(protocol)
+    if limited is not None:
+        return limited
     try:
         body = req.json()
     except BadJSON:

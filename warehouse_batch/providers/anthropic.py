@@ -48,8 +48,8 @@ from ..errors import (AmbiguousCreateError, ConfigurationError, JobFileError,
 from ..keys import redact
 from .. import params
 from ..schema import anthropic_form
-from .base import (LedgerBatch, Limits, Provider, RemoteBatch, register, status_error,
-                   unreachable_error)
+from .base import (LedgerBatch, Limits, Provider, RemoteBatch, error_info, register,
+                   status_error, unreachable_error)
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 PINNED_VERSION = "2023-06-01"            # the API version that still takes sampling parameters
@@ -64,9 +64,8 @@ def translate_error(exc: Exception, action: str) -> ProviderError:
     import httpx2
 
     if isinstance(exc, anthropic.APIStatusError):
-        info = ProviderErrorInfo(status=exc.status_code, request_id=exc.request_id,
-                                 type=getattr(exc, "type", None),
-                                 code=getattr(exc, "error_code", None))
+        info = error_info(exc, type=getattr(exc, "type", None),
+                          code=getattr(exc, "error_code", None))
         message = getattr(exc, "api_message", None) or exc.message
         return status_error(action, exc.status_code, message, info, who="Anthropic")
     if isinstance(exc, anthropic.APIConnectionError):

@@ -16,14 +16,17 @@ if/else chains elsewhere.
 """
 from __future__ import annotations
 
+import email.utils
 import os
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 from urllib.parse import urlsplit
 
-from ..errors import ConfigurationError, JobFileError, ProviderError, ProviderErrorInfo
+from ..errors import (ConfigurationError, JobFileError, ProviderError, ProviderErrorInfo,
+                      UnreachableError)
 from ..keys import redact, register_key_env, remember_key
 from ..spec import JobSpec
 
@@ -274,14 +277,61 @@ def status_error(action: str, status: int, message: str, info: ProviderErrorInfo
                          retryable=status in RETRYABLE_STATUS or status >= 500, info=info)
 
 
+MAX_RETRY_AFTER = 3600.0   # a longer (or absurd) `retry-after` is capped: we poll again then
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """The wait a provider asked for in an error answer's headers, in seconds, or None.
+
+    `retry-after-ms` (OpenAI, Anthropic) first, then `retry-after` as seconds or as an HTTP
+    date, as both SDKs read them. Capped at MAX_RETRY_AFTER; negative values count as 0."""
+    if headers is None:
+        return None
+    seconds: float | None = None
+    try:
+        seconds = float(headers.get("retry-after-ms")) / 1000
+    except (TypeError, ValueError):
+        raw = headers.get("retry-after")
+        try:
+            seconds = float(raw)
+        except (TypeError, ValueError):
+            parsed = email.utils.parsedate_tz(raw) if isinstance(raw, str) else None
+            if parsed is not None:
+                seconds = email.utils.mktime_tz(parsed) - time.time()
+    if seconds is None or seconds != seconds:   # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def error_info(exc: Any, **fields: Any) -> ProviderErrorInfo:
+    """ProviderErrorInfo for an SDK status error, with the `retry-after` it carried."""
+    response = getattr(exc, "response", None)
+    return ProviderErrorInfo(status=getattr(exc, "status_code", None),
+                             request_id=getattr(exc, "request_id", None),
+                             retry_after=retry_after_seconds(getattr(response, "headers", None)),
+                             **fields)
+
+
+_CONNECT_FAILURES = ("ConnectError", "ConnectTimeout")   # httpx: no connection was made
+
+
 def unreachable_error(action: str, url: Any, exc: Exception) -> ProviderError:
-    """A connection failure, naming the host and port that could not be reached."""
+    """A connection failure, naming the host and port that could not be reached.
+
+    No connection at all (refused, DNS, connect timeout) is an `UnreachableError`; a
+    connection that timed out or dropped mid-answer is a plain transient error."""
     where = ""
     if url is not None:
         port = url.port or (443 if url.scheme == "https" else 80)
         where = f" {url.scheme}://{url.host}:{port}"
-    return ProviderError(redact(f"{action}: cannot reach the provider at{where} ({exc})"),
-                         retryable=True)
+    cause: BaseException | None = exc
+    while cause is not None:
+        if type(cause).__name__ in _CONNECT_FAILURES:
+            return UnreachableError(redact(f"{action}: cannot reach the provider at{where} "
+                                           f"({exc})"))
+        cause = cause.__cause__ or cause.__context__
+    return ProviderError(redact(f"{action}: the connection to the provider at{where} failed "
+                                f"({type(exc).__name__}: {exc})"), retryable=True)
 
 
 _REGISTRY: dict[str, type[Provider]] = {}

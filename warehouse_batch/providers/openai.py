@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import (AmbiguousCreateError, ConfigurationError, ProviderError,
-                      ProviderErrorInfo)
+from ..errors import AmbiguousCreateError, ConfigurationError, ProviderError
 from ..keys import redact
 from .. import params
 from ..schema import openai_strict
-from .base import (LedgerBatch, Limits, Provider, RemoteBatch, TaggedBatch, register,
-                   status_error, unreachable_error)
+from .base import (LedgerBatch, Limits, Provider, RemoteBatch, TaggedBatch, error_info,
+                   register, status_error, unreachable_error)
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 CAPACITY_CODES = {"token_limit_exceeded"}
@@ -36,8 +35,7 @@ def translate_error(exc: Exception, action: str) -> ProviderError:
     import openai
 
     if isinstance(exc, openai.APIStatusError):
-        info = ProviderErrorInfo(status=exc.status_code, request_id=exc.request_id,
-                                 type=getattr(exc, "type", None), code=getattr(exc, "code", None))
+        info = error_info(exc, type=getattr(exc, "type", None), code=getattr(exc, "code", None))
         return status_error(action, exc.status_code, getattr(exc, "message", str(exc)), info)
     if isinstance(exc, openai.APIConnectionError):
         return unreachable_error(action, getattr(getattr(exc, "request", None), "url", None),

@@ -1,6 +1,8 @@
 -- Fold one batch's outcomes (temp table wb_outcomes, one row per request) into the results
 -- cache. Parameters: $batch_id, $provider_batch_id, $now.
 -- A cached success is never overwritten; failures count attempts so retries stay bounded.
+-- run_id / run_failures: the run that created the batch, and the retryable failures of that
+-- run's sends (the per-command attempt budget, attempts.py).
 MERGE INTO warehouse_batch.results AS r
 USING (
     SELECT request_hash, custom_id,
@@ -10,6 +12,8 @@ USING (
            error_message, input_tokens, output_tokens, cached_tokens, cache_creation_tokens,
            1 AS attempts,
            CASE WHEN outcome = 'errored' AND retryable THEN 1 ELSE 0 END AS failures,
+           CASE WHEN outcome = 'errored' AND retryable THEN 1 ELSE 0 END AS run_failures,
+           (SELECT run_id FROM warehouse_batch.batches WHERE batch_id = $batch_id) AS run_id,
            $batch_id AS batch_id, $provider_batch_id AS provider_batch_id,
            CAST($now AS TIMESTAMP) AS updated_at, embedding
     FROM wb_outcomes
@@ -32,6 +36,10 @@ WHEN MATCHED AND r.status <> 'succeeded' THEN UPDATE SET
     cache_creation_tokens = o.cache_creation_tokens,
     attempts = r.attempts + 1,
     failures = r.failures + o.failures,
+    run_failures = CASE WHEN r.run_id IS NOT DISTINCT FROM o.run_id
+                        THEN coalesce(r.run_failures, 0) + o.run_failures
+                        ELSE o.run_failures END,
+    run_id = o.run_id,
     batch_id = o.batch_id,
     provider_batch_id = o.provider_batch_id,
     updated_at = o.updated_at,

@@ -1,5 +1,8 @@
 -- Per selected row: its request and the answer state shown in the output table.
--- Parameter: $max_attempts. Input: temp table wb_current.
+-- Parameter: $max_attempts. Input: temp table wb_current. Session variables wb_run_id and
+-- wb_retry_failed, as in plan_rows.sql (the per-command attempt budget, attempts.py).
+-- failure: 'retryable' (the next command sends it again) or 'permanent' (stays failed until
+-- the request changes or --retry-failed), for a row whose last outcome was a failure.
 CREATE OR REPLACE TEMP TABLE wb_answers AS
 SELECT
     c._rid,
@@ -8,10 +11,16 @@ SELECT
     r.embedding,
     CASE
         WHEN r.status = 'succeeded' THEN 'succeeded'
-        WHEN r.status = 'failed' AND NOT (r.retryable AND r.failures < $max_attempts) THEN 'failed'
+        WHEN r.status = 'failed' AND NOT r.retryable
+             AND NOT (coalesce(getvariable('wb_retry_failed'), false)
+                      AND r.run_id IS DISTINCT FROM getvariable('wb_run_id')) THEN 'failed'
+        WHEN r.status = 'failed' AND r.retryable AND r.run_id = getvariable('wb_run_id')
+             AND r.run_failures >= $max_attempts THEN 'failed'
         ELSE 'pending'
     END AS status,
     CASE WHEN r.status = 'failed' THEN r.error_message END AS error,
+    CASE WHEN r.status = 'failed' THEN
+        CASE WHEN r.retryable THEN 'retryable' ELSE 'permanent' END END AS failure,
     r.finish_reason,
     r.input_tokens,
     r.output_tokens,

@@ -1,11 +1,14 @@
 -- Classify every selected row by what its current request needs.
--- Parameters: $job_name, $max_attempts. Input: temp table wb_current.
+-- Parameters: $job_name, $max_attempts. Input: temp table wb_current. Session variables
+-- (attempts.set_command): wb_run_id (this command's run; NULL: a new command) and
+-- wb_retry_failed. Attempts are a per-command budget: see warehouse_batch/attempts.py.
 --   done       a successful answer for this exact request is cached
 --   in_flight  the request is in a batch not yet collected, or recorded in batch_requests
 --              under a batch whose ledger row is missing (held until submit looks it up:
 --              a damaged ledger must not cause a second paid batch)
---   failed     a permanent failure, or retryable failures have used every attempt
---   retry      failed before for a retryable reason; attempts remain
+--   failed     a permanent failure (unless retry_failed, for one recorded by an earlier
+--              command), or retryable failures have used this command's max_attempts
+--   retry      failed before, and may be sent again by this command
 --   new        the row's key was never submitted by this job
 --   changed    the row's key was submitted with a different request (input/prompt/model/params)
 --   unsent     the row was seen with this request before, but it was never answered
@@ -24,7 +27,11 @@ SELECT
     CASE
         WHEN r.status = 'succeeded' THEN 'done'
         WHEN f.request_hash IS NOT NULL THEN 'in_flight'
-        WHEN r.status = 'failed' AND NOT (r.retryable AND r.failures < $max_attempts) THEN 'failed'
+        WHEN r.status = 'failed' AND NOT r.retryable
+             AND NOT (coalesce(getvariable('wb_retry_failed'), false)
+                      AND r.run_id IS DISTINCT FROM getvariable('wb_run_id')) THEN 'failed'
+        WHEN r.status = 'failed' AND r.retryable AND r.run_id = getvariable('wb_run_id')
+             AND r.run_failures >= $max_attempts THEN 'failed'
         WHEN r.status = 'failed' THEN 'retry'
         WHEN p.row_key_hash IS NULL THEN 'new'
         WHEN p.request_hash <> c.request_hash THEN 'changed'
