@@ -44,6 +44,7 @@ class Options:
     batch_max_requests: int | None = None
     batch_max_bytes: int | None = None
     batch_max_tokens: int | None = None
+    enqueued_token_limit: int | None = None
     full_refresh: bool = False
     env: Mapping[str, str] | None = None
     allowed_paths: tuple[str, ...] = ()   # folders a job may read beyond its own (paths.py)
@@ -89,7 +90,8 @@ def load(job_path: str, options: Options | None = None) -> JobSpec:
     options = options or Options()
     scope = make_scope(job_path, options.env, options.allowed_paths, options.allowed_hosts)
     spec = load_job(job_path, vars=options.vars, scope=scope)
-    for name in ("max_attempts", "batch_max_requests", "batch_max_bytes", "batch_max_tokens"):
+    for name in ("max_attempts", "batch_max_requests", "batch_max_bytes", "batch_max_tokens",
+                 "enqueued_token_limit"):
         value = getattr(options, name)
         if value is not None:
             setattr(spec, name, value)
@@ -195,7 +197,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
     return True
 
 
-_LATEST = {"batches_in_progress"}   # a snapshot, not a running total
+_LATEST = {"batches_in_progress", "batches_waiting", "waiting"}   # snapshots, not totals
 
 
 def _merge(total: Any, part: Any) -> None:
