@@ -30,7 +30,8 @@ from .providers.base import LedgerBatch, get_provider
 from .source import prepare
 from .spec import JobSpec, load_job
 from .state import SCHEMA, fetch_dicts, now_utc, update_batch
-from .submit import (SubmitReport, known_batch_ids, line_sql, new_run_id, recover_orphans,
+from .submit import (SubmitReport, can_advance, known_batch_ids, line_sql, new_run_id,
+                     recover_orphans,
                      resume_unfinished, submit_work, unfinished_batches, write_payload)
 
 
@@ -175,7 +176,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                 _merge(report.collected, collect_ready(con, provider, spec.name, options.log))
             report.polls += 1
             moved = report.collected.batches_collected > before
-            if not first and not moved and not unfinished_batches(con, spec.name) \
+            if not first and not moved and not can_advance(con, provider, spec.name) \
                     and submitted_batches(con, spec.name):
                 return False
             if first and options.full_refresh:

@@ -107,6 +107,10 @@ def wait_reason(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, provider: st
     in_flight = in_flight_tokens(con, provider, batch.model)
     if in_flight + batch.est_tokens <= limit:
         return None
+    if batch.est_tokens > limit:
+        return (f"batch {batch.batch_id} ({batch.est_tokens:,} estimated tokens) passes the "
+                f"enqueued-token limit of {limit:,} for {batch.model} at {provider}: its "
+                "requests are cut again into smaller batches on the next pass")
     return (f"batch {batch.batch_id} ({batch.est_tokens:,} estimated tokens) waits: "
             f"{in_flight:,} tokens are enqueued at {provider} for {batch.model} and the "
             f"enqueued-token limit is {limit:,}; it is created once running batches finish "

@@ -13,6 +13,10 @@ looked up at once and, if not found, left in `creating` for the next pass, so tw
 separated in time precede any second create. Before any create, requests recorded under a
 batch whose ledger row is missing or damaged are looked up too (`recover_orphans`,
 `recover_tagged`), so a damaged ledger cannot pay twice.
+
+A batch in `intent` or `uploaded` is created only while the provider's enqueued-token limit
+has room for it (`capacity.py`); otherwise it waits where it is, and a refusal for capacity
+(Azure's synchronous 400) puts it back in `uploaded` without spending an attempt.
 """
 from __future__ import annotations
 
@@ -171,6 +175,23 @@ def unfinished_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[Le
         WHERE job_name = ? AND state IN ('intent', 'uploaded', 'creating')
         ORDER BY created_at, batch_id""", [job_name])
     return [LedgerBatch.from_row(r) for r in rows]
+
+
+def can_advance(con: duckdb.DuckDBPyConnection, job_provider: Provider,
+                job_name: str) -> bool:
+    """Whether any unfinished batch of the job could move now: one being created, one the
+    enqueued-token limit does not hold back, or one to cut again (a pass for waiting
+    batches alone would only re-read the source)."""
+    providers = BatchProviders(job_provider)
+    for batch in unfinished_batches(con, job_name):
+        if batch.state not in ("intent", "uploaded"):
+            return True
+        provider = providers.for_batch(batch)
+        limit = capacity.limit_for_batch(con, provider, batch)
+        if (capacity.wait_reason(con, batch, provider.name, limit) is None
+                or batch.est_tokens > limit):
+            return True
+    return False
 
 
 def write_payload(con: duckdb.DuckDBPyConnection, prepared_line_sql: str, batch_id: str,
