@@ -11,7 +11,7 @@ import pytest
 
 from warehouse_batch import api, capacity
 
-from helpers import Job, billed_counts, creates, emulator_env
+from helpers import Job, billed_counts, creates, emulator_env, provider_calls
 
 EXE = [sys.executable, "-m", "warehouse_batch.cli"]
 MODEL = "gpt-4.1-mini"
@@ -171,3 +171,16 @@ def test_emulator_fail_fast_answers_400_and_limits_are_per_model(tmp_path, emula
     assert "Enqueued token limit reached for small in organization org-" in str(bad.value)
     assert "Limit: 5 enqueued tokens" in str(bad.value)
     assert create("other").status == "validating"   # no limit for other models
+
+
+def test_a_pass_with_only_waiting_batches_is_idle(tmp_path, emulator):
+    """While every unsent batch waits for room, `run --wait` only polls: it neither re-reads
+    the source nor calls the provider for a submit (and its backoff keeps growing)."""
+    job = Job(tmp_path, emulator, rows=60)
+    limit = limit_fifth(job)
+    report = job.run(enqueued_token_limit=limit)
+    assert report.exit_code == 0 and len(creates(emulator)) >= 5
+    submit_passes = [c for c in provider_calls(emulator, "GET", "/v1/batches")
+                     if c["query"].get("limit") in ("1", 1)]   # the preflight of a submit
+    assert report.polls > len(creates(emulator)) + 2           # there were idle passes...
+    assert len(submit_passes) <= len(creates(emulator)) + 1    # ...that submitted nothing
