@@ -31,7 +31,8 @@ from .providers.base import LedgerBatch, get_provider
 from .source import prepare
 from .spec import JobSpec, load_job
 from .state import SCHEMA, fetch_dicts, now_utc, update_batch
-from .submit import (SubmitReport, known_batch_ids, line_sql, new_run_id, recover_orphans,
+from .submit import (SubmitReport, can_advance, known_batch_ids, line_sql, new_run_id,
+                     recover_orphans,
                      resume_unfinished, submit_work, unfinished_batches, write_payload)
 
 
@@ -45,6 +46,7 @@ class Options:
     batch_max_requests: int | None = None
     batch_max_bytes: int | None = None
     batch_max_tokens: int | None = None
+    enqueued_token_limit: int | None = None
     full_refresh: bool = False
     retry_failed: bool = False            # send permanent failures again (attempts.py)
     env: Mapping[str, str] | None = None
@@ -96,7 +98,8 @@ def load(job_path: str, options: Options | None = None) -> JobSpec:
     options = options or Options()
     scope = make_scope(job_path, options.env, options.allowed_paths, options.allowed_hosts)
     spec = load_job(job_path, vars=options.vars, scope=scope)
-    for name in ("max_attempts", "batch_max_requests", "batch_max_bytes", "batch_max_tokens"):
+    for name in ("max_attempts", "batch_max_requests", "batch_max_bytes", "batch_max_tokens",
+                 "enqueued_token_limit"):
         value = getattr(options, name)
         if value is not None:
             setattr(spec, name, value)
@@ -205,7 +208,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
             report.polls += 1
             moved = report.collected.batches_collected > before
             if not first and not full and not moved \
-                    and not unfinished_batches(con, spec.name) \
+                    and not can_advance(con, provider, spec.name) \
                     and submitted_batches(con, spec.name):
                 return False
             if first and options.full_refresh:
@@ -273,7 +276,7 @@ def _write_after_error(con: duckdb.DuckDBPyConnection, report: RunReport, prepar
         options.log(f"could not rebuild the output table after the error: {e}")
 
 
-_LATEST = {"batches_in_progress"}   # a snapshot, not a running total
+_LATEST = {"batches_in_progress", "batches_waiting", "waiting"}   # snapshots, not totals
 
 
 def _merge(total: Any, part: Any) -> None:

@@ -79,7 +79,11 @@ def job_options(f: Callable) -> Callable:
         click.option("--batch-max-bytes", type=click.IntRange(min=1), default=None,
                      help="bytes per provider batch [default: provider limit]"),
         click.option("--batch-max-tokens", type=click.IntRange(min=1), default=None,
-                     help="estimated input tokens per batch (enqueued-token budgets)"),
+                     help="estimated input tokens per batch"),
+        click.option("--enqueued-token-limit", type=click.IntRange(min=1), default=None,
+                     help="the provider's enqueued-token limit for the model: chunks stay "
+                          "under it and batches wait while it is full [default: the job's, "
+                          "else as learned from the provider]"),
         click.option("--allow-path", "allow_paths", multiple=True, metavar="DIR",
                      help="a folder the job may read besides its own and its project root "
                           "(also $WAREHOUSE_BATCH_ALLOWED_PATHS); repeatable"),
@@ -93,8 +97,10 @@ def job_options(f: Callable) -> Callable:
 
 
 def _options(db, vars_, quiet, max_attempts, batch_max_requests, batch_max_bytes,
-             batch_max_tokens, allow_paths=(), allow_hosts=(), **extra) -> api.Options:
+             batch_max_tokens, enqueued_token_limit=None, allow_paths=(), allow_hosts=(),
+             **extra) -> api.Options:
     opts = api.Options(vars=_parse_vars(vars_), max_attempts=max_attempts,
+                       enqueued_token_limit=enqueued_token_limit,
                        batch_max_requests=batch_max_requests, batch_max_bytes=batch_max_bytes,
                        batch_max_tokens=batch_max_tokens, allowed_paths=tuple(allow_paths),
                        allowed_hosts=tuple(allow_hosts), log=_logger(quiet), **extra)
@@ -179,6 +185,12 @@ def _print_plan(r) -> None:
         click.echo(f"  {label:<22}{n:>12,}")
     click.echo(f"  {'requests to send':<22}{r.requests_to_send:>12,}  in {r.batches} batch(es), "
                f"{r.bytes_to_send / 1e6:,.1f} MB, ~{r.est_input_tokens:,} input tokens")
+    if r.enqueued_token_limit is not None:
+        click.echo(f"  {'enqueued-token limit':<22}{r.enqueued_token_limit:>12,}  "
+                   f"({r.waves} wave(s) of batches)")
+    if r.requests_over_limit:
+        click.echo(f"  {'too large to send':<22}{r.requests_over_limit:>12,}  (each alone passes "
+                   "the enqueued-token limit: they will fail)")
     if r.est_input_cost_usd is not None:
         worst = (f", output at most ${r.max_output_cost_usd:,.4f}"
                  if r.max_output_cost_usd is not None else "")
@@ -201,6 +213,9 @@ def _print_run(r: api.RunReport) -> None:
                f"{rows.failed:,} failed, {rows.pending:,} pending")
     for w in s.warnings + c.warnings:
         click.echo(f"  warning: {redact(w)}", err=True)
+    if s.waiting:
+        click.echo(f"  waiting     {s.batches_waiting} batch(es) for enqueued-token capacity: "
+                   f"{s.waiting[-1]}", err=True)
     if r.stopped is None and rows.pending and r.command != "submit":
         click.echo("  work is still pending: run `collect` (or `run --wait`) later", err=True)
 
@@ -313,8 +328,13 @@ def cancel(job, as_json, **kw) -> None:
               help="fraction of batch creates answered 429 (rate limited, nothing created)")
 @click.option("--retry-after", type=click.FloatRange(min=0), default=5.0, show_default=True,
               metavar="SECONDS", help="the retry-after header of those 429s")
+@click.option("--enqueued-token-limit", "token_limits", multiple=True, metavar="[MODEL=]N",
+              help="enqueued-token limit (every model's, or one model's); repeatable")
+@click.option("--token-limit-fail-fast", is_flag=True,
+              help="refuse an over-limit create with HTTP 400 (Azure) instead of failing it")
 def emulator(host, port, state_dir, seed, clock, latency, failure_rate, expire_fraction,
-             cancel_fraction, create_429_rate, retry_after) -> None:
+             cancel_fraction, create_429_rate, retry_after, token_limits,
+             token_limit_fail_fast) -> None:
     """Run a local server speaking the OpenAI Batch and Anthropic Message Batches protocols.
 
     \b
@@ -330,7 +350,17 @@ def emulator(host, port, state_dir, seed, clock, latency, failure_rate, expire_f
     cfg = EmulatorConfig(host=host, port=port, state_dir=state_dir, seed=seed, clock=clock,
                          failure_rate=failure_rate, expire_fraction=expire_fraction,
                          cancel_fraction=cancel_fraction, create_429_rate=create_429_rate,
-                         create_retry_after=retry_after)
+                         create_retry_after=retry_after,
+                         token_limit_fail_fast=token_limit_fail_fast)
+    for item in token_limits:
+        model, _, n = item.rpartition("=")
+        if not n.isdigit():
+            raise click.BadParameter(f"{item!r}: expected N or MODEL=N",
+                                     param_hint="--enqueued-token-limit")
+        if model:
+            cfg.enqueued_token_limits = {**(cfg.enqueued_token_limits or {}), model: int(n)}
+        else:
+            cfg.enqueued_token_limit = int(n)
     if latency is not None:
         cfg.validate_seconds = latency * 0.1
         cfg.process_seconds = latency * 0.8

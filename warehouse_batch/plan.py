@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 import duckdb
 
+from . import capacity
 from .source import Prepared
 from .sqlutil import load_sql
 
@@ -38,6 +39,9 @@ class PlanReport:
     max_output_cost_usd: float | None = None     # every request using all of max_tokens
     sample_request: dict | None = None
     limits: dict = field(default_factory=dict)
+    enqueued_token_limit: int | None = None   # setting or learned; None: not known
+    waves: int | None = None                  # rounds of batches the limit allows at once
+    requests_over_limit: int = 0              # alone larger than the limit: they will fail
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,9 +95,17 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
     to_send_rows = sum(counts.get(c, 0) for c in SEND_CATEGORIES)
     requests = build_send_table(con)
     line = line_sql(prepared.provider, "custom_id", prepared.body_sql("prompt"))
-    sized = (f"SELECT *, nbytes // 4 AS ntok FROM (SELECT request_hash, custom_id, "
-             f"strlen({line}) + 1 AS nbytes FROM wb_send)")
-    batches, nbytes, ntok = assign_chunks(con, sized, prepared.provider.effective_limits())
+    sized = (f"SELECT *, {capacity.est_tokens_sql('nbytes')} AS ntok FROM (SELECT "
+             f"request_hash, custom_id, strlen({line}) + 1 AS nbytes FROM wb_send)")
+    limits, token_limit = capacity.budget_limits(con, prepared.provider)
+    over = 0
+    if token_limit is not None:
+        over = con.execute(f"SELECT count(*) FROM ({sized}) WHERE ntok > ?",
+                           [token_limit]).fetchone()[0]
+        sized = f"SELECT * FROM ({sized}) WHERE ntok <= {int(token_limit)}"
+    batches, nbytes, ntok = assign_chunks(con, sized, limits)
+    chunk_tokens = [t for (t,) in con.execute(
+        "SELECT sum(ntok) FROM wb_chunked GROUP BY chunk ORDER BY chunk").fetchall()]
     cost = estimate_cost(con, prepared, requests, ntok)
     sample = None
     for source in ("wb_send ORDER BY custom_id", "wb_current ORDER BY _rid"):
@@ -102,7 +114,6 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
         if first is not None:
             sample = prepared.provider.envelope(first[0], json.loads(first[1]))
             break
-    limits = prepared.provider.effective_limits()
     return PlanReport(
         job=prepared.spec.name, provider=prepared.provider.name, model=prepared.spec.model,
         rows_selected=prepared.rows, rows_done=counts.get("done", 0),
@@ -116,4 +127,6 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
         sample_request=sample,
         limits={"max_requests": limits.max_requests, "max_bytes": limits.max_bytes,
                 "max_tokens": limits.max_tokens},
+        enqueued_token_limit=token_limit, requests_over_limit=over,
+        waves=capacity.waves(chunk_tokens, token_limit) if token_limit is not None else None,
     )

@@ -35,7 +35,7 @@ GENERATION_KEYS = {
 CONTROL_KEYS = {
     "name", "provider", "model", "unique_key", "prompt", "prompt_file", "system",
     "system_file", "params", "endpoint", "max_attempts", "batch_max_requests",
-    "batch_max_bytes", "batch_max_tokens", "description", "tags",
+    "batch_max_bytes", "batch_max_tokens", "description", "tags", "enqueued_token_limit",
     # typed answers: the schema is sent (hashed); output_columns only project (not hashed)
     "output_schema", "columns", "output_columns",
     # provider settings (see the README's provider table)
@@ -80,6 +80,7 @@ class JobSpec:
     batch_max_requests: int | None = None
     batch_max_bytes: int | None = None
     batch_max_tokens: int | None = None
+    enqueued_token_limit: int | None = None   # provider's cap on tokens in unfinished batches
     provider_options: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
     tags: list[str] = field(default_factory=list)
@@ -315,7 +316,8 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
         raise JobFileError(f"params repeats {sorted(clash)}; set each field once",
                            locations["params"])
     ints = {}
-    for k in ("max_attempts", "batch_max_requests", "batch_max_bytes", "batch_max_tokens"):
+    for k in ("max_attempts", "batch_max_requests", "batch_max_bytes", "batch_max_tokens",
+              "enqueued_token_limit"):
         if k in config:
             v = _want(config, locations, k, (int,), "a positive whole number")
             if v < 1:

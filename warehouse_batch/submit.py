@@ -13,6 +13,10 @@ looked up at once and, if not found, left in `creating` for the next pass, so tw
 separated in time precede any second create. Before any create, requests recorded under a
 batch whose ledger row is missing or damaged are looked up too (`recover_orphans`,
 `recover_tagged`), so a damaged ledger cannot pay twice.
+
+A batch in `intent` or `uploaded` is created only while the provider's enqueued-token limit
+has room for it (`capacity.py`); otherwise it waits where it is, and a refusal for capacity
+(Azure's synchronous 400) puts it back in `uploaded` without spending an attempt.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from typing import Callable
 import duckdb
 import pyarrow as pa
 
-from . import faults
+from . import capacity, faults
 from .errors import AmbiguousCreateError, LookupUndecidedError, ProviderError
 from .identity import json_template_sql, sql_literal
 from .ledger import BatchProviders, known_batch_ids
@@ -45,6 +49,8 @@ class SubmitReport:
     batches_created: int = 0
     batches_resumed: int = 0
     batches_pending_create: int = 0
+    batches_waiting: int = 0      # intents held back: the enqueued-token limit is full
+    waiting: list[str] = field(default_factory=list)   # why, one line per waiting batch
     requests_submitted: int = 0
     bytes_submitted: int = 0
     batch_ids: list[str] = field(default_factory=list)
@@ -113,23 +119,27 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
     now = now_utc()
     from .plan import build_send_table
 
-    stem = f"wbb_{run_id}_{secrets.token_hex(2)}"  # a run may submit several times
+    # a run submits once per pass of `run --wait`, perhaps hundreds of times: 64 random bits
+    # keep ids unique (49 characters; metadata values may hold 512, file names more)
+    stem = f"wbb_{run_id}_{secrets.token_hex(8)}"
+    limits, token_limit = capacity.budget_limits(con, provider)
     con.execute("BEGIN TRANSACTION")
     try:
         build_send_table(con)
-        # tokens are estimated from bytes (4 per token, system prompt and JSON included):
-        # conservative for enqueued-token budgets and cost estimates
+        # tokens are estimated from bytes (capacity.est_tokens_sql, the one estimate used
+        # everywhere): conservative for enqueued-token budgets and cost estimates
         con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_todo AS
-            SELECT *, nbytes // 4 AS ntok FROM (
+            SELECT *, {capacity.est_tokens_sql('nbytes')} AS ntok FROM (
                 SELECT request_hash, custom_id, body, strlen({line}) + 1 AS nbytes
                 FROM (SELECT request_hash, custom_id, prompt, {body} AS body FROM wb_send))""")
-        chunks, _, _ = assign_chunks(con, "SELECT request_hash, custom_id, nbytes, ntok "
-                                          "FROM wb_todo", provider.effective_limits())
         con.execute(f"""INSERT INTO {SCHEMA}.requests
             SELECT request_hash, custom_id, ?, ?, ?, body, ?, ?, ? FROM wb_todo t
             WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.requests r
                               WHERE r.request_hash = t.request_hash)""",
                     [provider.name, provider.endpoint_path(), spec.model, spec.name, run_id, now])
+        capacity.fail_oversized(con, "wb_todo", token_limit, provider.name, spec.model)
+        chunks, _, _ = assign_chunks(con, "SELECT request_hash, custom_id, nbytes, ntok "
+                                          "FROM wb_todo", limits)
         batch_id = f"{sql_literal(stem + '_')} || printf('%04d', chunk)"
         con.execute(f"""INSERT INTO {SCHEMA}.batch_requests
             SELECT {batch_id}, request_hash, custom_id FROM wb_chunked""")
@@ -167,6 +177,23 @@ def unfinished_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[Le
     return [LedgerBatch.from_row(r) for r in rows]
 
 
+def can_advance(con: duckdb.DuckDBPyConnection, job_provider: Provider,
+                job_name: str) -> bool:
+    """Whether any unfinished batch of the job could move now: one being created, one the
+    enqueued-token limit does not hold back, or one to cut again (a pass for waiting
+    batches alone would only re-read the source)."""
+    providers = BatchProviders(job_provider)
+    for batch in unfinished_batches(con, job_name):
+        if batch.state not in ("intent", "uploaded"):
+            return True
+        provider = providers.for_batch(batch)
+        limit = capacity.limit_for_batch(con, provider, batch)
+        if (capacity.wait_reason(con, batch, provider.name, limit) is None
+                or batch.est_tokens > limit):
+            return True
+    return False
+
+
 def write_payload(con: duckdb.DuckDBPyConnection, prepared_line_sql: str, batch_id: str,
                   dest: Path) -> Path:
     """The batch's JSONL, rebuilt from the ledger: identical bytes on every (re)try."""
@@ -180,7 +207,15 @@ def write_payload(con: duckdb.DuckDBPyConnection, prepared_line_sql: str, batch_
 
 def advance(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatch,
             payload: Path, resuming: bool) -> str:
-    """Move one batch from its recorded state to `submitted`; returns the state reached."""
+    """Move one batch from its recorded state to `submitted`; returns the state reached
+    ("waiting": not created, the enqueued-token limit is full; its reason is in
+    `batches.error`)."""
+    if batch.state in ("intent", "uploaded"):
+        reason = capacity.wait_reason(con, batch, provider.name,
+                                      capacity.limit_for_batch(con, provider, batch))
+        if reason is not None:
+            update_batch(con, batch.batch_id, error=reason)
+            return "waiting"
     if batch.state == "intent":
         fid = provider.find_upload(batch) if resuming and provider.uploads_files else None
         if fid is None:
@@ -214,6 +249,15 @@ def advance(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBat
         update_batch(con, batch.batch_id, error=reason)
         return "creating"   # looked up again on the next pass before any new create
     except ProviderError as e:
+        if capacity.is_capacity_refusal(e):
+            # Azure's fail-fast: refused at once for enqueued tokens. Nothing was created and
+            # no attempt is spent; the uploaded file is kept and the batch waits for room.
+            limit = capacity.parse_limit(str(e))
+            if limit is not None:
+                capacity.learn(con, provider.name, batch.model, limit, str(e))
+            update_batch(con, batch.batch_id, state="uploaded", error=str(e))
+            batch.state = "uploaded"
+            return "waiting"
         if e.retryable:
             update_batch(con, batch.batch_id, state="uploaded", error=str(e))
             raise
@@ -256,16 +300,42 @@ def resume_unfinished(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdi
     each through the provider recorded for it."""
     providers = BatchProviders(prepared.provider)
     for batch in unfinished_batches(con, prepared.spec.name):
-        log(f"resuming batch {batch.batch_id} (was {batch.state})")
         provider = providers.for_batch(batch)
         payload = write_payload(con, line_sql(provider, "br.custom_id", "r.body"),
                                 batch.batch_id, workdir)
+        was = batch.state
         state = advance(con, provider, batch, payload, resuming=True)
-        report.batches_resumed += 1
-        _count(report, batch, state)
+        if state != "waiting":
+            log(f"resumed batch {batch.batch_id} (was {was})")
+            report.batches_resumed += 1
+        _count(con, report, batch, state)
 
 
 _BATCH_ID_RE = re.compile(r"wbb_(?P<run>r(?P<ts>\d{8}T\d{6})_[0-9a-f]+)_[0-9a-f]+_(?P<chunk>\d+)")
+
+
+def recut_oversized(con: duckdb.DuckDBPyConnection, prepared: Prepared,
+                    report: SubmitReport) -> None:
+    """Batches of the job not yet created whose estimated tokens pass the enqueued-token
+    limit (learned after they were cut) can never be created: they are dropped (an uploaded
+    file is deleted) and their requests, never sent, are cut again under the limit."""
+    providers = BatchProviders(prepared.provider)
+    for batch in unfinished_batches(con, prepared.spec.name):
+        if batch.state not in ("intent", "uploaded") or batch.est_tokens is None:
+            continue
+        provider = providers.for_batch(batch)
+        limit = capacity.limit_for_batch(con, provider, batch)
+        if limit is None or batch.est_tokens <= limit:
+            continue
+        if batch.input_file_id:
+            try:
+                provider.cleanup(batch, None)
+            except ProviderError as e:   # a stray file costs nothing; the cut matters
+                report.warnings.append(f"batch {batch.batch_id}: its input file could not "
+                                       f"be deleted ({e})")
+        update_batch(con, batch.batch_id, state="abandoned", ended_at=now_utc(), error=(
+            f"re-cut: {batch.est_tokens:,} estimated tokens pass the enqueued-token limit of "
+            f"{limit:,}; its {batch.request_count:,} request(s) go in smaller batches"))
 
 
 def recover_orphans(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdir: Path,
@@ -392,6 +462,9 @@ def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
 
     provider = prepared.provider
     report = SubmitReport()
+    capacity.learn_from_ledger(con)
+    capacity.release_oversized(con)
+    recut_oversized(con, prepared, report)
     if unfinished_batches(con, prepared.spec.name) or _has_work(con, prepared):
         provider.preflight()
     with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:
@@ -406,12 +479,13 @@ def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
                  f"(SELECT unnest(?::VARCHAR[])) ORDER BY batch_id", [ids])]
         line = line_sql(prepared.provider, "br.custom_id", "r.body")
         for i, batch in enumerate(batches, 1):
-            log(f"submitting batch {i}/{len(batches)}: {batch.request_count:,} requests, "
-                f"{batch.bytes / 1e6:,.1f} MB")
             payload = write_payload(con, line, batch.batch_id, Path(tmp))
             state = advance(con, provider, batch, payload, resuming=False)
-            report.batches_created += 1
-            _count(report, batch, state)
+            if state != "waiting":
+                log(f"submitted batch {i}/{len(batches)}: {batch.request_count:,} requests, "
+                    f"{batch.bytes / 1e6:,.1f} MB")
+                report.batches_created += 1
+            _count(con, report, batch, state)
     return report
 
 
@@ -422,7 +496,13 @@ def _has_work(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> bool:
     return build_send_table(con) > 0
 
 
-def _count(report: SubmitReport, batch: LedgerBatch, state: str) -> None:
+def _count(con: duckdb.DuckDBPyConnection, report: SubmitReport, batch: LedgerBatch,
+           state: str) -> None:
+    if state == "waiting":
+        report.batches_waiting += 1
+        report.waiting.append(con.execute(f"SELECT error FROM {SCHEMA}.batches WHERE batch_id = ?",
+                                          [batch.batch_id]).fetchone()[0])
+        return
     if state == "submitted":
         report.requests_submitted += batch.request_count
         report.bytes_submitted += batch.bytes

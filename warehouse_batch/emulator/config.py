@@ -32,7 +32,8 @@ _INTS = {
     "create_fault_count",
 }
 _OPT_INTS = {"enqueued_token_limit"}
-_BOOLS = {"cancel_writes_error_lines", "sync_validation", "strict_anthropic_version"}
+_BOOLS = {"cancel_writes_error_lines", "sync_validation", "strict_anthropic_version",
+          "token_limit_fail_fast"}
 
 
 @dataclass
@@ -57,7 +58,10 @@ class EmulatorConfig:
     openai_max_file_bytes: int = 200 * 1024 * 1024
     anthropic_max_requests: int = 100_000
     anthropic_max_bytes: int = 256 * 1024 * 1024
-    enqueued_token_limit: int | None = None
+    enqueued_token_limit: int | None = None          # every model's, unless listed below
+    enqueued_token_limits: dict[str, int] | None = None   # per model: {"gpt-4o-mini": N}
+    token_limit_fail_fast: bool = False   # over the limit: HTTP 400 on create (Azure), not a
+                                          # batch that fails in validation (OpenAI)
     strict_anthropic_version: bool = True
     create_fault: str | None = None
     create_fault_count: int = 1
@@ -69,6 +73,10 @@ class EmulatorConfig:
     def knobs(self) -> dict[str, Any]:
         """Return every knob as a JSON-ready dict."""
         return asdict(self)
+
+    def token_limit(self, model: str | None) -> int | None:
+        """The enqueued-token limit for `model`: its own entry, else the general one."""
+        return (self.enqueued_token_limits or {}).get(model or "", self.enqueued_token_limit)
 
     def mutable_knobs(self) -> dict[str, Any]:
         """Return the knobs that are persisted and may change at runtime."""
@@ -116,6 +124,14 @@ def _coerce(key: str, value: Any) -> Any:
         return value
     if key in _OPT_INTS:
         return None
+    if key == "enqueued_token_limits":
+        if value is None:
+            return None
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                for k, v in value.items()):
+            raise ValueError("enqueued_token_limits must map model names to integers >= 0")
+        return dict(value)
     if key == "clock":
         if value not in CLOCK_MODES:
             raise ValueError(f"clock must be one of {CLOCK_MODES}")

@@ -6,9 +6,12 @@ Create checks synchronously what the real API checks synchronously
 ``batch``), then validates the file contents asynchronously: the batch is
 returned ``validating`` and becomes ``failed`` with ``errors`` after the
 validation delay. With ``sync_validation`` those errors are a 400 instead.
-The per-model enqueued-token budget (``enqueued_token_limit``) counts the
-estimated prompt tokens of the protocol's non-terminal batches for the same
-model. Azure batches have no 24 h expiry, always get an error file, and
+The per-model enqueued-token budget (``enqueued_token_limit``, or a model's
+entry in ``enqueued_token_limits``) counts the estimated prompt tokens of the
+protocol's non-terminal batches for the same model; a batch that would pass it
+fails with ``token_limit_exceeded`` and OpenAI's message (``Limit: N enqueued
+tokens``), or, with ``token_limit_fail_fast`` (Azure's behaviour in many
+regions), its create is refused with that HTTP 400. Azure batches have no 24 h expiry, always get an error file, and
 accept up to 100,000 requests.
 """
 from __future__ import annotations
@@ -111,13 +114,15 @@ def create(app: Emulator, req: Request, protocol: str) -> Response:
         max_requests=AZURE_MAX_REQUESTS if protocol == "azure" else cfg.openai_max_requests,
         max_bytes=cfg.openai_max_file_bytes,
     )
-    limit = cfg.enqueued_token_limit
+    limit = cfg.token_limit(parsed.model)
     if limit is not None and not parsed.errors:
         if _enqueued(app, protocol, parsed.model, now) + parsed.tokens > limit:
-            parsed.add("token_limit_exceeded",
-                       f"Enqueued token limit reached for {parsed.model} in organization org-emulator. Limit: "
+            message = (f"Enqueued token limit reached for {parsed.model} in organization org-emulator. Limit: "
                        f"{limit:,} enqueued tokens. Please try again once some in_progress batches have been "
                        f"completed.")
+            if cfg.token_limit_fail_fast:
+                return _bad(message, None, "token_limit_exceeded")
+            parsed.add("token_limit_exceeded", message)
     if parsed.errors and cfg.sync_validation:
         first = parsed.errors[0]
         return _bad(first["message"], first.get("param"), first["code"])

@@ -65,6 +65,7 @@ class LedgerBatch:
     error_file_id: str | None = None
     provider: str | None = None         # the provider it was sent to (polled through it)
     proven: bool | None = None          # False: an adopted candidate not yet proven ours
+    est_tokens: int | None = None       # estimated input tokens (enqueued-token budgets)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "LedgerBatch":
