@@ -189,3 +189,29 @@ def test_abandoned_batch_input_file_is_deleted(tmp_path, emulator):
     assert [c["path"] for c in provider_calls(emulator, "DELETE")] == [f"/v1/files/{fid}"]
     client = openai.OpenAI(base_url=emulator.openai_base_url, api_key="x")
     assert list(client.files.list()) == []
+
+
+def test_cancel_deletes_the_input_file_of_a_batch_never_created(tmp_path, emulator):
+    """A batch uploaded but not created (the process died in between) is abandoned by
+    `cancel`; its input file goes too."""
+    import subprocess
+    import sys
+
+    from helpers import emulator_env
+
+    job = Job(tmp_path, emulator)
+    env = {**emulator_env(emulator), "WAREHOUSE_BATCH_CRASH_AT": "after_upload"}
+    crashed = subprocess.run([sys.executable, "-m", "warehouse_batch.cli", "run", job.path,
+                              "--db", job.db], env=env, capture_output=True, text=True)
+    assert crashed.returncode < 0, crashed.stderr      # killed at the crash point
+    (fid,), = job.sql("SELECT input_file_id FROM warehouse_batch.batches")
+    report = api.cancel(job.path, job.options())
+    assert report.abandoned and not report.warnings
+    assert [c["path"] for c in provider_calls(emulator, "DELETE")] == [f"/v1/files/{fid}"]
+
+
+def test_openai_and_azure_files_are_200_decimal_megabytes():
+    from warehouse_batch.providers.azure import AzureOpenAIProvider
+    from warehouse_batch.providers.openai import OpenAIProvider
+
+    assert OpenAIProvider.limits.max_bytes == AzureOpenAIProvider.limits.max_bytes == 200_000_000
