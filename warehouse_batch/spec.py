@@ -340,6 +340,10 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
     output_schema, output_columns = _typed_answer(config, locations, scope, endpoint)
     allow_truncated = ("allow_truncated" in config and
                        _want(config, locations, "allow_truncated", (bool,), "true or false"))
+    if allow_truncated and (output_schema is not None or endpoint == "embeddings"):
+        raise JobFileError("allow_truncated=true keeps cut-off plain-text answers; a typed "
+                           "answer cut off is not valid JSON, and embeddings are never cut",
+                           locations["allow_truncated"], hint="raise max_tokens instead")
     return JobSpec(
         allow_truncated=allow_truncated,
         output_schema=output_schema, output_columns=output_columns,
