@@ -31,9 +31,9 @@ from .providers.base import LedgerBatch, get_provider
 from .source import prepare
 from .spec import JobSpec, load_job
 from .state import SCHEMA, fetch_dicts, now_utc, update_batch
-from .submit import (SubmitReport, can_advance, known_batch_ids, line_sql, new_run_id,
-                     recover_orphans,
-                     resume_unfinished, submit_work, unfinished_batches, write_payload)
+from .submit import (SubmitReport, can_advance, discard_input, known_batch_ids, line_sql,
+                     new_run_id, recover_orphans, resume_unfinished, submit_work,
+                     unfinished_batches, write_payload)
 
 
 @dataclass
@@ -407,6 +407,7 @@ def cancel(job_path: str, options: Options | None = None) -> CancelReport:
             if found is None:
                 update_batch(con, batch.batch_id, state="abandoned", error="cancelled by user")
                 report.abandoned.append(batch.batch_id)
+                report.warnings += filter(None, [discard_input(provider, batch)])
                 continue
             update_batch(con, batch.batch_id, state="submitted",
                          provider_batch_id=found.provider_batch_id, submitted_at=now_utc(),

@@ -175,21 +175,32 @@ def foreign_reason(con: duckdb.DuckDBPyConnection, batch: LedgerBatch) -> str | 
             f"{absent} of ours")
 
 
+TRUNCATED_REASONS = ("length", "max_tokens", "max_output_tokens")   # OpenAI, Anthropic, Responses
+
+
 def check_answers(con: duckdb.DuckDBPyConnection, provider: Provider) -> None:
     """Turn paid-for answers that are unusable into failures that say why (in wb_outcomes).
 
-    Applies to requests that carry this job's output schema (the schema's canonical JSON is
-    a substring of their canonical body) or are this job's embeddings. A truncated answer is
-    permanent: the same request would be cut off again; invalid JSON or a schema violation
-    may come out right on a retry.
+    A chat answer cut off by max_tokens (finish_reason `length` / stop_reason `max_tokens`)
+    fails permanently, typed or not: the same request would be cut off again, so the error
+    says to raise max_tokens. A plain-text job may keep such answers with
+    `allow_truncated=true` (they succeed, `_finish_reason` shows the cut); a typed answer cut
+    off is never valid JSON for its schema. Invalid JSON or a schema violation may come out
+    right on a retry (retryable).
+
+    Typed checks apply to requests that carry this job's output schema (the schema's
+    canonical JSON is a substring of their canonical body); embeddings are checked for a
+    vector of the right size.
     """
     spec = provider.spec
+    truncated = f"o.finish_reason IN ({', '.join(sql_literal(r) for r in TRUNCATED_REASONS)})"
+    cut = sql_literal(f"the answer was cut off by max_tokens "
+                      f"({spec.generation.get('max_tokens', 'the default')}); a retry "
+                      "cannot help: raise max_tokens"
+                      + ("" if spec.output_schema is not None else
+                         " (or set allow_truncated=true to keep cut-off answers)"))
     if spec.output_schema is not None:
         marker = canonical_json(provider.sent_schema())   # the form the bodies carry
-        truncated = "o.finish_reason IN ('length', 'max_tokens')"
-        cut = sql_literal(f"the answer was cut off by max_tokens "
-                          f"({spec.generation.get('max_tokens', 'the default')}); a retry "
-                          "cannot help: raise max_tokens")
         problem = (f"CASE WHEN {truncated} THEN {cut} "
                    f"ELSE {violation_sql(spec.output_schema, 'o.response_text')} END")
         applies = f"contains(r.body, {sql_literal(marker)})"
@@ -200,6 +211,9 @@ def check_answers(con: duckdb.DuckDBPyConnection, provider: Provider) -> None:
                    f"WHEN len(o.embedding) <> {n} THEN 'the embedding has ' || "
                    f"len(o.embedding) || ' dimensions, expected {n}' END")
         applies = "true"
+    elif not spec.allow_truncated:
+        problem = f"CASE WHEN {truncated} THEN {cut} END"
+        applies = "true"
     else:
         return
     con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_outcomes AS
@@ -209,7 +223,7 @@ def check_answers(con: duckdb.DuckDBPyConnection, provider: Provider) -> None:
             CASE WHEN problem IS NULL THEN error_type
                  WHEN is_truncated THEN 'truncated' ELSE 'invalid_answer' END AS error_type,
             coalesce(problem, error_message) AS error_message)
-        FROM (SELECT o.*, {truncated} AS is_truncated,
+        FROM (SELECT o.*, coalesce({truncated}, false) AS is_truncated,
                      CASE WHEN o.outcome = 'succeeded' AND {applies} THEN {problem} END
                          AS problem
               FROM wb_outcomes o LEFT JOIN {SCHEMA}.requests r USING (request_hash))""")

@@ -40,6 +40,8 @@ CONTROL_KEYS = {
     "output_schema", "columns", "output_columns",
     # provider settings (see the README's provider table)
     "base_url", "api_version", "anthropic_version", "cache_system_prompt",
+    # answer checking (collect.check_answers; not hashed: it judges answers, sends nothing)
+    "allow_truncated",
 }
 KNOWN_KEYS = GENERATION_KEYS | CONTROL_KEYS
 REQUIRED_KEYS = ("name", "provider", "model", "unique_key")
@@ -89,6 +91,7 @@ class JobSpec:
     sql_line: int = 1
     output_schema: dict | None = None
     output_columns: dict[str, str] | None = None
+    allow_truncated: bool = False   # keep plain-text answers cut off by max_tokens
     scope: Scope | None = None   # folders and hosts the operator allows this job (paths.py)
 
     def location_of(self, key: str) -> Location:
@@ -337,7 +340,14 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
                         ("base_url", "api_version", "anthropic_version", "cache_system_prompt")
                         if k in config}
     output_schema, output_columns = _typed_answer(config, locations, scope, endpoint)
+    allow_truncated = ("allow_truncated" in config and
+                       _want(config, locations, "allow_truncated", (bool,), "true or false"))
+    if allow_truncated and (output_schema is not None or endpoint == "embeddings"):
+        raise JobFileError("allow_truncated=true keeps cut-off plain-text answers; a typed "
+                           "answer cut off is not valid JSON, and embeddings are never cut",
+                           locations["allow_truncated"], hint="raise max_tokens instead")
     return JobSpec(
+        allow_truncated=allow_truncated,
         output_schema=output_schema, output_columns=output_columns,
         path=path, name=name,
         provider=_want(config, locations, "provider", (str,), "a provider name"),

@@ -65,11 +65,12 @@ def refresh_prices(con: duckdb.DuckDBPyConnection) -> None:
     data = json.loads(resources.files("warehouse_batch").joinpath("data", "prices.json")
                       .read_text(encoding="utf-8"))
     rows = [(p["provider"], p["model"], p["input"], p["output"], p.get("cache_read"),
-             p.get("cache_write")) for p in data["prices"]]
+             p.get("cache_write"), p.get("cache_write_1h")) for p in data["prices"]]
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"DELETE FROM {SCHEMA}.prices")
-        con.executemany(f"INSERT INTO {SCHEMA}.prices VALUES (?, ?, ?, ?, ?, ?)", rows)
+        con.executemany(f"""INSERT INTO {SCHEMA}.prices (provider, model, input, output,
+            cache_read, cache_write, cache_write_1h) VALUES (?, ?, ?, ?, ?, ?, ?)""", rows)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

@@ -262,6 +262,7 @@ def advance(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBat
             update_batch(con, batch.batch_id, state="uploaded", error=str(e))
             raise
         _abandon(con, batch, str(e))
+        discard_input(provider, batch)
         raise
     faults.checkpoint("after_create")
     return _record_submitted(con, batch, remote, adopted=False)
@@ -292,6 +293,20 @@ def _abandon(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, message: str) -
     except Exception:
         con.execute("ROLLBACK")
         raise
+
+
+def discard_input(provider: Provider, batch: LedgerBatch) -> str | None:
+    """Delete an abandoned batch's uploaded input file on the provider (an Azure resource
+    holds only a few hundred batch files; OpenAI keeps them 30 days). Returns a warning
+    instead of raising: the file expires or can be deleted later, the rows go again anyway."""
+    if not batch.input_file_id:
+        return None
+    try:
+        provider.cleanup(batch, None)
+    except Exception as e:  # a delete is housekeeping: never fail the command over it
+        return (f"could not delete the input file {batch.input_file_id} of abandoned batch "
+                f"{batch.batch_id}: {e}")
+    return None
 
 
 def resume_unfinished(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdir: Path,

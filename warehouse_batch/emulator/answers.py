@@ -30,6 +30,16 @@ Markers in the last user message (see :data:`MARKERS`)
     ``[[emu:noresult]]`` a result line without one (OpenAI ``response: null`` and
     ``error: null``; Anthropic a line without ``result``). Neither is billed in the
     processed log (outcome ``noanswer``).
+    ``[[emu:refuse]]`` the model declines (billed): OpenAI chat ``message.content: null``
+    with ``message.refusal`` = :data:`REFUSAL_TEXT` (Responses: an output content part of
+    type ``refusal``); Anthropic ``stop_reason: "refusal"`` with the text.
+    ``[[emu:filter]]`` the answer is stopped by the content filter (billed): OpenAI
+    ``finish_reason: "content_filter"`` with half an answer (Azure also marks
+    ``content_filter_results`` filtered; Responses ``status: incomplete`` with
+    ``incomplete_details.reason: content_filter``); Anthropic has no content filter: the
+    same as ``refuse``.
+    ``[[emu:err_<type>]]`` (Anthropic) the result is ``errored`` with that ``error.type``,
+    one of :data:`ANTHROPIC_ERROR_TYPES` (e.g. ``[[emu:err_not_found_error]]``).
 
 Embeddings
     One unit-length vector per input, from a SHA-256 stream of the exact text
@@ -46,7 +56,30 @@ from typing import Any
 from .ids import digest
 
 MARKERS = ("error400", "error500", "never", "truncate", "badjson", "badschema", "noanswer",
-           "noresult")
+           "noresult", "refuse", "filter")
+
+REFUSAL_TEXT = "I'm sorry, but I can't help with that."
+# Anthropic's per-request error types (docs "Errors"), each with a message of its kind.
+ANTHROPIC_ERROR_TYPES = {
+    "invalid_request_error": "There was an issue with the format or content of your request.",
+    "authentication_error": "invalid x-api-key",
+    "billing_error": "Your credit balance is too low to access the Anthropic API.",
+    "permission_error": "Your API key does not have permission to use the specified resource.",
+    "not_found_error": "model: claude-nonexistent",
+    "request_too_large": "Request exceeds the maximum allowed number of bytes.",
+    "rate_limit_error": "Number of request tokens has exceeded your per-minute rate limit.",
+    "api_error": "Internal server error",
+    "timeout_error": "Request timed out",
+    "overloaded_error": "Overloaded",
+}
+
+
+def anthropic_error_type(marks: set[str]) -> str | None:
+    """Return the error type an ``[[emu:err_<type>]]`` marker asks for (None if none)."""
+    for mark in sorted(marks):
+        if mark.startswith("err_") and mark[4:] in ANTHROPIC_ERROR_TYPES:
+            return mark[4:]
+    return None
 _MARKER_RE = re.compile(r"\[\[emu:([a-z0-9_]+)\]\]")
 _WORD_RE = re.compile(r"[a-z']+")
 

@@ -93,6 +93,9 @@ def decide(
         return "f", PROMPT_TOO_LONG
     if "error500" in marks:
         return "f", API_ERROR
+    kind = answers.anthropic_error_type(marks)
+    if kind is not None:
+        return "f", _err(kind, answers.ANTHROPIC_ERROR_TYPES[kind])
     if strict and version >= STRICT_VERSION:
         for name in SAMPLING_FIELDS:
             if name in params:
@@ -116,6 +119,14 @@ def cache_prefix(params: dict[str, Any]) -> tuple[str, int] | None:
     prefix = system[: marked[-1] + 1]
     key = digest("cache", params.get("model"), json.dumps(prefix, sort_keys=True)).hex()
     return key, math.ceil(answers.content_chars(prefix) / 4)
+
+
+def _cache_ttl(params: dict[str, Any]) -> str:
+    """Return the TTL of the last ``cache_control`` on the system prompt ("5m" by default)."""
+    system = params.get("system")
+    marked = [b["cache_control"] for b in system if isinstance(b, dict) and isinstance(b.get("cache_control"), dict)] \
+        if isinstance(system, list) else []
+    return str(marked[-1].get("ttl") or "5m") if marked else "5m"
 
 
 def _forced_tool(params: dict[str, Any]) -> dict[str, Any] | None:
@@ -174,10 +185,13 @@ def message(params: dict[str, Any], salt: str, cache_seen: Callable[[str], bool]
             text = answers.text_answer(prompt)
         if "truncate" in marks:
             text, stop = answers.truncate(text), "max_tokens"
+        if marks & {"refuse", "filter"}:   # Anthropic has no content filter: a refusal
+            text, stop = answers.REFUSAL_TEXT, "refusal"
         content = [{"type": "text", "text": text}]
         produced = text
     total_in = prompt.input_tokens()
     created = read = 0
+    one_hour = _cache_ttl(params) == "1h"
     cached = cache_prefix(params)
     if cached is not None:
         key, tokens = cached
@@ -199,6 +213,8 @@ def message(params: dict[str, Any], salt: str, cache_seen: Callable[[str], bool]
             "output_tokens": answers.output_tokens(produced),
             "cache_creation_input_tokens": created,
             "cache_read_input_tokens": read,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0 if one_hour else created,
+                               "ephemeral_1h_input_tokens": created if one_hour else 0},
             "service_tier": "batch",
         },
     }

@@ -55,7 +55,7 @@ class EmulatorConfig:
     cancel_writes_error_lines: bool = True
     sync_validation: bool = False
     openai_max_requests: int = 50_000
-    openai_max_file_bytes: int = 200 * 1024 * 1024
+    openai_max_file_bytes: int = 200_000_000   # "200 MB" is decimal (field-facts.md)
     anthropic_max_requests: int = 100_000
     anthropic_max_bytes: int = 256 * 1024 * 1024
     enqueued_token_limit: int | None = None          # every model's, unless listed below

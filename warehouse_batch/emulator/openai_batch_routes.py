@@ -170,12 +170,15 @@ def retrieve(app: Emulator, batch_id: str, protocol: str) -> Response:
 
 
 def list_batches(app: Emulator, req: Request, protocol: str) -> Response:
-    """Handle ``GET /batches`` (newest first, ``after`` cursor)."""
+    """Handle ``GET /batches`` (``after`` cursor): newest first on OpenAI; oldest first on
+    Azure, whose order is undocumented (a preview api-version shows ``created_at asc``), so
+    a client that assumes newest-first stops too early."""
     limit = int_param(req.query, "limit", 20, 1, 100)
     now = app.now()
     mine = [rec for rec in app.store.batches.values() if rec["protocol"] == protocol]
     try:
-        page, more = paginate(mine, order_key=app.store.order_key, limit=limit, after=req.query.get("after"))
+        page, more = paginate(mine, order_key=app.store.order_key, limit=limit, after=req.query.get("after"),
+                              ascending=protocol == "azure")
     except CursorError as exc:
         return _bad(f"Invalid 'after': no batch with id '{exc}'.", "after")
     data = [openai_batches.render(rec, engine.refresh(app.store, rec, now)) for rec in page]

@@ -212,8 +212,13 @@ def chat_body(body: dict[str, Any], salt: str, created: int, azure: bool) -> dic
             content = answers.text_answer(prompt)
         if "truncate" in marks:
             content, finish = answers.truncate(content), "length"
+        if "filter" in marks:
+            content, finish = answers.truncate(content), "content_filter"
         message["content"] = content
         produced = content
+        if "refuse" in marks:
+            message["content"], message["refusal"], finish = None, answers.REFUSAL_TEXT, "stop"
+            produced = answers.REFUSAL_TEXT
     choice: dict[str, Any] = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
     out: dict[str, Any] = {
         "id": "chatcmpl-" + b62_token(29, salt, "chatcmpl"),
@@ -227,6 +232,8 @@ def chat_body(body: dict[str, Any], salt: str, created: int, azure: bool) -> dic
     }
     if azure:
         choice["content_filter_results"] = dict(_FILTER)
+        if finish == "content_filter":
+            choice["content_filter_results"]["violence"] = {"filtered": True, "severity": "high"}
         out["prompt_filter_results"] = [{"prompt_index": 0, "content_filter_results": dict(_FILTER)}]
     return out
 
@@ -241,23 +248,27 @@ def responses_body(body: dict[str, Any], salt: str, created: int) -> dict[str, A
         text = _typed(fmt.get("schema") or {"type": "object"}, prompt, body, marks)
     else:
         text = answers.text_answer(prompt)
-    truncated = "truncate" in marks
+    truncated = bool(marks & {"truncate", "filter"})
     if truncated:
         text = answers.truncate(text)
+    reason = "content_filter" if "filter" in marks else "max_output_tokens"
+    part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    if "refuse" in marks:
+        part, text = {"type": "refusal", "refusal": answers.REFUSAL_TEXT}, answers.REFUSAL_TEXT
     tin, tout = prompt.input_tokens(), answers.output_tokens(text)
     return {
         "id": "resp_" + hex_token(48, salt, "resp"),
         "object": "response",
         "created_at": created,
         "status": "incomplete" if truncated else "completed",
-        "incomplete_details": {"reason": "max_output_tokens"} if truncated else None,
+        "incomplete_details": {"reason": reason} if truncated else None,
         "error": None,
         "model": body.get("model"),
         "instructions": body.get("instructions"),
         "output": [{
             "type": "message", "id": "msg_" + hex_token(48, salt, "msg"),
             "status": "incomplete" if truncated else "completed", "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+            "content": [part],
         }],
         "parallel_tool_calls": True,
         "tool_choice": "auto",
@@ -275,6 +286,8 @@ def completions_body(body: dict[str, Any], salt: str, created: int) -> dict[str,
     finish = "stop"
     if "truncate" in prompt.markers():
         text, finish = answers.truncate(text), "length"
+    if "filter" in prompt.markers():
+        text, finish = answers.truncate(text), "content_filter"
     return {
         "id": "cmpl-" + b62_token(29, salt, "cmpl"), "object": "text_completion", "created": created,
         "model": body.get("model"),

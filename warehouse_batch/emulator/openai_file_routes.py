@@ -67,8 +67,27 @@ def upload(app: Emulator, req: Request, protocol: str) -> Response:
     return json_response(200, render_file(rec))
 
 
+def azure_ga_listing(req: Request, protocol: str) -> bool:
+    """Whether a file listing is Azure's GA shape: ``/openai/files?api-version=<GA date>``."""
+    version = req.query.get("api-version") or ""
+    return protocol == "azure" and bool(version) and not version.endswith("-preview") \
+        and not req.path.startswith("/openai/v1/")
+
+
 def list_files(app: Emulator, req: Request, protocol: str) -> Response:
-    """Handle ``GET /files`` (cursor pagination, newest first unless ``order=asc``)."""
+    """Handle ``GET /files`` (cursor pagination, newest first unless ``order=asc``).
+
+    Azure at a GA api-version (2024-10-21) takes only ``purpose`` and answers
+    ``{data, object}``: every file, oldest first, no ``has_more``/``first_id``/``last_id``;
+    ``after``, ``limit`` and ``order`` are ignored (the spec's ``examples/get_files.json``).
+    The openai SDK's cursor page then asks again with ``after=<last id>`` and gets the same
+    page: a client must stop on the repeated cursor."""
+    if azure_ga_listing(req, protocol):
+        purpose, now = req.query.get("purpose"), app.now()
+        every = sorted((rec for rec in app.store.files.values()
+                        if find_file(app.store, rec["id"], protocol, now)
+                        and (not purpose or rec["purpose"] == purpose)), key=lambda r: r["seq"])
+        return json_response(200, {"data": [render_file(rec) for rec in every], "object": "list"})
     limit = int_param(req.query, "limit", 10_000, 1, 10_000)
     order = req.query.get("order", "desc")
     if order not in ("asc", "desc"):

@@ -13,7 +13,10 @@ Azure OpenAI Global Batch (§3.3):
 * completed batches carry an `error_file_id` pointing at an empty file, and ids may be `""`:
   `OpenAIProvider` treats null, `""` and empty files alike;
 * jobs never expire (they run until cancelled), so `expires_at` is null;
-* embeddings are not offered in batch; 100,000 requests / 200 MB per file.
+* embeddings are not offered in batch; 100,000 requests / 200 MB (200,000,000 bytes) per file;
+* listings: GET /openai/files (2024-10-21) takes only `purpose` and answers `{data, object}`
+  (no `has_more`, `after` ignored), and the batch list's order is undocumented: lookups scan
+  through `openai.Listing` (page cap, stop on a repeated cursor) and never stop early on age.
 """
 from __future__ import annotations
 
@@ -31,13 +34,16 @@ class AzureOpenAIProvider(OpenAIProvider):
     """Azure OpenAI Global Batch through `openai.AzureOpenAI`."""
 
     name: ClassVar[str] = "azure_openai"
-    limits: ClassVar[Limits] = Limits(max_requests=100_000, max_bytes=200 * 1024 * 1024)
+    limits: ClassVar[Limits] = Limits(max_requests=100_000, max_bytes=200_000_000)  # 200 MB
     supports_embeddings: ClassVar[bool] = False
     option_keys: ClassVar[frozenset[str]] = frozenset({"base_url", "api_version"})
     api_key_env: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY",)
     base_url_env: ClassVar[str] = "AZURE_OPENAI_ENDPOINT"
     line_url_prefix: ClassVar[str] = ""
     empty_error_file_on_success: ClassVar[bool] = True   # §0.5; collect skips empty files
+    # 2024-10-21: GET /openai/files has no order, has_more or after (openai.Listing stops on
+    # the repeated cursor); the order of GET /openai/batches is undocumented.
+    newest_first: ClassVar[bool] = False
 
     def api_version(self) -> str:
         """The `api_version` setting, else OPENAI_API_VERSION (the SDK's variable), else GA."""

@@ -11,9 +11,10 @@ import datetime as dt
 import json
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
-from ..errors import AmbiguousCreateError, ConfigurationError, ProviderError
+from ..errors import (AmbiguousCreateError, ConfigurationError, LookupUndecidedError,
+                      ProviderError)
 from ..keys import redact
 from .. import params
 from ..schema import openai_strict
@@ -25,6 +26,7 @@ CAPACITY_CODES = {"token_limit_exceeded"}
 METADATA_TAG = "warehouse_batch"   # metadata key holding our batch_id: how lost creates are found
 FIND_WINDOW_SECONDS = 3600         # look this far before the intent for clock skew
 TAG_SCAN_SECONDS = 3 * 86400       # a live batch is younger (24h window + finalizing + skew)
+MAX_LIST_PAGES = 200   # a listing never asks for more pages than this (see `Listing`)
 # Default vector sizes: https://platform.openai.com/docs/guides/embeddings
 EMBEDDING_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072,
                         "text-embedding-ada-002": 1536}
@@ -43,12 +45,47 @@ def translate_error(exc: Exception, action: str) -> ProviderError:
     return ProviderError(redact(f"{action}: {exc}"), retryable=False)
 
 
+class Listing:
+    """The items of an SDK cursor-paged listing, fetched page by page, that always ends.
+
+    The SDK asks for the next page (`after=<last id>`) unless a page says `has_more: false`.
+    A server that omits `has_more` and ignores `after` (Azure's GET /openai/files at
+    api-version 2024-10-21 returns `{data, object}` only: field-facts.md) sends the same page
+    again for ever. So: stop when a cursor repeats (the server has shown everything: the
+    listing is `complete`), and never fetch more than `max_pages` pages (then `complete` stays
+    False: the caller must not conclude "absent"). Items already seen are not yielded twice.
+    """
+
+    def __init__(self, first_page: Any, max_pages: int = MAX_LIST_PAGES) -> None:
+        self.first_page = first_page
+        self.max_pages = max_pages
+        self.pages = 0
+        self.complete = False
+
+    def __iter__(self) -> Iterator[Any]:
+        page, cursors, ids = self.first_page, set(), set()
+        while True:
+            self.pages += 1
+            items = list(page.data or [])
+            for item in items:
+                if item.id not in ids:
+                    ids.add(item.id)
+                    yield item
+            if not items or not page.has_next_page() or items[-1].id in cursors:
+                self.complete = True
+                return
+            cursors.add(items[-1].id)
+            if self.pages >= self.max_pages:
+                return
+            page = page.get_next_page()
+
+
 @register
 class OpenAIProvider(Provider):
     """api.openai.com, or any server speaking its Files + Batches protocol."""
 
     name: ClassVar[str] = "openai"
-    limits: ClassVar[Limits] = Limits(max_requests=50_000, max_bytes=200 * 1024 * 1024)
+    limits: ClassVar[Limits] = Limits(max_requests=50_000, max_bytes=200_000_000)  # 200 MB, decimal
     supports_embeddings: ClassVar[bool] = True
     results_sql: ClassVar[str] = "openai_results.sql"
     option_keys: ClassVar[frozenset[str]] = frozenset({"base_url"})
@@ -56,6 +93,9 @@ class OpenAIProvider(Provider):
     base_url_env: ClassVar[str] = "OPENAI_BASE_URL"
     line_url_prefix: ClassVar[str] = "/v1"
     empty_error_file_on_success: ClassVar[bool] = False
+    # OpenAI documents newest-first listings, so a lookup may stop at the first item older
+    # than it looks for; Azure's order is undocumented (a preview shows oldest first).
+    newest_first: ClassVar[bool] = True
 
     _client: Any = None
 
@@ -150,12 +190,13 @@ class OpenAIProvider(Provider):
         name = _filename(batch)
 
         def scan():
-            for f in self.client.files.list(purpose="batch", order="desc", limit=1000):
+            kwargs = {"order": "desc", "limit": 1000} if self.newest_first else {}
+            for f in Listing(self.client.files.list(purpose="batch", **kwargs)):
                 if f.filename == name:
                     return f.id
-                if f.created_at and f.created_at < since:
+                if self.newest_first and f.created_at and f.created_at < since:
                     return None
-            return None
+            return None   # not seen (or past the page cap): uploading again costs a file
 
         return self._call("looking for an earlier upload", scan)
 
@@ -193,14 +234,24 @@ class OpenAIProvider(Provider):
 
     def find_batch(self, batch: LedgerBatch, payload: Path | None = None,
                    known: frozenset[str] = frozenset()) -> RemoteBatch | None:
+        """The batch tagged with our batch id, or None when the listing proves it absent.
+        Newest-first listings stop at the first batch older than the intent; others are
+        scanned whole (to the page cap: past it the lookup is undecided, never "absent",
+        since creating again could pay twice)."""
         since = _epoch(batch.created_at) - FIND_WINDOW_SECONDS
 
         def scan():
-            for b in self.client.batches.list(limit=100):
+            listing = Listing(self.client.batches.list(limit=100))
+            for b in listing:
                 if b.id not in known and _tagged_for(b.metadata or {}, batch):
                     return self._remote(b)   # proven: batch ids are random per run
-                if b.created_at and b.created_at < since:
+                if self.newest_first and b.created_at and b.created_at < since:
                     return None
+            if not listing.complete:
+                raise LookupUndecidedError(
+                    f"looking for batch {batch.batch_id}: the provider's batch list goes on "
+                    f"past {listing.pages} pages without it; not creating it again (that "
+                    "could pay twice): it is looked up again on the next run")
             return None
 
         return self._call("looking for a batch whose create response was lost", scan)
@@ -213,9 +264,11 @@ class OpenAIProvider(Provider):
 
         def scan() -> list[TaggedBatch]:
             found = []
-            for b in self.client.batches.list(limit=100):
+            for b in Listing(self.client.batches.list(limit=100)):
                 if b.created_at and b.created_at < horizon:
-                    break
+                    if self.newest_first:
+                        break
+                    continue
                 tags = b.metadata or {}
                 if (b.id in known or b.status in TERMINAL or tags.get(METADATA_TAG) in owned
                         or not tags.get(METADATA_TAG) or tags.get("wb_job") != job_name[:512]

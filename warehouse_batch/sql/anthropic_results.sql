@@ -3,9 +3,17 @@
 -- Input: temp table wb_lines(line VARCHAR) holding the valid JSON lines of the results stream.
 -- A line is {"custom_id", "result": {"type": succeeded|errored|canceled|expired, ...}}
 -- (batch-apis.md §2.6). Anthropic spells it `canceled`; we say `cancelled`.
--- Retry policy (Anthropic's advice, §2.6): an errored request is retried as-is unless its
--- error is an `invalid_request_error` (the request itself must change); expired and
--- canceled requests never ran and are simply sent again.
+-- Retry policy (field-facts.md, "Error classification"): an errored request whose
+-- error.type says the request, the model or the account must change
+-- (`invalid_request_error`, `not_found_error`, `permission_error`, `authentication_error`,
+-- `billing_error`, `request_too_large`) is permanent; the others (`api_error`,
+-- `overloaded_error`, `rate_limit_error`, `timeout_error`, and any type we do not know) may
+-- pass on a resend. Expired and canceled requests never ran and are simply sent again.
+-- A succeeded message with `stop_reason = refusal` is not an answer: `errored`, permanent,
+-- error_type `refusal`, with whatever text the model gave. Answers cut off by max_tokens are
+-- judged by collect.check_answers (the job may allow them).
+-- Cache writes: usage.cache_creation splits them by TTL (ephemeral_5m_input_tokens,
+-- ephemeral_1h_input_tokens); the costs view reads the split from response_body.
 -- Tokens: Anthropic's usage.input_tokens EXCLUDES cache reads and writes, OpenAI's
 -- prompt_tokens includes cached tokens; input_tokens here is the total prompt
 -- (input + cache read + cache write) so the column means the same for every provider and
@@ -49,12 +57,20 @@ WITH parsed AS (
             WHEN array_to_string(list_transform(text_blocks, lambda b: b ->> '$.text'), '') = ''
                 THEN 'no answer: the message text is empty (stop_reason ' ||
                 coalesce(message ->> '$.stop_reason', 'null') || ')'
-        END AS no_answer
+        END AS no_answer,
+        result_type = 'succeeded' AND (message ->> '$.stop_reason') = 'refusal' AS refused
     FROM usage
+), judged AS (
+    SELECT * REPLACE (CASE WHEN refused THEN NULL ELSE no_answer END AS no_answer),
+        CASE WHEN refused THEN 'refused: the model declined to answer (stop_reason refusal)' ||
+            coalesce(': ' || nullif(array_to_string(
+                list_transform(text_blocks, lambda b: b ->> '$.text'), ''), ''), '')
+        END AS non_answer
+    FROM answered
 )
 SELECT
     custom_id,
-    CASE WHEN no_answer IS NOT NULL THEN 'errored' ELSE CASE result_type
+    CASE WHEN no_answer IS NOT NULL OR non_answer IS NOT NULL THEN 'errored' ELSE CASE result_type
         WHEN 'succeeded' THEN 'succeeded'
         WHEN 'expired' THEN 'expired'
         WHEN 'canceled' THEN 'cancelled'
@@ -62,14 +78,18 @@ SELECT
         ELSE 'errored'
     END END AS outcome,
     CASE
+        WHEN non_answer IS NOT NULL THEN false
         WHEN no_answer IS NOT NULL THEN true
         WHEN result_type = 'succeeded' THEN false
         WHEN result_type IN ('expired', 'canceled', 'cancelled') THEN true
-        WHEN err_type = 'invalid_request_error' THEN false
+        WHEN err_type IN ('invalid_request_error', 'not_found_error', 'permission_error',
+                          'authentication_error', 'billing_error', 'request_too_large')
+            THEN false
         ELSE true
     END AS retryable,
     CAST(NULL AS INTEGER) AS status_code,      -- per-request results carry no HTTP status
-    CASE WHEN no_answer IS NOT NULL THEN 'no_answer'
+    CASE WHEN non_answer IS NOT NULL THEN 'refusal'
+         WHEN no_answer IS NOT NULL THEN 'no_answer'
          WHEN result_type = 'succeeded' THEN NULL
          WHEN result_type IN ('expired', 'canceled', 'cancelled') THEN 'batch_error'
          ELSE coalesce(err_type, 'unknown_error') END                        AS error_type,
@@ -79,6 +99,7 @@ SELECT
         WHEN 'cancelled' THEN 'batch_cancelled'
     END                                                                      AS error_code,
     CASE
+        WHEN non_answer IS NOT NULL THEN non_answer
         WHEN no_answer IS NOT NULL THEN no_answer
         WHEN result_type = 'succeeded' THEN NULL
         WHEN result_type = 'expired' THEN
@@ -89,10 +110,12 @@ SELECT
             coalesce(err_message, 'errored (' || coalesce(err_type, 'no error details') || ')')
         ELSE 'unknown result type ' || coalesce(result_type, 'null')
     END                                                                      AS error_message,
-    CASE WHEN no_answer IS NULL AND result_type = 'succeeded' AND len(text_blocks) > 0 THEN
+    CASE WHEN no_answer IS NULL AND non_answer IS NULL AND result_type = 'succeeded'
+              AND len(text_blocks) > 0 THEN
         array_to_string(list_transform(text_blocks, lambda b: b ->> '$.text'), '')
     END                                                                      AS response_text,
-    CASE WHEN no_answer IS NULL AND result_type = 'succeeded' THEN CAST(message AS VARCHAR)
+    CASE WHEN no_answer IS NULL AND non_answer IS NULL AND result_type = 'succeeded'
+         THEN CAST(message AS VARCHAR)
     END                                                                      AS response_body,
     CASE WHEN result_type = 'succeeded' THEN message ->> '$.stop_reason' END AS finish_reason,
     raw_input + coalesce(cache_read, 0) + coalesce(cache_write, 0)           AS input_tokens,
@@ -100,5 +123,5 @@ SELECT
     cache_read                                                               AS cached_tokens,
     cache_write                                                         AS cache_creation_tokens,
     CAST(NULL AS FLOAT[])                                               AS embedding  -- none here
-FROM answered
+FROM judged
 WHERE custom_id IS NOT NULL

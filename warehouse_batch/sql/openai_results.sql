@@ -6,6 +6,12 @@
 -- message (no content, no tool call) for chat; no `data[0].embedding` for embeddings. It is
 -- `errored` (retryable, counted against max_attempts) with error_type `no_answer` and a
 -- message saying what was missing. So is a line with neither `response` nor `error`.
+-- A 2xx line that is a non-answer is `errored` and permanent (the same request would be refused
+-- again): a refusal (chat `choices[0].message.refusal`, Responses `output[].content[]` of type
+-- `refusal`; error_type `refusal`, the refusal text in the message) and a content-filter stop
+-- (`finish_reason = content_filter`, Responses `incomplete_details.reason = content_filter`;
+-- error_type `content_filter`). Answers cut off by max_tokens are judged by
+-- collect.check_answers (the job may allow them).
 -- Each line and each body is parsed once (json_transform into a STRUCT; lenient: a field of
 -- the wrong type becomes NULL instead of failing the batch).
 WITH parsed AS (
@@ -29,7 +35,9 @@ WITH parsed AS (
             "object": "VARCHAR", "status": "VARCHAR", "model": "VARCHAR",
             "choices": [{"message": {"content": "VARCHAR", "refusal": "VARCHAR"},
                          "finish_reason": "VARCHAR"}],
-            "output": [{"content": [{"text": "VARCHAR"}]}],
+            "output": [{"content": [{"type": "VARCHAR", "text": "VARCHAR",
+                                     "refusal": "VARCHAR"}]}],
+            "incomplete_details": {"reason": "VARCHAR"},
             "usage": {"prompt_tokens": "BIGINT", "completion_tokens": "BIGINT",
                       "input_tokens": "BIGINT", "output_tokens": "BIGINT",
                       "prompt_tokens_details": {"cached_tokens": "BIGINT"},
@@ -37,10 +45,22 @@ WITH parsed AS (
             "error": {"type": "VARCHAR", "code": "VARCHAR", "message": "VARCHAR"},
             "data": [{"embedding": "FLOAT[]"}]}') AS b
     FROM parsed
+), refusals AS (
+    SELECT *,
+        CASE WHEN coalesce(status_code BETWEEN 200 AND 299, false) THEN coalesce(
+            b.choices[1].message.refusal,
+            list_filter(flatten(list_transform(coalesce(b.output, []),
+                                               lambda o: coalesce(o.content, []))),
+                        lambda c: c.type = 'refusal')[1].refusal) END AS refusal_text,
+        coalesce(status_code BETWEEN 200 AND 299, false)
+            AND (b.choices[1].finish_reason = 'content_filter'
+                 OR b.incomplete_details.reason = 'content_filter') AS filtered
+    FROM fields
 ), answered AS (
     SELECT *,
         CASE
             WHEN NOT coalesce(status_code BETWEEN 200 AND 299, false) THEN NULL
+            WHEN refusal_text IS NOT NULL OR filtered THEN NULL   -- a non-answer, below
             WHEN body_type IS DISTINCT FROM 'OBJECT' THEN
                 'no answer: HTTP ' || status_code || ' with no response body'
             WHEN b.object = 'list' THEN CASE WHEN b.data[1].embedding IS NULL THEN
@@ -53,16 +73,22 @@ WITH parsed AS (
                 'no answer: HTTP ' || status_code || ' but choices[0] has no message'
             WHEN coalesce(b.choices[1].message.content, '') = ''
                  AND coalesce(tool_calls, 0) = 0 THEN
-                'no answer: HTTP ' || status_code || ' but the message ' ||
-                CASE WHEN b.choices[1].message.refusal IS NOT NULL
-                     THEN 'is a refusal: ' || b.choices[1].message.refusal
-                     ELSE 'content is empty' END ||
+                'no answer: HTTP ' || status_code || ' but the message content is empty' ||
                 ' (finish_reason ' || coalesce(b.choices[1].finish_reason, 'null') || ')'
-        END AS no_answer
-    FROM fields
+        END AS no_answer,
+        CASE WHEN refusal_text IS NOT NULL THEN
+                 'refused: the model declined to answer: ' || refusal_text
+             WHEN filtered THEN
+                 'content filter: the provider''s content filter stopped the answer ' ||
+                 '(finish_reason content_filter); a retry cannot help: change the prompt'
+        END AS non_answer,
+        CASE WHEN refusal_text IS NOT NULL THEN 'refusal'
+             WHEN filtered THEN 'content_filter' END AS non_answer_type
+    FROM refusals
 ), classified AS (
     SELECT *,
-        coalesce(status_code BETWEEN 200 AND 299, false) AND no_answer IS NULL AS ok,
+        coalesce(status_code BETWEEN 200 AND 299, false) AND no_answer IS NULL
+            AND non_answer IS NULL AS ok,
         coalesce(b.error.type,
                  CASE WHEN top_error.code IS NOT NULL THEN 'batch_error' END) AS err_type,
         coalesce(b.error.code, top_error.code)       AS err_code,
@@ -80,16 +106,20 @@ SELECT
     END AS outcome,
     CASE
         WHEN ok THEN false
+        WHEN non_answer IS NOT NULL THEN false       -- refused or filtered: would be again
         WHEN no_answer IS NOT NULL THEN true         -- paid, but nothing came: may pass again
         WHEN status_code IN (408, 409, 429) OR status_code >= 500 THEN true
         WHEN status_code IS NOT NULL THEN false      -- 4xx: the request itself is wrong
         ELSE true                                    -- never ran (expired, cancelled, other)
     END AS retryable,
     status_code,
-    CASE WHEN no_answer IS NOT NULL OR NOT (has_response OR has_error) THEN 'no_answer'
+    CASE WHEN non_answer IS NOT NULL THEN non_answer_type
+         WHEN no_answer IS NOT NULL OR NOT (has_response OR has_error) THEN 'no_answer'
          WHEN NOT ok THEN err_type END AS error_type,
-    CASE WHEN NOT ok AND no_answer IS NULL THEN err_code END AS error_code,
-    CASE WHEN no_answer IS NOT NULL THEN no_answer
+    CASE WHEN NOT ok AND no_answer IS NULL AND non_answer IS NULL THEN err_code
+    END AS error_code,
+    CASE WHEN non_answer IS NOT NULL THEN non_answer
+         WHEN no_answer IS NOT NULL THEN no_answer
          WHEN NOT ok THEN coalesce(err_message, 'HTTP ' || status_code,
              CASE WHEN has_response THEN
                  'the result line has a response without a status_code'
@@ -104,7 +134,8 @@ SELECT
          WHEN b.object = 'list' THEN CAST(json_object('object', 'list', 'model', b.model,
              'usage', body -> '$.usage') AS VARCHAR)
          ELSE CAST(body AS VARCHAR) END AS response_body,
-    coalesce(b.choices[1].finish_reason, b.status) AS finish_reason,
+    coalesce(b.choices[1].finish_reason, b.incomplete_details.reason, b.status)
+        AS finish_reason,
     coalesce(b.usage.prompt_tokens, b.usage.input_tokens) AS input_tokens,
     coalesce(b.usage.completion_tokens, b.usage.output_tokens) AS output_tokens,
     coalesce(b.usage.prompt_tokens_details.cached_tokens,
