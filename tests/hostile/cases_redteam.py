@@ -1,0 +1,30 @@
+"""Holes found by red-teaming the merged safety work: reads that left the job's folders
+through DuckDB's glob (`*/..`) or through a CTE named like a file."""
+from __future__ import annotations
+
+from . import Case
+
+BASE = ("name='enriched', provider='openai', model='gpt-4.1-mini', unique_key='id', "
+        "prompt='Summarise: {{ text }}', max_tokens=20")
+LOC = r"job\.sql:\d+:\d+: .*"
+UP = "../" * 30
+OUTSIDE = {"../redteam-outside.csv": "id,text\n1,secret outside the job folder\n"}
+
+CASES = [
+    # the glob's folder is the job folder, but `*/..` climbs out of it
+    Case("glob-star-dotdot-escape", BASE, files={"sub/x.txt": ""},
+         sql=f"SELECT 1 AS id, content AS text FROM read_text('*/{UP}etc/passwd')",
+         message=LOC + r"\(/etc/passwd\), outside the folders"),
+    # a CTE's body is not in its own scope: the inner name is the file
+    Case("cte-named-like-a-file-reads-it", BASE, files=OUTSIDE,
+         sql='WITH "{dir}/../redteam-outside.csv" AS '
+             '(SELECT * FROM "{dir}/../redteam-outside.csv")\n'
+             'SELECT * FROM "{dir}/../redteam-outside.csv"',
+         message=LOC + r"redteam-outside.csv.*outside the folders"),
+    # a CTE defined in a subquery does not hide the file named the same outside it
+    Case("cte-in-subquery-hides-outer-file", BASE, files=OUTSIDE,
+         sql='SELECT * FROM (WITH "{dir}/../redteam-outside.csv" AS (SELECT 1 AS id, \'x\' '
+             'AS text) SELECT * FROM "{dir}/../redteam-outside.csv") a\n'
+             'UNION ALL SELECT * FROM "{dir}/../redteam-outside.csv"',
+         message=LOC + r"redteam-outside.csv.*outside the folders"),
+]
