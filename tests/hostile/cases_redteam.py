@@ -28,3 +28,24 @@ CASES = [
              'UNION ALL SELECT * FROM "{dir}/../redteam-outside.csv"',
          message=LOC + r"redteam-outside.csv.*outside the folders"),
 ]
+
+OPENAI_KEY = "sk-test-redteam-0123456789abcdefghijklmnopqrstuvwxyz"
+CASES += [
+    # a key in a column the prompt does not use is not sent, but it would be written to the
+    # output table: a `.env` file in the project is inside the job's scope
+    Case("key-in-unprompted-column-from-dotenv", BASE, env={"OPENAI_API_KEY": OPENAI_KEY},
+         files={".env": f"OPENAI_API_KEY={OPENAI_KEY}\n"},
+         sql="SELECT id, text, (SELECT content FROM read_text('.env')) AS config FROM reviews",
+         message=r"selected columns of 6 row\(s\) contain the value of an API key variable"
+                 r"(.|\n)*'variable': '\$OPENAI_API_KEY'"),
+    # a key passed as a --var lands in a column
+    Case("key-in-var-bound-column", BASE, env={"OPENAI_API_KEY": OPENAI_KEY},
+         sql="SELECT id, text, {{ var('token') }} AS token FROM reviews",
+         args=("--var", f"token={OPENAI_KEY}"),
+         message=r"contain the value of an API key variable"),
+    # the key as the row's unique key: it would be stored as key_json in the state tables
+    Case("key-as-unique-key", BASE.replace("unique_key='id'", "unique_key='k'"),
+         env={"OPENAI_API_KEY": OPENAI_KEY},
+         sql=f"SELECT '{OPENAI_KEY}' AS k, 'x' AS text",
+         message=r"contain the value of an API key variable"),
+]
