@@ -138,9 +138,12 @@ def check_read_only(sql: str, path: str, scope: Scope | None = None) -> None:
                                              "autoload_known_extensions": False})
     try:
         tree = _parse(con, text)
+        _Walker(text, scope).walk(tree["statements"][0]["node"])
+    except RecursionError:
+        raise JobFileError("the SQL is nested too deeply to be proven read-only",
+                           text.start(), hint="flatten the nesting, e.g. with CTEs") from None
     finally:
         con.close()
-    _Walker(text, scope).walk(tree["statements"][0]["node"])
 
 
 def _parse(con: duckdb.DuckDBPyConnection, text: _Text) -> dict:

@@ -49,3 +49,33 @@ CASES += [
          sql=f"SELECT '{OPENAI_KEY}' AS k, 'x' AS text",
          message=r"contain the value of an API key variable"),
 ]
+
+# Errors a template or the SQL raises that ended in a traceback (exit 1) instead of exit 2
+DEEP_EXPR = "(" * 2000 + "1" + ")" * 2000
+CASES += [
+    Case("template-zero-division", BASE.replace("prompt='Summarise: {{ text }}'",
+                                                "prompt='{{ text }} {{ 1 / 0 }}'"),
+         message=r"prompt template failed for the row with key \{'id': 0\}: division by zero"),
+    Case("template-truncate-negative", BASE.replace("prompt='Summarise: {{ text }}'",
+                                                    "prompt='{{ text|truncate(-5) }}'"),
+         message=r"prompt template failed for the row .*expected length >= 3"),
+    Case("template-format-missing-argument",
+         BASE.replace("prompt='Summarise: {{ text }}'", "prompt='{{ text ~ \"{}\".format() }}'"),
+         message=r"prompt template failed for the row .*index out of range"),
+    Case("system-template-zero-division", BASE + ", system='{{ 1 / 0 }}'",
+         message=r"job\.sql:\d+:\d+: system template: division by zero"),
+    Case("template-nested-too-deeply",
+         BASE.replace("prompt='Summarise: {{ text }}'", "prompt_file='p.txt'"),
+         files={"p.txt": "{{ text }}{{ " + DEEP_EXPR + " }}"},
+         message=r"p\.txt:1:1: prompt template is nested too deeply"),
+    Case("template-if-nested-too-deeply",
+         BASE.replace("prompt='Summarise: {{ text }}'", "prompt_file='p.txt'"),
+         files={"p.txt": "{% if true %}" * 500 + "{{ text }}" + "{% endif %}" * 500},
+         message=r"p\.txt:1:1: prompt template is nested too deeply"),
+    Case("sql-nested-too-deeply", BASE,
+         sql="SELECT id, text FROM reviews WHERE " + "abs(" * 950 + "1" + ")" * 950 + " > 0",
+         message=LOC + r"nested too deeply to be proven read-only"),
+    Case("sql-subqueries-nested-too-deeply", BASE,
+         sql="SELECT id, text FROM " + "(SELECT * FROM " * 400 + "reviews" + ")" * 400,
+         message=LOC + r"nested too deeply to be proven read-only"),
+]
