@@ -79,3 +79,19 @@ CASES += [
          sql="SELECT id, text FROM " + "(SELECT * FROM " * 400 + "reviews" + ")" * 400,
          message=LOC + r"nested too deeply to be proven read-only"),
 ]
+
+# Bad values that ended in a traceback (exit 1), or were taken, instead of a usage error
+CASES += [
+    Case("var-given-twice", BASE, sql="SELECT id, text FROM reviews WHERE id > {{ var('a') }}",
+         args=("--var", "a=1", "--var", "a=2"), message=r"a is given twice"),
+    Case("var-without-value", BASE, args=("--var", "novalue"),
+         message=r"expected KEY=VALUE"),
+    Case("poll-interval-nan", BASE, commands=("run",), args=("--poll-interval", "nan"),
+         message=r"--poll-interval.*finite"),
+    Case("max-wait-inf", BASE, commands=("run",), args=("--max-wait", "inf"),
+         message=r"--max-wait.*finite"),
+    Case("config-number-infinite", BASE + ", params={'temperature': 1e999}",
+         message=r"job\.sql:\d+:\d+: config numbers must be finite"),
+    Case("config-complex-number", BASE + ", params={'temperature': 1j}",
+         message=r"job\.sql:\d+:\d+: config values must be literals"),
+]
