@@ -95,3 +95,12 @@ CASES += [
     Case("config-complex-number", BASE + ", params={'temperature': 1j}",
          message=r"job\.sql:\d+:\d+: config values must be literals"),
 ]
+
+ANTHROPIC = ("name='enriched', provider='anthropic', model='claude-haiku-4-5', unique_key='id', "
+             "prompt='Summarise: {{ text }}', max_tokens=20")
+CASES += [
+    # sent as a header: a line break made every request fail as a "connection error" (exit 3)
+    Case("anthropic-version-header-injection",
+         ANTHROPIC + ", anthropic_version='2023-06-01\\r\\nX-Evil: 1'",
+         message=r"job\.sql:\d+:\d+: anthropic_version must be a date"),
+]
