@@ -351,18 +351,21 @@ def _candidates(raw: str, scope: Scope) -> Iterator[Path]:
     """The files or folders `raw` may name: from the job folder (DuckDB's file_search_path)
     and, if it exists there, from the current directory. A glob counts as its folder and as
     every file DuckDB's glob finds for it now (`*/../x` and a symlink matched by `*` lead
-    out of that folder)."""
+    out of that folder). The folder comes first: a glob outside the scope (`/**/x`) is
+    refused without listing anything."""
     m = _GLOB.search(raw)
+    folder = raw
     if m:
-        yield from _glob_matches(raw, scope)
         prefix = raw[:m.start()]
-        raw = prefix[:prefix.rfind("/") + 1] or "."
-    p = Path(raw).expanduser()
+        folder = prefix[:prefix.rfind("/") + 1] or "."
+    p = Path(folder).expanduser()
     yield scope.resolve(p)
     if not p.is_absolute():
         here = (Path.cwd() / p)
         if here.exists() or here.is_symlink():
             yield here.resolve()
+    if m:
+        yield from _glob_matches(raw, scope)
 
 
 def _glob_matches(pattern: str, scope: Scope) -> Iterator[Path]:

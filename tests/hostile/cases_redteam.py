@@ -104,3 +104,10 @@ CASES += [
          ANTHROPIC + ", anthropic_version='2023-06-01\\r\\nX-Evil: 1'",
          message=r"job\.sql:\d+:\d+: anthropic_version must be a date"),
 ]
+
+CASES += [
+    # the glob's folder is checked before anything is listed: `/**` would walk the whole disk
+    Case("glob-outside-refused-before-listing", BASE,
+         sql="SELECT 1 AS id, file AS text FROM glob('/**/passwd')",
+         message=LOC + r"reads '/\*\*/passwd' \(/\), outside the folders"),
+]
