@@ -167,6 +167,26 @@ def test_a_symlink_in_the_job_folder_pointing_outside_is_refused(tmp_path, scope
         check_read_only("SELECT * FROM read_csv('linked/*.csv')", "job.sql", scope)
 
 
+def test_a_glob_matching_a_symlink_that_leads_outside_is_refused(tmp_path, scope, monkeypatch):
+    # the glob's folder (the job folder) is in scope, but what `*` matches is not
+    monkeypatch.chdir(tmp_path)
+    outside = tmp_path.parent / f"{tmp_path.name}-globbed"
+    outside.mkdir()
+    (outside / "secret.csv").write_text("id,text\n1,secret\n")
+    (tmp_path / "linked").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(JobFileError, match=r"'lin\*/secret.csv' \(.*secret.csv\), outside"):
+        check_read_only("SELECT * FROM read_csv('lin*/secret.csv')", "job.sql", scope)
+
+
+def test_a_glob_climbing_out_with_dotdot_is_refused(tmp_path, scope, monkeypatch):
+    # run from the job folder (the usual case): the folder of `*/..` is the job folder
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(JobFileError, match=r"\(/etc/passwd\), outside"):
+        check_read_only("SELECT * FROM read_text('*/" + "../" * 40 + "etc/passwd')",
+                        "job.sql", scope)
+
+
 def test_allow_path_widens_the_scope(tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()

@@ -111,7 +111,10 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
     options = options or Options()
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
-    with session(options.db) as con:
+    if options.db != ":memory:" and not Path(options.db).exists():
+        options.log(f"{options.db} does not exist: planning against an empty database; plan "
+                    "creates no file")
+    with session(options.db, create=False) as con:
         set_command(con, None, options.retry_failed)
         check_output(con, spec)
         prepared = prepare(con, spec, provider, options.log)

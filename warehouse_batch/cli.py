@@ -13,6 +13,7 @@ Exit codes (also in the README):
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from typing import Any, Callable
@@ -109,6 +110,13 @@ def _options(db, vars_, quiet, max_attempts, batch_max_requests, batch_max_bytes
     return opts
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Refuse nan and inf, which FloatRange lets through (and sleep() cannot take)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number of seconds, got {value}")
+    return value
+
+
 def _guard(as_json: bool, fn: Callable[[], int | None]) -> None:
     """Run a command body; translate library errors into a message and an exit code."""
     try:
@@ -122,8 +130,8 @@ def _guard(as_json: bool, fn: Callable[[], int | None]) -> None:
         else:
             click.echo(f"error: {redact(str(e))}", err=True)
         sys.exit(e.exit_code)
-    except click.exceptions.Exit:
-        raise
+    except (click.exceptions.Exit, click.ClickException):
+        raise   # click prints a usage error (exit 2) itself, e.g. a --var given twice
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -263,10 +271,11 @@ _lifecycle("run", api.run,
            [_full_refresh, _retry_failed,
             click.option("--wait", is_flag=True, help="poll until every row is terminal"),
             click.option("--max-wait", type=click.FloatRange(min=0), default=None,
+                         callback=_finite,
                          metavar="SECONDS",
                          help="with --wait: give up polling after this long (exit 75)"),
             click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True),
-                         default=10.0, show_default=True,
+                         default=10.0, show_default=True, callback=_finite,
                          metavar="SECONDS", help="first delay between polls; doubles to 600")])
 
 

@@ -109,10 +109,24 @@ def _reattach(con: duckdb.DuckDBPyConnection, alias: str, path: str, *, read_onl
     _attach(con, path, alias, read_only=read_only)
 
 
+def connect_stand_in(path: str) -> duckdb.DuckDBPyConnection:
+    """An empty in-memory database under the catalog name `path` would get, with the state
+    schema: what a command that writes nothing (`plan`) reads when the file does not exist,
+    so that a mistyped `--db` leaves no new file behind."""
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
+    alias = quote_ident(attach_alias(path))
+    con.execute(f"ATTACH ':memory:' AS {alias}")
+    con.execute(f"USE {alias}")
+    ensure_schema(con)
+    return con
+
+
 @contextmanager
-def session(path: str) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection held only for one phase of work, then closed (releasing the file lock)."""
-    con = connect(path)
+def session(path: str, *, create: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection held only for one phase of work, then closed (releasing the file lock).
+    With `create=False` a file that does not exist is not created (see `connect_stand_in`)."""
+    missing = path != ":memory:" and not os.path.exists(path)
+    con = connect_stand_in(path) if missing and not create else connect(path)
     try:
         yield con
     finally:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, overload
 import duckdb
 
 from .errors import DataError, JobFileError, Location
+from .sqlutil import quote_ident
 
 if TYPE_CHECKING:
     from .source import Prepared
@@ -107,19 +108,24 @@ def check_prepared(con: duckdb.DuckDBPyConnection, prepared: "Prepared") -> None
     static_body = json.dumps(provider.build_body(prepared.system_text, ""), ensure_ascii=False)
     system_key = "system_file" if "system_file" in spec.key_locations else "system"
     prompt_key = "prompt_file" if "prompt_file" in spec.key_locations else "prompt"
+    row_text = "concat_ws(chr(31), " + ", ".join(
+        f"CAST(s.{quote_ident(c)} AS VARCHAR)" for c in prepared.columns) + ")"
     refuse_keys_in_requests(con, prepared.system_text, static_body, provider.env,
-                            spec.location_of(prompt_key), spec.location_of(system_key))
+                            spec.location_of(prompt_key), spec.location_of(system_key),
+                            row_text)
 
 
 def refuse_keys_in_requests(con: duckdb.DuckDBPyConnection, system_text: str | None,
                             static_body: str, env: Mapping[str, str], prompt_location: Location,
-                            system_location: Location) -> None:
+                            system_location: Location, row_text_sql: str | None = None) -> None:
     """Refuse the job if a rendered request would carry an API key.
 
     `wb_current.prompt` holds the rendered prompts, `system_text` the system prompt and
-    `static_body` the request body around the prompt (parameters, schema). The check is one
-    query over all prompts; the error names the row (`key_json`) and the variable, never the
-    value.
+    `static_body` the request body around the prompt (parameters, schema). `row_text_sql`,
+    an expression over `wb_src s`, is the selected row as text: a key in a column the prompt
+    does not use would still be written to the output table (and a key column to the state).
+    The check is one query over all rows; the error names the row (`key_json`) and the
+    variable, never the value.
     """
     values = key_values(env)
     if not values:
@@ -133,15 +139,17 @@ def refuse_keys_in_requests(con: duckdb.DuckDBPyConnection, system_text: str | N
     con.execute("CREATE OR REPLACE TEMP TABLE wb_key_values (name VARCHAR, value VARCHAR)")
     try:
         con.executemany("INSERT INTO wb_key_values VALUES (?, ?)", list(values.items()))
-        hits = con.execute("""SELECT w.key_json, k.name FROM wb_current w
-            JOIN wb_key_values k ON contains(w.prompt, k.value)
+        in_row = f" OR contains({row_text_sql}, k.value)" if row_text_sql else ""
+        hits = con.execute(f"""SELECT w.key_json, k.name FROM wb_current w
+            JOIN wb_src s ON s.rowid = w._rid
+            JOIN wb_key_values k ON contains(w.prompt, k.value){in_row}
             ORDER BY w._rid LIMIT 11""").fetchall()
     finally:
         con.execute("DROP TABLE IF EXISTS wb_key_values")
     if hits:
         rows = [{"key": key_json, "variable": f"${name}"} for key_json, name in hits]
         raise DataError(
-            f"the rendered prompt of {len(hits) if len(hits) < 11 else 'more than 10'} row(s) "
-            "contains the value of an API key variable: it would be sent to the provider and "
-            "stored; nothing was sent", rows=rows, location=prompt_location,
+            f"the rendered prompt or selected columns of "
+            f"{len(hits) if len(hits) < 11 else 'more than 10'} row(s) contain the value of an "
+            "API key variable: it would be sent to the provider or stored; nothing was sent", rows=rows, location=prompt_location,
             hint="remove the key from the source data (or from the prompt template's input)")

@@ -105,6 +105,9 @@ def compile_template(t: Template, what: str) -> CompiledTemplate:
         compiled = env.from_string(t.text)
     except TemplateSyntaxError as e:
         raise JobFileError(f"{what} template: {e.message}", t.location(e.lineno)) from None
+    except RecursionError:
+        raise JobFileError(f"{what} template is nested too deeply to compile",
+                           t.location()) from None
     budget.__init__(MAX_PROMPT_CHARS, MAX_WORK_CHARS, MAX_LOOP_STEPS)
     return CompiledTemplate(t, what, tree, compiled, budget, job_char_budget())
 
@@ -196,8 +199,25 @@ def render_constant(ct: CompiledTemplate, vars: dict[str, Any]) -> str:
     except TemplateBudgetError as e:
         raise JobFileError(f"{ct.what} template was refused: {e.message}",
                            ct.source.location(_template_line(e.__traceback__))) from None
-    except (TemplateError, UndefinedError) as e:
-        raise JobFileError(f"{ct.what} template: {e}", ct.source.location()) from None
+    except SecurityError as e:
+        raise JobFileError(f"{ct.what} template was stopped by the sandbox: {e}",
+                           ct.source.location(_template_line(e.__traceback__))) from None
+    except _RENDER_ERRORS as e:
+        raise JobFileError(f"{ct.what} template: {_describe(e)}",
+                           ct.source.location(_template_line(e.__traceback__))) from None
+
+
+# What a template can raise while it renders: Jinja's errors, and the Python errors of what it
+# calls (`1 / 0`, `'{}'.format()`, `truncate(-5)` asserts, deep macro recursion).
+_RENDER_ERRORS = (TemplateError, UndefinedError, TypeError, ValueError, ArithmeticError,
+                  LookupError, AssertionError, RecursionError)
+
+
+def _describe(e: BaseException) -> str:
+    """An exception as a user reads it: its message, else its kind."""
+    if isinstance(e, RecursionError):
+        return "it recurses too deeply"
+    return str(e) or type(e).__name__
 
 
 def render_rows(ct: CompiledTemplate, rows: Iterable[dict], vars: dict[str, Any],
@@ -221,9 +241,10 @@ def render_rows(ct: CompiledTemplate, rows: Iterable[dict], vars: dict[str, Any]
         except SecurityError as e:
             raise JobFileError(f"{ct.what} template was stopped by the sandbox: {e}",
                                ct.source.location(_template_line(e.__traceback__))) from None
-        except (TemplateError, UndefinedError, TypeError, ValueError, OverflowError) as e:
+        except _RENDER_ERRORS as e:
             key = {k: row.get(k) for k in key_columns}
-            raise DataError(f"{ct.what} template failed for the row with key {key}: {e}",
+            raise DataError(f"{ct.what} template failed for the row with key {key}: "
+                            f"{_describe(e)}",
                             location=ct.source.location(_template_line(e.__traceback__))
                             ) from None
         ct.job_chars += len(text)

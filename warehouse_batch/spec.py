@@ -10,6 +10,7 @@ import ast
 import difflib
 import io
 import json
+import math
 import re
 import tokenize
 from dataclasses import dataclass, field
@@ -230,7 +231,11 @@ _NAMES = {"true": True, "false": False, "none": None, "True": True, "False": Fal
 def _literal(node: ast.AST, loc) -> Any:
     """A literal value; Jinja's lower-case true/false/none are accepted too."""
     if isinstance(node, ast.Constant):
-        return node.value
+        value = node.value
+        if isinstance(value, float) and not math.isfinite(value):   # 1e999 is inf
+            raise JobFileError("config numbers must be finite", loc(node))
+        if isinstance(value, (str, int, float, type(None))):
+            return value
     if isinstance(node, ast.Name) and node.id in _NAMES:
         return _NAMES[node.id]
     if isinstance(node, (ast.List, ast.Tuple)):

@@ -138,9 +138,12 @@ def check_read_only(sql: str, path: str, scope: Scope | None = None) -> None:
                                              "autoload_known_extensions": False})
     try:
         tree = _parse(con, text)
+        _Walker(text, scope).walk(tree["statements"][0]["node"])
+    except RecursionError:
+        raise JobFileError("the SQL is nested too deeply to be proven read-only",
+                           text.start(), hint="flatten the nesting, e.g. with CTEs") from None
     finally:
         con.close()
-    _Walker(text, scope).walk(tree["statements"][0]["node"])
 
 
 def _parse(con: duckdb.DuckDBPyConnection, text: _Text) -> dict:
@@ -211,7 +214,6 @@ class _Walker:
 
     def __init__(self, text: _Text, scope: Scope | None) -> None:
         self.text, self.scope = text, scope
-        self.ctes: set[str] = set()
 
     def walk(self, node: Any, where: int | None = None) -> None:
         if isinstance(node, list):
@@ -227,9 +229,6 @@ class _Walker:
             self._expression(node, where)
         elif isinstance(node.get("type"), str) and not _is_type_info(node):
             self._node(node, where)
-        if "cte_map" in node:
-            for entry in node["cte_map"].get("map", []):
-                self.ctes.add(str(entry.get("key", "")).lower())
         for key, value in node.items():
             if isinstance(value, (dict, list)):
                 self.walk(value, where)
@@ -297,11 +296,11 @@ class _Walker:
     def _base_table(self, node: dict, where: int | None) -> None:
         """`FROM 'reviews.csv'`: DuckDB reads a file when no table has that name, joining a
         qualified name with dots (`FROM "/etc/x".csv` reads /etc/x.csv), so the whole name
-        is checked as a path."""
+        is checked as a path. A CTE of the same name is no exception: which of the two a name
+        means depends on scope rules (a CTE's own body, earlier CTEs, subqueries) that a
+        check must not guess."""
         parts = [str(node.get(k) or "") for k in ("catalog_name", "schema_name", "table_name")]
         name = ".".join(p for p in parts if p)
-        if name.lower() in self.ctes:
-            return
         if _FILE_LIKE.search(name) or _URL.match(name):
             self._path(name, where)
 
@@ -350,14 +349,39 @@ def _string_constant(expr: dict) -> str | None:
 
 def _candidates(raw: str, scope: Scope) -> Iterator[Path]:
     """The files or folders `raw` may name: from the job folder (DuckDB's file_search_path)
-    and, if it exists there, from the current directory. A glob counts as its folder."""
+    and, if it exists there, from the current directory. A glob counts as its folder and as
+    every file DuckDB's glob finds for it now (`*/../x` and a symlink matched by `*` lead
+    out of that folder). The folder comes first: a glob outside the scope (`/**/x`) is
+    refused without listing anything."""
     m = _GLOB.search(raw)
+    folder = raw
     if m:
         prefix = raw[:m.start()]
-        raw = prefix[:prefix.rfind("/") + 1] or "."
-    p = Path(raw).expanduser()
+        folder = prefix[:prefix.rfind("/") + 1] or "."
+    p = Path(folder).expanduser()
     yield scope.resolve(p)
     if not p.is_absolute():
         here = (Path.cwd() / p)
         if here.exists() or here.is_symlink():
             yield here.resolve()
+    if m:
+        yield from _glob_matches(raw, scope)
+
+
+def _glob_matches(pattern: str, scope: Scope) -> Iterator[Path]:
+    """The files DuckDB's own glob finds for `pattern`, from the job folder and the current
+    directory, symlinks resolved. Listing names reads no file's contents."""
+    p = Path(pattern).expanduser()
+    patterns = [p] if p.is_absolute() else [scope.job_dir / p, Path.cwd() / p]
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                             "autoload_known_extensions": False})
+    try:
+        for full in dict.fromkeys(str(x) for x in patterns):
+            try:
+                files = con.execute("SELECT file FROM glob(?)", [full]).fetchall()
+            except duckdb.Error:
+                continue   # a pattern DuckDB cannot list cannot be read either
+            for (name,) in files:
+                yield Path(name).resolve()
+    finally:
+        con.close()

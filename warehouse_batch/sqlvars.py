@@ -117,7 +117,7 @@ def template_var_names(texts: Iterable[str]) -> set[str] | None:
     for text in texts:
         try:
             tree = env.parse(text)
-        except TemplateSyntaxError:
+        except (TemplateSyntaxError, RecursionError):
             continue   # reported with its location when the template is compiled
         attrs = set()
         for node in tree.find_all((nodes.Getattr, nodes.Getitem)):

@@ -56,8 +56,26 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
         except Exception:
             con.execute("ROLLBACK")
             raise
+    _check_tables(con, known)
     refresh_prices(con)
     return newest
+
+
+def _check_tables(con: duckdb.DuckDBPyConnection, known: list[tuple[int, str, str]]) -> None:
+    """Refuse a state schema a migration is recorded for but whose table was dropped by hand
+    (every later statement on it would fail with a traceback)."""
+    wanted = {m.lower() for _, _, sql in known for m in re.findall(
+        rf"CREATE TABLE IF NOT EXISTS {SCHEMA}\.(\w+)", sql, re.IGNORECASE)}
+    present = {t.lower() for (t,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = ?", [SCHEMA]).fetchall()}
+    missing = sorted(wanted - present)
+    if missing:
+        raise StateError(
+            f"the state schema {SCHEMA} is damaged: table(s) "
+            f"{', '.join(f'{SCHEMA}.{t}' for t in missing)} are missing although its "
+            "migrations are recorded; restore the file from a backup, or (losing the cached "
+            f"answers and the batch ledger) DROP SCHEMA {SCHEMA} CASCADE and run again")
 
 
 def refresh_prices(con: duckdb.DuckDBPyConnection) -> None:

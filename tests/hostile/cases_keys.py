@@ -61,13 +61,13 @@ CASES = [
          setup_sql=f"CREATE TABLE notes AS SELECT 1 AS id, 'harmless' AS text UNION ALL "
                    f"SELECT 2, 'the key is {OPENAI_KEY} ok'",
          sql="SELECT id, text FROM notes",
-         message=r"contains the value of an API key variable(.|\n)*'key': '\{\"id\":2\}', "
+         message=r"contain the value of an API key variable(.|\n)*'key': '\{\"id\":2\}', "
                  r"'variable': '\$OPENAI_API_KEY'"),
     Case("keys-anthropic-key-in-openai-job", BASE,
          env={"ANTHROPIC_API_KEY": ANTHROPIC_KEY},
          setup_sql=f"CREATE TABLE notes AS SELECT 7 AS id, '{ANTHROPIC_KEY}' AS text",
          sql="SELECT id, text FROM notes",
-         message=r"contains the value of an API key(.|\n)*\$ANTHROPIC_API_KEY"),
+         message=r"contain the value of an API key(.|\n)*\$ANTHROPIC_API_KEY"),
     Case("keys-gemini-key-in-source-row", ANTHROPIC,
          env={"GEMINI_API_KEY": "AIzaSyHostileGeminiKey0123456789abcdef"},
          setup_sql="CREATE TABLE notes AS SELECT 3 AS id, "

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 from urllib.parse import urlsplit
@@ -118,6 +119,13 @@ class AnthropicProvider(Provider):
             raise JobFileError("give either stop or stop_sequences, not both",
                                s.location_of("stop_sequences"))
         version = self.options.get("anthropic_version")
+        if version is not None and not (isinstance(version, str)
+                                        and re.fullmatch(r"\d{4}-\d{2}-\d{2}", version)):
+            # it is sent as a header: anything else fails every request (a line break
+            # even looks like a connection error)
+            raise JobFileError(f"anthropic_version must be a date such as "
+                               f"'{PINNED_VERSION}', got {version!r}",
+                               s.location_of("anthropic_version"))
         for key in SAMPLING_KEYS:
             if (key in s.generation or key in s.params) and version != PINNED_VERSION:
                 where = key if key in s.generation else "params"
