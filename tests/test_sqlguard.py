@@ -209,6 +209,21 @@ def test_a_relative_path_that_exists_in_the_current_directory_outside_the_scope_
         check_read_only("SELECT * FROM read_csv('data.csv')", "job.sql", scope)
 
 
+def test_a_relative_glob_run_from_elsewhere_is_judged_by_what_it_matches(tmp_path, scope,
+                                                                       monkeypatch):
+    # cron runs from `/` or $HOME: '*.csv' is the job folder's unless it matches files there
+    (tmp_path / "a.csv").write_text("id\n1\n")
+    cwd = tmp_path.parent / f"{tmp_path.name}-cron"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    check_read_only("SELECT * FROM read_csv('*.csv')", "job.sql", scope)
+    (cwd / "other.csv").write_text("id\n2\n")   # DuckDB would now read this one
+    with pytest.raises(JobFileError, match=r"other\.csv\), outside"):
+        check_read_only("SELECT * FROM read_csv('*.csv')", "job.sql", scope)
+    with pytest.raises(JobFileError, match="outside"):   # a whole tree: judged by its folder
+        check_read_only("SELECT * FROM read_csv('**/*.csv')", "job.sql", scope)
+
+
 def test_the_read_only_attachment_holds_when_the_parse_check_is_bypassed(tmp_path):
     db = str(tmp_path / "w.duckdb")
     con = connect(db)

@@ -362,7 +362,11 @@ def _candidates(raw: str, scope: Scope) -> Iterator[Path]:
     yield scope.resolve(p)
     if not p.is_absolute():
         here = (Path.cwd() / p)
-        if here.exists() or here.is_symlink():
+        # A relative glob's folder always exists in the current directory ("." for
+        # '*.csv'), so from a cron job's `/` it would refuse every such job; what matters is
+        # what the glob matches there (listed below). Only `**`, which would list a whole
+        # tree outside the scope, is judged by its folder.
+        if (here.exists() or here.is_symlink()) and (not m or "**" in raw):
             yield here.resolve()
     if m:
         yield from _glob_matches(raw, scope)
