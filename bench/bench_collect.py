@@ -70,7 +70,8 @@ def make_inputs(dir: Path, lines: int) -> tuple[str, str]:
 
 def run_sql(db: str, out: str) -> tuple[float, int]:
     con = duckdb.connect(db)
-    spec = SimpleNamespace(output_schema=None, endpoint="chat")
+    spec = SimpleNamespace(output_schema=None, endpoint="chat", generation={},
+                           allow_truncated=False)
     provider = SimpleNamespace(spec=spec, results_sql="openai_results.sql",
                                download_results=lambda b, r, d: [Path(out)],
                                cleanup=lambda b, r: None)
