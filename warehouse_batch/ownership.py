@@ -30,6 +30,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from .errors import JobFileError
+from .identity import sql_literal
 from .spec import JobSpec
 from .sqlutil import quote_ident, split_qualified
 from .state import SCHEMA, now_utc
@@ -122,9 +123,9 @@ def check_output(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> OutputTable:
         _refuse(spec, f"the output table {out} belongs to another job file, {owner.job_file} "
                       f"(claimed {owner.claimed_at:%Y-%m-%d %H:%M} UTC)",
                 hint="pick another name; or, to hand the table to this job file, run: "
-                     f"UPDATE {SCHEMA}.outputs SET job_file = {_literal(mine)} "
-                     f"WHERE table_schema = {_literal(out.key[0])} "
-                     f"AND table_name = {_literal(out.key[1])}")
+                     f"UPDATE {SCHEMA}.outputs SET job_file = {sql_literal(mine)} "
+                     f"WHERE table_schema = {sql_literal(out.key[0])} "
+                     f"AND table_name = {sql_literal(out.key[1])}")
     kind = _existing(con, out)
     if kind == "view":
         _refuse(spec, f"{out} is a view; the output must be a table of the job's own",
@@ -305,10 +306,6 @@ def _same_file(recorded: str, mine: str) -> bool:
     current folder, as it did for the run that recorded it. (A looser match, e.g. on the
     file name, would hand the table to any file of that name.)"""
     return str((Path.cwd() / Path(recorded)).resolve()) == mine
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _refuse(spec: JobSpec, message: str, hint: str | None = None) -> None:
