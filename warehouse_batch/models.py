@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -24,16 +25,20 @@ def _table() -> dict:
                       .read_text(encoding="utf-8"))
 
 
+def longest_prefix(rows: Iterable[dict], model: str) -> dict | None:
+    """The row whose `model` is the longest prefix of `model`, if any: how every per-model
+    table here (output limits, parameter families, prices) finds a model's row, so a short
+    key prices or limits longer names unless a longer key is listed."""
+    return max((r for r in rows if model.startswith(r["model"])),
+               key=lambda r: len(r["model"]), default=None)
+
+
 def output_limit(provider: str, model: str) -> OutputLimit:
     """The documented output-token limit of `model` (longest matching name prefix), or the
     ceiling for unknown models. Azure deployments are named by the user, so they get the
     ceiling; OpenAI-compatible servers likewise."""
     data = _table()
-    best = None
-    for m in data["models"]:
-        if m["provider"] == provider and model.startswith(m["model"]) and (
-                best is None or len(m["model"]) > len(best["model"])):
-            best = m
+    best = longest_prefix([m for m in data["models"] if m["provider"] == provider], model)
     if best is None:
         return OutputLimit(int(data["unknown_model_ceiling"]), documented=False)
     return OutputLimit(int(best["max_output_tokens"]), documented=True)

@@ -23,6 +23,7 @@ from importlib import resources
 from typing import Any
 
 from .errors import JobFileError
+from .models import longest_prefix
 from .spec import JobSpec
 
 
@@ -54,8 +55,7 @@ def family(provider: str, model: str) -> Family:
     """The family row of `model` (longest matching prefix), or an empty one."""
     name, _ = _provider(provider)
     rows = [r for r in _table()["families"] if r["provider"] == name]
-    best = max((r for r in rows if model.startswith(r["model"])),
-               key=lambda r: len(r["model"]), default=None)
+    best = longest_prefix(rows, model)
     if best is None:
         return Family()
     row = best

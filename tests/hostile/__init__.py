@@ -13,6 +13,13 @@ import pkgutil
 from dataclasses import dataclass, field
 
 
+# The usual job of a case: OpenAI (or Anthropic) over the harness's `reviews` table.
+BASE = ("name='enriched', provider='openai', model='gpt-4.1-mini', unique_key='id', "
+        "prompt='Summarise: {{ text }}', max_tokens=20")
+ANTHROPIC = ("name='enriched', provider='anthropic', model='claude-haiku-4-5', unique_key='id', "
+             "prompt='Summarise: {{ text }}', max_tokens=20")
+
+
 @dataclass
 class Case:
     """One hostile job file and what the tool must answer.

@@ -2,12 +2,8 @@
 from a file outside the job's folder, or inside the rows themselves."""
 from __future__ import annotations
 
-from . import Case
+from . import ANTHROPIC, BASE, Case
 
-BASE = ("name='enriched', provider='openai', model='gpt-4.1-mini', unique_key='id', "
-        "prompt='Summarise: {{ text }}', max_tokens=20")
-ANTHROPIC = ("name='enriched', provider='anthropic', model='claude-haiku-4-5', unique_key='id', "
-             "prompt='Summarise: {{ text }}', max_tokens=20")
 # Long enough to count as a key (keys.MIN_KEY_LENGTH); the emulator accepts any key.
 OPENAI_KEY = "sk-test-hostile-0123456789abcdefghijklmnopqrstuvwxyz"
 ANTHROPIC_KEY = "sk-ant-test-hostile-0123456789abcdefghijklmnopqrstuvwxyz"

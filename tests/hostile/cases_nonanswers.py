@@ -1,10 +1,8 @@
 """Answer-checking settings that make no sense: refused before anything is written or sent."""
 from __future__ import annotations
 
-from . import Case
+from . import BASE, Case
 
-BASE = ("name='enriched', provider='openai', model='gpt-4.1-mini', unique_key='id', "
-        "prompt='Summarise: {{ text }}', max_tokens=20")
 
 CASES = [
     Case("allow-truncated-a-string", BASE + ", allow_truncated='yes'",

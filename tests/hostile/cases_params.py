@@ -2,10 +2,8 @@
 enforce: refused at plan (and run) naming the file, line and key; nothing written or sent."""
 from __future__ import annotations
 
-from . import Case
+from . import BASE, Case
 
-BASE = ("name='enriched', provider='openai', model='gpt-4.1-mini', unique_key='id', "
-        "prompt='Summarise: {{ text }}', max_tokens=20")
 ANTHROPIC = BASE.replace("'openai'", "'anthropic'").replace("gpt-4.1-mini", "claude-haiku-4-5")
 
 CASES = [

@@ -2,10 +2,8 @@
 through DuckDB's glob (`*/..`) or through a CTE named like a file."""
 from __future__ import annotations
 
-from . import Case
+from . import ANTHROPIC, BASE, Case
 
-BASE = ("name='enriched', provider='openai', model='gpt-4.1-mini', unique_key='id', "
-        "prompt='Summarise: {{ text }}', max_tokens=20")
 LOC = r"job\.sql:\d+:\d+: .*"
 UP = "../" * 30
 OUTSIDE = {"../redteam-outside.csv": "id,text\n1,secret outside the job folder\n"}
@@ -96,8 +94,6 @@ CASES += [
          message=r"job\.sql:\d+:\d+: config values must be literals"),
 ]
 
-ANTHROPIC = ("name='enriched', provider='anthropic', model='claude-haiku-4-5', unique_key='id', "
-             "prompt='Summarise: {{ text }}', max_tokens=20")
 CASES += [
     # sent as a header: a line break made every request fail as a "connection error" (exit 3)
     Case("anthropic-version-header-injection",

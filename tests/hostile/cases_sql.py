@@ -4,10 +4,8 @@ Each is refused at parse time with its file:line:col (the database is also attac
 read-only while the SELECT runs; `tests/test_sqlguard.py` tests that layer on its own)."""
 from __future__ import annotations
 
-from . import Case
+from . import BASE, Case
 
-BASE = ("name='enriched', provider='openai', model='gpt-4.1-mini', unique_key='id', "
-        "prompt='Summarise: {{ text }}', max_tokens=20")
 LOC = r"job\.sql:\d+:\d+: .*"
 
 CASES = [

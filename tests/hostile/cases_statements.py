@@ -1,10 +1,8 @@
 """Statements that are not a single read-only SELECT."""
 from __future__ import annotations
 
-from . import Case
+from . import BASE, Case
 
-BASE = ("name='enriched', provider='openai', model='gpt-4.1-mini', unique_key='id', "
-        "prompt='Summarise: {{ text }}', max_tokens=20")
 
 CASES = [
     Case("delete-statement", BASE, sql="DELETE FROM reviews", message=r"not a SELECT"),
