@@ -26,7 +26,7 @@ from warehouse_batch.keys import (MIN_KEY_LENGTH, key_env_names, key_values, red
 from warehouse_batch.paths import make_scope
 from warehouse_batch.providers.base import get_provider
 from warehouse_batch.spec import load_job
-from warehouse_batch.state import update_batch
+from warehouse_batch.ledger import update_batch
 
 EXE = [sys.executable, "-m", "warehouse_batch.cli"]
 GOOD_KEY = "sk-proj-GoodKey0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH"

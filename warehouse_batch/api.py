@@ -17,12 +17,15 @@ import duckdb
 
 from .attempts import set_command
 from .clock import Backoff, Clock, SystemClock, trouble_backoff
-from .collect import CollectReport, collect_ready, note_lost, poll, submitted_batches
+from .collect import CollectReport, collect_ready, note_lost, poll
 from .db import default_db_path, session
 from .errors import (EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, LookupUndecidedError,
                      ProviderError, UnreachableError, WarehouseBatchError)
 from .keys import redact
-from .ledger import BatchProviders, is_not_found, lost_batches, mark_lost
+from .jsonl import line_sql, write_payload
+from .ledger import (BatchProviders, is_not_found, known_batch_ids, lost_batches, mark_lost,
+                     submitted_batches,
+                     unfinished_batches, update_batch)
 from .output import RowCounts, drop_output, write_output
 from .ownership import check_output, claim_output, refuse_foreign
 from .paths import make_scope
@@ -30,10 +33,9 @@ from .plan import PlanReport, build_plan
 from .providers.base import LedgerBatch, get_provider
 from .source import prepare
 from .spec import JobSpec, load_job
-from .state import SCHEMA, fetch_dicts, now_utc, update_batch
-from .submit import (SubmitReport, can_advance, discard_input, known_batch_ids, line_sql,
-                     new_run_id, recover_orphans, resume_unfinished, submit_work,
-                     unfinished_batches, write_payload)
+from .state import SCHEMA, fetch_dicts, now_utc
+from .submit import (SubmitReport, can_advance, discard_input, new_run_id,
+                     recover_orphans, resume_unfinished, submit_work)
 
 
 @dataclass

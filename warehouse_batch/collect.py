@@ -22,15 +22,13 @@ from typing import Callable
 import duckdb
 
 from . import faults
-from .ledger import BatchProviders, release_foreign, retrieve_or_lose
+from .jsonl import load_lines
+from .ledger import (BatchProviders, release_foreign, retrieve_or_lose, submitted_batches,
+                     update_batch)
+from .outcomes import MISSING_MESSAGE, check_answers, fail_all, merge_outcomes
 from .providers.base import LedgerBatch, Provider, RemoteBatch
-from .state import SCHEMA, fetch_dicts, now_utc, update_batch
 from .sqlutil import load_sql
-from .identity import canonical_json, sql_literal
-from .schema import violation_sql
-from .submit import CSV_DELIM
-
-MISSING_MESSAGE = "not processed: the custom_id was in neither the output nor the error file"
+from .state import SCHEMA, now_utc
 
 
 @dataclass
@@ -49,14 +47,6 @@ class CollectReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-def submitted_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[LedgerBatch]:
-    """The job's submitted batches that can be polled (a row without a provider batch id is
-    damaged: `submit.recover_orphans` looks it up before anything is created)."""
-    rows = fetch_dicts(con, f"""SELECT * FROM {SCHEMA}.batches
-        WHERE job_name = ? AND state = 'submitted' AND provider_batch_id IS NOT NULL
-        ORDER BY batch_id""", [job_name])
-    return [LedgerBatch.from_row(r) for r in rows]
 
 
 def poll(con: duckdb.DuckDBPyConnection, provider: Provider,
@@ -134,7 +124,7 @@ def ingest(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatc
                 f"batch {remote.provider_batch_id}: {bad} result line(s) were not valid JSON and "
                 "were skipped; their requests count as not processed and will be sent again")
         if remote.error and not paths:
-            _fail_all(con, batch, f"batch {remote.status}: {remote.error}",
+            fail_all(con, batch, f"batch {remote.status}: {remote.error}",
                       outcome="missing" if remote.requeue else "errored")
         con.execute("BEGIN TRANSACTION")
         try:
@@ -175,105 +165,4 @@ def foreign_reason(con: duckdb.DuckDBPyConnection, batch: LedgerBatch) -> str | 
             f"{absent} of ours")
 
 
-TRUNCATED_REASONS = ("length", "max_tokens", "max_output_tokens")   # OpenAI, Anthropic, Responses
 
-
-def check_answers(con: duckdb.DuckDBPyConnection, provider: Provider) -> None:
-    """Turn paid-for answers that are unusable into failures that say why (in wb_outcomes).
-
-    A chat answer cut off by max_tokens (finish_reason `length` / stop_reason `max_tokens`)
-    fails permanently, typed or not: the same request would be cut off again, so the error
-    says to raise max_tokens. A plain-text job may keep such answers with
-    `allow_truncated=true` (they succeed, `_finish_reason` shows the cut); a typed answer cut
-    off is never valid JSON for its schema. Invalid JSON or a schema violation may come out
-    right on a retry (retryable).
-
-    Typed checks apply to requests that carry this job's output schema (the schema's
-    canonical JSON is a substring of their canonical body); embeddings are checked for a
-    vector of the right size.
-    """
-    spec = provider.spec
-    truncated = f"o.finish_reason IN ({', '.join(sql_literal(r) for r in TRUNCATED_REASONS)})"
-    cut = sql_literal(f"the answer was cut off by max_tokens "
-                      f"({spec.generation.get('max_tokens', 'the default')}); a retry "
-                      "cannot help: raise max_tokens"
-                      + ("" if spec.output_schema is not None else
-                         " (or set allow_truncated=true to keep cut-off answers)"))
-    if spec.output_schema is not None:
-        marker = canonical_json(provider.sent_schema())   # the form the bodies carry
-        problem = (f"CASE WHEN {truncated} THEN {cut} "
-                   f"ELSE {violation_sql(spec.output_schema, 'o.response_text')} END")
-        applies = f"contains(r.body, {sql_literal(marker)})"
-    elif spec.endpoint == "embeddings":
-        n = provider.embedding_dimensions()
-        truncated = "false"
-        problem = (f"CASE WHEN o.embedding IS NULL THEN 'the answer has no embedding' "
-                   f"WHEN len(o.embedding) <> {n} THEN 'the embedding has ' || "
-                   f"len(o.embedding) || ' dimensions, expected {n}' END")
-        applies = "true"
-    elif not spec.allow_truncated:
-        problem = f"CASE WHEN {truncated} THEN {cut} END"
-        applies = "true"
-    else:
-        return
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_outcomes AS
-        SELECT * EXCLUDE (problem, is_truncated) REPLACE (
-            CASE WHEN problem IS NULL THEN outcome ELSE 'errored' END AS outcome,
-            CASE WHEN problem IS NULL THEN retryable ELSE NOT is_truncated END AS retryable,
-            CASE WHEN problem IS NULL THEN error_type
-                 WHEN is_truncated THEN 'truncated' ELSE 'invalid_answer' END AS error_type,
-            coalesce(problem, error_message) AS error_message)
-        FROM (SELECT o.*, coalesce({truncated}, false) AS is_truncated,
-                     CASE WHEN o.outcome = 'succeeded' AND {applies} THEN {problem} END
-                         AS problem
-              FROM wb_outcomes o LEFT JOIN {SCHEMA}.requests r USING (request_hash))""")
-
-
-def load_lines(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> int:
-    """Load raw JSONL lines into temp table `wb_lines`; returns how many were not JSON."""
-    con.execute("CREATE OR REPLACE TEMP TABLE wb_lines (line VARCHAR)")
-    if not paths:
-        return 0
-    files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
-    con.execute(f"""INSERT INTO wb_lines
-        SELECT rtrim(line, chr(13)) FROM read_csv({files}, columns={{'line': 'VARCHAR'}},
-            header=false, delim='{CSV_DELIM}', quote='', escape='', auto_detect=false)
-        WHERE line IS NOT NULL AND trim(line) <> ''""")
-    bad = con.execute("SELECT count(*) FROM wb_lines WHERE NOT json_valid(line)").fetchone()[0]
-    if bad:
-        con.execute("DELETE FROM wb_lines WHERE NOT json_valid(line)")
-    return bad
-
-
-def _fail_all(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, message: str,
-              outcome: str = "errored") -> None:
-    """A batch that failed as a whole: every request gets the batch's reason, as a retryable
-    error (counted against max_attempts) or, for capacity failures, as not processed."""
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_norm AS
-        SELECT custom_id, '{outcome}' AS outcome, true AS retryable,
-               CAST(NULL AS INTEGER) AS status_code, 'batch_failed' AS error_type,
-               CAST(NULL AS VARCHAR) AS error_code, ? AS error_message,
-               CAST(NULL AS VARCHAR) AS response_text, CAST(NULL AS VARCHAR) AS response_body,
-               CAST(NULL AS VARCHAR) AS finish_reason, CAST(NULL AS BIGINT) AS input_tokens,
-               CAST(NULL AS BIGINT) AS output_tokens, CAST(NULL AS BIGINT) AS cached_tokens,
-               CAST(NULL AS BIGINT) AS cache_creation_tokens,
-               CAST(NULL AS FLOAT[]) AS embedding
-        FROM {SCHEMA}.batch_requests WHERE batch_id = ?""", [message, batch.batch_id])
-
-
-def record_batch_failure(con: duckdb.DuckDBPyConnection, batch: LedgerBatch,
-                         message: str) -> None:
-    """Record a batch-level failure for every request in it (no provider batch exists)."""
-    _fail_all(con, batch, message)
-    con.execute(load_sql("batch_outcomes.sql"),
-                {"batch_id": batch.batch_id, "missing_message": MISSING_MESSAGE})
-    merge_outcomes(con, batch.batch_id, None)
-
-
-def merge_outcomes(con: duckdb.DuckDBPyConnection, batch_id: str,
-                   provider_batch_id: str | None) -> None:
-    """wb_outcomes -> attempts (history) and results (the cache)."""
-    now = now_utc()
-    con.execute(load_sql("record_attempts.sql"), {"batch_id": batch_id, "now": now})
-    con.execute(load_sql("merge_results.sql"),
-                {"batch_id": batch_id, "provider_batch_id": provider_batch_id, "now": now})

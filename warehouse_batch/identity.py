@@ -26,6 +26,8 @@ import json
 import re
 from typing import Any
 
+from .sqlutil import quote_ident
+
 CUSTOM_ID_PREFIX = "wb_"
 CUSTOM_ID_HEX = 48
 CUSTOM_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -100,8 +102,6 @@ def custom_id_sql(request_hash_expr: str) -> str:
 
 def key_json_sql(columns: list[tuple[str, str]]) -> str:
     """SQL for the canonical JSON object of the key columns: [(name, duckdb type), ...]."""
-    from .sqlutil import quote_ident
-
     parts = []
     for i, (name, dtype) in enumerate(sorted(columns, key=lambda c: c[0])):
         col = quote_ident(name)

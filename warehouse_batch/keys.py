@@ -21,18 +21,13 @@ keys. Three rules, enforced here and at the points that call this module:
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-from typing import TYPE_CHECKING, Iterable, Mapping, overload
+from typing import Iterable, Mapping, overload
 
 import duckdb
 
 from .errors import DataError, JobFileError, Location
-from .sqlutil import quote_ident
-
-if TYPE_CHECKING:
-    from .source import Prepared
 
 MIN_KEY_LENGTH = 16
 EXTRA_KEY_ENV = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
@@ -100,19 +95,6 @@ def redact(text: str | None, env: Mapping[str, str] | None = None) -> str | None
         text = text.replace(secret, REDACTED)
     return _KEY_SHAPES.sub(REDACTED, text)
 
-
-def check_prepared(con: duckdb.DuckDBPyConnection, prepared: "Prepared") -> None:
-    """Refuse a prepared job whose requests would carry an API key (see
-    `refuse_keys_in_requests`); called by `source.prepare` once `wb_current` exists."""
-    spec, provider = prepared.spec, prepared.provider
-    static_body = json.dumps(provider.build_body(prepared.system_text, ""), ensure_ascii=False)
-    system_key = "system_file" if "system_file" in spec.key_locations else "system"
-    prompt_key = "prompt_file" if "prompt_file" in spec.key_locations else "prompt"
-    row_text = "concat_ws(chr(31), " + ", ".join(
-        f"CAST(s.{quote_ident(c)} AS VARCHAR)" for c in prepared.columns) + ")"
-    refuse_keys_in_requests(con, prepared.system_text, static_body, provider.env,
-                            spec.location_of(prompt_key), spec.location_of(system_key),
-                            row_text)
 
 
 def refuse_keys_in_requests(con: duckdb.DuckDBPyConnection, system_text: str | None,

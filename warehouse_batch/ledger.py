@@ -1,4 +1,5 @@
-"""The ledger's safety rules: batches the provider forgot, batches that are not ours, and the
+"""The ledger: every batch's state transitions (`update_batch`, the lists of unfinished and
+submitted batches) and its safety rules: batches the provider forgot, batches that are not ours, and the
 provider each batch belongs to.
 
 * **Each batch is reached through the provider recorded in its row** (`batches.provider`),
@@ -16,11 +17,15 @@ provider each batch belongs to.
 from __future__ import annotations
 
 import dataclasses
+import json
+from typing import Any
+
 import duckdb
 
 from .errors import ProviderError
 from .providers.base import LedgerBatch, Provider, RemoteBatch, get_provider
-from .state import SCHEMA, fetch_dicts, now_utc, update_batch
+from .keys import redact
+from .state import SCHEMA, fetch_dicts, now_utc
 
 NOT_FOUND = 404
 
@@ -106,3 +111,33 @@ def lost_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[dict]:
             error AS reason FROM {SCHEMA}.batches
         WHERE job_name = ? AND state = 'lost' ORDER BY batch_id""", [job_name])
     return rows
+
+
+def update_batch(con: duckdb.DuckDBPyConnection, batch_id: str, **fields: Any) -> None:
+    """Record a ledger step for one batch; committed immediately (autocommit)."""
+    if not fields:
+        return
+    cols = ", ".join(f"{k} = ?" for k in fields)
+    if isinstance(fields.get("error"), str):
+        fields["error"] = redact(fields["error"])   # provider messages may quote a key
+    values = [json.dumps(v) if isinstance(v, dict) else v for v in fields.values()]
+    con.execute(f"UPDATE {SCHEMA}.batches SET {cols} WHERE batch_id = ?", [*values, batch_id])
+
+
+UNFINISHED_SUBMIT = ("intent", "uploaded", "creating")
+
+
+def unfinished_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[LedgerBatch]:
+    rows = fetch_dicts(con, f"""SELECT * FROM {SCHEMA}.batches
+        WHERE job_name = ? AND state IN ('intent', 'uploaded', 'creating')
+        ORDER BY created_at, batch_id""", [job_name])
+    return [LedgerBatch.from_row(r) for r in rows]
+
+
+def submitted_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[LedgerBatch]:
+    """The job's submitted batches that can be polled (a row without a provider batch id is
+    damaged: `submit.recover_orphans` looks it up before anything is created)."""
+    rows = fetch_dicts(con, f"""SELECT * FROM {SCHEMA}.batches
+        WHERE job_name = ? AND state = 'submitted' AND provider_batch_id IS NOT NULL
+        ORDER BY batch_id""", [job_name])
+    return [LedgerBatch.from_row(r) for r in rows]

@@ -16,16 +16,11 @@ from dataclasses import asdict, dataclass
 
 import duckdb
 
-from .errors import JobFileError
-from .identity import sql_literal
 from .ownership import require_owner
-from .schema import structure
-from .source import Prepared
+from .columns import answer_column_names, parsed_sql
+from .prepared import Prepared
 from .spec import JobSpec
 from .sqlutil import load_sql, quote_ident
-
-STATE_COLUMNS = ("_status", "_error", "_failure", "_request_hash", "_finish_reason",
-                 "_input_tokens", "_output_tokens", "_attempts")
 
 
 @dataclass
@@ -40,43 +35,6 @@ class RowCounts:
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-def answer_column_names(spec: JobSpec) -> list[str]:
-    """The columns the output table adds for the answer itself."""
-    if spec.endpoint == "embeddings":
-        return ["embedding"]
-    if spec.output_schema is not None:
-        return list(spec.output_columns or spec.output_schema["properties"]) + ["_raw"]
-    return ["response"]
-
-
-def _parsed_sql(prepared: Prepared, answers: str) -> str:
-    """SQL: `__wb_rid` plus the projected typed columns, parsed from succeeded answers."""
-    spec = prepared.spec
-    projection = spec.output_columns or {p: quote_ident(p)
-                                         for p in spec.output_schema["properties"]}
-    cols = ", ".join(f"({expr}) AS {quote_ident(name)}" for name, expr in projection.items())
-    return f"""SELECT __wb_rid, {cols} FROM (
-        SELECT _rid AS __wb_rid,
-               unnest(CASE WHEN status = 'succeeded' THEN
-                          from_json(response_text, {sql_literal(structure(spec.output_schema))})
-                      END)
-        FROM {answers})"""
-
-
-def check_projection(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> None:
-    """Bind the output_columns expressions now, so a typo fails before anything is read."""
-    if prepared.spec.output_columns is None:
-        return
-    empty = "(SELECT 0 AS _rid, NULL::VARCHAR AS response_text, 'pending' AS status)"
-    try:
-        con.execute(f"SELECT * FROM ({_parsed_sql(prepared, empty)}) LIMIT 0")
-    except duckdb.Error as e:
-        raise JobFileError(f"output_columns does not work on the answer's fields: "
-                           f"{str(e).splitlines()[0]}",
-                           prepared.spec.location_of("output_columns"),
-                           hint="fields: " + ", ".join(prepared.spec.output_schema["properties"])
-                           ) from None
 
 
 def answer_status(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> RowCounts:
@@ -104,7 +62,7 @@ def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> RowCount
         names = answer_column_names(spec)[:-1]
         answer = ", ".join(f"p.{quote_ident(n)}" for n in names) + \
             ", a.response_text AS _raw"
-        join = f"JOIN ({_parsed_sql(prepared, 'wb_answers')}) p ON p.__wb_rid = s.rowid"
+        join = f"JOIN ({parsed_sql(prepared, 'wb_answers')}) p ON p.__wb_rid = s.rowid"
     else:
         answer = "a.response_text AS response"
     con.execute(f"""CREATE OR REPLACE TABLE {table.qualified} AS

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass, field
 import duckdb
 
 from . import capacity
-from .source import Prepared
-from .sqlutil import load_sql
-
-SEND_CATEGORIES = ("new", "changed", "retry", "unsent")
+from .chunking import assign_chunks
+from .classify import SEND_CATEGORIES, build_send_table, classify
+from .jsonl import line_sql
+from .prepared import Prepared
 
 
 @dataclass
@@ -47,26 +47,6 @@ class PlanReport:
         return asdict(self)
 
 
-def classify(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> None:
-    """Build temp table `wb_plan` (one row per selected row, with its category)."""
-    con.execute(load_sql("plan_rows.sql"),
-                {"job_name": prepared.spec.name, "max_attempts": prepared.spec.max_attempts})
-
-
-def build_send_table(con: duckdb.DuckDBPyConnection) -> int:
-    """Temp table `wb_send`: each distinct request that needs sending, once, with a prompt.
-
-    Grouping carries only the row id (the prompt is joined back afterwards): grouping wide
-    strings is what made this slow at a million rows. Returns the number of requests.
-    """
-    cats = ", ".join(f"'{c}'" for c in SEND_CATEGORIES)
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_send AS
-        SELECT c.request_hash, c.custom_id, c.prompt
-        FROM wb_current c
-        JOIN (SELECT min(_rid) AS _rid FROM wb_plan WHERE category IN ({cats})
-              GROUP BY request_hash) first USING (_rid)""")
-    return con.execute("SELECT count(*) FROM wb_send").fetchone()[0]
-
 
 def estimate_cost(con: duckdb.DuckDBPyConnection, prepared: Prepared, requests: int,
                   input_tokens: int) -> dict:
@@ -88,8 +68,6 @@ def estimate_cost(con: duckdb.DuckDBPyConnection, prepared: Prepared, requests: 
 
 def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport:
     """Classify rows and estimate the batches, without writing anything."""
-    from .submit import assign_chunks, line_sql
-
     classify(con, prepared)
     counts = dict(con.execute("SELECT category, count(*) FROM wb_plan GROUP BY 1").fetchall())
     to_send_rows = sum(counts.get(c, 0) for c in SEND_CATEGORIES)

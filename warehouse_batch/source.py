@@ -12,8 +12,8 @@ duplicate keys, renders one prompt per row and computes `row_key_hash`, `request
 """
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,10 +22,11 @@ import pyarrow as pa
 
 from .db import read_only
 from .errors import DataError, JobFileError, Location
-from .identity import (custom_id_sql, json_string_sql, json_template_sql, key_json_sql,
-                       request_identity)
-from .keys import check_prepared
-from .providers.base import PROMPT_PLACEHOLDER, Provider
+from .identity import (custom_id_sql, key_json_sql)
+from .columns import STATE_COLUMNS, answer_column_names, check_projection
+from .keys import refuse_keys_in_requests
+from .prepared import Prepared
+from .providers.base import Provider
 from .render import (CompiledTemplate, check_constant, check_sql_prompts, check_variables,
                      compile_template, render_constant, render_rows, to_sql)
 from .spec import JobSpec
@@ -33,28 +34,6 @@ from .sqlutil import quote_ident
 
 RENDER_BATCH_ROWS = 20_000
 
-
-@dataclass
-class Prepared:
-    """What `prepare` learned, for plan/submit/output to use."""
-
-    spec: JobSpec
-    provider: Provider
-    columns: list[str]
-    types: dict[str, str]
-    system_text: str | None
-    render_mode: str        # "sql" or "python"
-    rows: int
-
-    def body_sql(self, prompt_expr: str = "prompt") -> str:
-        """SQL for the canonical JSON body of a request, given the prompt expression."""
-        body = self.provider.build_body(self.system_text, PROMPT_PLACEHOLDER)
-        return json_template_sql(body, {PROMPT_PLACEHOLDER: json_string_sql(prompt_expr)})
-
-    def identity_sql(self, prompt_expr: str = "prompt") -> str:
-        body = self.provider.build_body(self.system_text, PROMPT_PLACEHOLDER)
-        ident = request_identity(self.provider.name, self.provider.endpoint_path(), body)
-        return json_template_sql(ident, {PROMPT_PLACEHOLDER: json_string_sql(prompt_expr)})
 
 
 def bind_columns(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> tuple[list[str], dict[str, str]]:
@@ -114,7 +93,6 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
         system = compile_template(spec.system, "system")
         check_constant(system)
         system_text = render_constant(system, spec.vars)
-    from .output import check_projection  # output builds on this module
     check_projection(con, Prepared(spec, provider, columns, types, system_text, "", 0))
 
     with read_only(con):
@@ -144,8 +122,6 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
 
 
 def _check_columns(spec: JobSpec, columns: list[str]) -> None:
-    from .output import STATE_COLUMNS, answer_column_names  # output builds on this module
-
     for key in spec.unique_key:
         if key not in columns:
             raise JobFileError(
@@ -208,3 +184,17 @@ def _render_in_python(con: duckdb.DuckDBPyConnection, spec: JobSpec, prompt: Com
         con.unregister("wb_render_batch")
         if rows > RENDER_BATCH_ROWS:
             log(f"rendered {min(start + RENDER_BATCH_ROWS, rows):,} / {rows:,} prompts")
+
+
+def check_prepared(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> None:
+    """Refuse a prepared job whose requests would carry an API key (see
+    `refuse_keys_in_requests`); called by `source.prepare` once `wb_current` exists."""
+    spec, provider = prepared.spec, prepared.provider
+    static_body = json.dumps(provider.build_body(prepared.system_text, ""), ensure_ascii=False)
+    system_key = "system_file" if "system_file" in spec.key_locations else "system"
+    prompt_key = "prompt_file" if "prompt_file" in spec.key_locations else "prompt"
+    row_text = "concat_ws(chr(31), " + ", ".join(
+        f"CAST(s.{quote_ident(c)} AS VARCHAR)" for c in prepared.columns) + ")"
+    refuse_keys_in_requests(con, prepared.system_text, static_body, provider.env,
+                            spec.location_of(prompt_key), spec.location_of(system_key),
+                            row_text)

@@ -20,6 +20,7 @@ from typing import Any
 from .errors import JobFileError, Location
 from .models import output_limit
 from .paths import Scope, make_scope
+from .schema import check_schema, from_columns
 from .sqlguard import check_read_only
 from .sqlutil import PLAIN_NAME, reserved_qualifier
 from .sqlvars import check_unknown_vars, render_sql_body
@@ -383,8 +384,6 @@ def _check_output_tokens(config: dict, locations: dict[str, Location], key: str)
 def _typed_answer(config: dict, locations: dict[str, Location], scope: Scope,
                   endpoint: str) -> tuple[dict | None, dict[str, str] | None]:
     """The answer's JSON Schema (from output_schema or columns) and the output projection."""
-    from .schema import check_schema, from_columns
-
     if "output_schema" in config and "columns" in config:
         raise JobFileError("give either output_schema or columns, not both",
                            locations["columns"])

@@ -10,12 +10,10 @@ import datetime as dt
 import json
 import re
 from importlib import resources
-from typing import Any
 
 import duckdb
 
 from .errors import StateError
-from .keys import redact
 
 SCHEMA = "warehouse_batch"
 _MIGRATION_RE = re.compile(r"migrate_(\d{3})_(\w+)\.sql$")
@@ -99,16 +97,6 @@ def now_utc() -> dt.datetime:
     """Naive UTC timestamp, as stored in state tables."""
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
-
-def update_batch(con: duckdb.DuckDBPyConnection, batch_id: str, **fields: Any) -> None:
-    """Record a ledger step for one batch; committed immediately (autocommit)."""
-    if not fields:
-        return
-    cols = ", ".join(f"{k} = ?" for k in fields)
-    if isinstance(fields.get("error"), str):
-        fields["error"] = redact(fields["error"])   # provider messages may quote a key
-    values = [json.dumps(v) if isinstance(v, dict) else v for v in fields.values()]
-    con.execute(f"UPDATE {SCHEMA}.batches SET {cols} WHERE batch_id = ?", [*values, batch_id])
 
 
 def fetch_dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:

@@ -29,19 +29,18 @@ from pathlib import Path
 from typing import Callable
 
 import duckdb
-import pyarrow as pa
 
 from . import capacity, faults
 from .errors import AmbiguousCreateError, LookupUndecidedError, ProviderError
-from .identity import json_template_sql, sql_literal
-from .ledger import BatchProviders, known_batch_ids
-from .providers.base import (BODY_PLACEHOLDER, CUSTOM_ID_PLACEHOLDER, LedgerBatch, Limits,
-                             Provider, RemoteBatch)
-from .source import Prepared
-from .state import SCHEMA, fetch_dicts, now_utc, update_batch
-
-UNFINISHED_SUBMIT = ("intent", "uploaded", "creating")
-CSV_DELIM = "\x1f"  # never appears raw in JSON text, so lines are written verbatim
+from .identity import sql_literal
+from .chunking import assign_chunks
+from .classify import build_send_table, classify
+from .jsonl import line_sql, write_payload
+from .ledger import (BatchProviders, known_batch_ids, unfinished_batches, update_batch)
+from .outcomes import record_batch_failure
+from .providers.base import (LedgerBatch, Provider, RemoteBatch)
+from .prepared import Prepared
+from .state import SCHEMA, fetch_dicts, now_utc
 
 
 @dataclass
@@ -60,51 +59,6 @@ class SubmitReport:
         return asdict(self)
 
 
-def line_sql(provider: Provider, custom_id_expr: str, body_expr: str) -> str:
-    """SQL for one upload line (the provider's envelope around custom_id and body)."""
-    env = provider.envelope(CUSTOM_ID_PLACEHOLDER, BODY_PLACEHOLDER)
-    return json_template_sql(env, {CUSTOM_ID_PLACEHOLDER: f"'\"' || {custom_id_expr} || '\"'",
-                                   BODY_PLACEHOLDER: body_expr})
-
-
-def chunk_sizes(sizes: list[int], tokens: list[int], limits: Limits) -> list[int]:
-    """Greedy chunk number per request, closing a chunk before any limit would be passed."""
-    out, chunk, n, nbytes, ntok = [], 0, 0, 0, 0
-    for size, tok in zip(sizes, tokens):
-        over = (n + 1 > limits.max_requests or nbytes + size > limits.max_bytes
-                or (limits.max_tokens is not None and ntok + tok > limits.max_tokens))
-        if over and n > 0:
-            chunk, n, nbytes, ntok = chunk + 1, 0, 0, 0
-        out.append(chunk)
-        n, nbytes, ntok = n + 1, nbytes + size, ntok + tok
-    return out
-
-
-def assign_chunks(con: duckdb.DuckDBPyConnection, source_sql: str,
-                  limits: Limits) -> tuple[int, int, int]:
-    """Temp table `wb_chunked` (source columns + `chunk`); returns (chunks, bytes, tokens).
-
-    `source_sql` yields request_hash, custom_id, nbytes, ntok. Chunks are cut by request count
-    in SQL; only when a byte or token limit would then be passed does a greedy pass over the
-    sizes (in Python, over two integer lists) recut them.
-    """
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_chunked AS
-        SELECT *, CAST((row_number() OVER () - 1) // {limits.max_requests} AS INTEGER) AS chunk
-        FROM ({source_sql})""")
-    worst = con.execute("""SELECT max(b), max(t) FROM (
-        SELECT sum(nbytes) AS b, sum(ntok) AS t FROM wb_chunked GROUP BY chunk)""").fetchone()
-    if worst[0] is not None and (worst[0] > limits.max_bytes or (
-            limits.max_tokens is not None and worst[1] > limits.max_tokens)):
-        rows = con.execute("SELECT rowid, nbytes, ntok FROM wb_chunked ORDER BY rowid").fetchall()
-        chunks = chunk_sizes([r[1] for r in rows], [r[2] for r in rows], limits)
-        con.register("wb_recut", pa.table({"rid": [r[0] for r in rows], "chunk": chunks}))
-        con.execute("""CREATE OR REPLACE TEMP TABLE wb_chunked AS
-            SELECT w.* REPLACE (r.chunk AS chunk)
-            FROM wb_chunked w JOIN wb_recut r ON r.rid = w.rowid""")
-        con.unregister("wb_recut")
-    n, nbytes, ntok = con.execute("SELECT count(DISTINCT chunk), coalesce(sum(nbytes), 0), "
-                                  "coalesce(sum(ntok), 0) FROM wb_chunked").fetchone()
-    return n, nbytes, ntok
 
 
 def new_run_id() -> str:
@@ -117,8 +71,6 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
     body = prepared.body_sql("prompt")
     line = line_sql(provider, "custom_id", "body")
     now = now_utc()
-    from .plan import build_send_table
-
     # a run submits once per pass of `run --wait`, perhaps hundreds of times: 64 random bits
     # keep ids unique (49 characters; metadata values may hold 512, file names more)
     stem = f"wbb_{run_id}_{secrets.token_hex(8)}"
@@ -170,12 +122,6 @@ def record_job_rows(con: duckdb.DuckDBPyConnection, job_name: str, run_id: str) 
         SELECT ?, row_key_hash, key_json, request_hash, ? FROM wb_current""", [job_name, run_id])
 
 
-def unfinished_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[LedgerBatch]:
-    rows = fetch_dicts(con, f"""SELECT * FROM {SCHEMA}.batches
-        WHERE job_name = ? AND state IN ('intent', 'uploaded', 'creating')
-        ORDER BY created_at, batch_id""", [job_name])
-    return [LedgerBatch.from_row(r) for r in rows]
-
 
 def can_advance(con: duckdb.DuckDBPyConnection, job_provider: Provider,
                 job_name: str) -> bool:
@@ -193,16 +139,6 @@ def can_advance(con: duckdb.DuckDBPyConnection, job_provider: Provider,
             return True
     return False
 
-
-def write_payload(con: duckdb.DuckDBPyConnection, prepared_line_sql: str, batch_id: str,
-                  dest: Path) -> Path:
-    """The batch's JSONL, rebuilt from the ledger: identical bytes on every (re)try."""
-    path = dest / f"{batch_id}.jsonl"
-    con.execute(f"""COPY (SELECT {prepared_line_sql} AS line
-        FROM {SCHEMA}.batch_requests br JOIN {SCHEMA}.requests r USING (request_hash)
-        WHERE br.batch_id = '{batch_id}' ORDER BY br.custom_id)
-        TO '{path}' (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '{CSV_DELIM}')""")
-    return path
 
 
 def advance(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatch,
@@ -283,8 +219,6 @@ def _record_submitted(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, remote
 
 def _abandon(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, message: str) -> None:
     """A create the provider refused for good: its requests fail (retryable within attempts)."""
-    from .collect import record_batch_failure
-
     con.execute("BEGIN TRANSACTION")
     try:
         record_batch_failure(con, batch, f"the provider refused the batch: {message}")
@@ -473,8 +407,6 @@ def recover_tagged(con: duckdb.DuckDBPyConnection, prepared: Prepared,
 def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
                 log: Callable[[str], None] = lambda m: None) -> SubmitReport:
     """Resume unfinished batches of this job, then submit everything that needs sending."""
-    from .plan import build_send_table, classify
-
     provider = prepared.provider
     report = SubmitReport()
     capacity.learn_from_ledger(con)
@@ -505,8 +437,6 @@ def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
 
 
 def _has_work(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> bool:
-    from .plan import build_send_table, classify
-
     classify(con, prepared)
     return build_send_table(con) > 0
 

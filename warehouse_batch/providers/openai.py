@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
-from ..errors import (AmbiguousCreateError, ConfigurationError, LookupUndecidedError,
+from ..errors import (AmbiguousCreateError, ConfigurationError, JobFileError, LookupUndecidedError,
                       ProviderError)
 from ..keys import redact
 from .. import params
@@ -131,8 +131,6 @@ class OpenAIProvider(Provider):
         return None if s is None else openai_strict(s)
 
     def validate(self) -> None:
-        from ..errors import JobFileError
-
         super().validate()
         s = self.spec
         params.check(s, self.name)   # accepted keys and model families: data/params.json
