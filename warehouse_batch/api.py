@@ -7,6 +7,7 @@ held while a batch runs for hours. Every function is safe to repeat and safe aft
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -18,16 +19,17 @@ import duckdb
 from .attempts import set_command
 from .clock import Backoff, Clock, SystemClock, trouble_backoff
 from .collect import CollectReport, collect_ready, note_lost, poll
-from .db import default_db_path, session
+from .db import default_db_path, reading, session
 from .errors import (EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, LookupUndecidedError,
                      ProviderError, UnreachableError, WarehouseBatchError)
 from .keys import redact
 from .jsonl import line_sql, write_payload
 from .ledger import (BatchProviders, is_not_found, known_batch_ids, lost_batches, mark_lost,
-                     submitted_batches,
+                     record_poll, submitted_batches,
                      unfinished_batches, update_batch)
-from .output import RowCounts, drop_output, write_output
-from .ownership import check_output, claim_output, refuse_foreign
+from .output import RowCounts, count_rows, drop_output, update_answers, write_output
+from .ownership import (check_output, claim_output, record_job_hash, refuse_foreign,
+                        resolve_output, stored_job_hash, stored_shape)
 from .paths import make_scope
 from .plan import PlanReport, build_plan
 from .providers.base import LedgerBatch, get_provider
@@ -54,6 +56,7 @@ class Options:
     env: Mapping[str, str] | None = None
     allowed_paths: tuple[str, ...] = ()   # folders a job may read beyond its own (paths.py)
     allowed_hosts: tuple[str, ...] = ()   # hosts a job file's base_url may name (paths.py)
+    memory_limit: str | None = None       # DuckDB memory_limit (db.memory_settings)
     clock: Clock = field(default_factory=SystemClock)
     log: Callable[[str], None] = lambda message: None
 
@@ -101,7 +104,7 @@ def load(job_path: str, options: Options | None = None) -> JobSpec:
     scope = make_scope(job_path, options.env, options.allowed_paths, options.allowed_hosts)
     spec = load_job(job_path, vars=options.vars, scope=scope)
     for name in ("max_attempts", "batch_max_requests", "batch_max_bytes", "batch_max_tokens",
-                 "enqueued_token_limit"):
+                 "enqueued_token_limit", "memory_limit"):
         value = getattr(options, name)
         if value is not None:
             setattr(spec, name, value)
@@ -116,7 +119,7 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
     if options.db != ":memory:" and not Path(options.db).exists():
         options.log(f"{options.db} does not exist: planning against an empty database; plan "
                     "creates no file")
-    with session(options.db, create=False) as con:
+    with session(options.db, create=False, memory_limit=spec.memory_limit) as con:
         set_command(con, None, options.retry_failed)
         check_output(con, spec)
         prepared = prepare(con, spec, provider, options.log)
@@ -183,28 +186,38 @@ def _step(job_path: str, options: Options, command: str, *, submit: bool = True,
 
 def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = False,
           submit: bool = True, collect: bool = True, full: bool = False) -> bool:
-    """One pass: collect ended batches, submit new work, collect again, rebuild the table.
+    """One pass: collect ended batches, submit new work, collect again, bring the output
+    table up to date.
 
-    A later pass of `run --wait` only polls unless something ended or is left to submit
-    (re-reading a large source for nothing is the expensive part), or `full` is set (the
-    previous pass was cut short). Returns whether anything moved.
+    A pass that only needs to poll (`collect`, or `run` while batches are in flight and none
+    has ended, nothing unfinished and the job file unchanged) asks the provider and records
+    what it said, and nothing else (`_poll_only`). Otherwise the source is read (once), new
+    work submitted, and the output table updated by what changed. Returns whether anything
+    moved (a later pass of `run --wait` only polls unless something ended or is left to
+    submit, or `full` is set: the previous pass was cut short).
 
     A transient provider error ends the pass early (`report.stopped` says why; the ledger is
     consistent after every call, so the next pass carries on); any other error is raised.
-    Either way, once the job is prepared, the output table is rebuilt before the pass ends:
-    it is always there and current, pending rows showing as pending.
+    Either way the output table is brought up to date before the pass ends: it is always
+    there and current, pending rows showing as pending.
     """
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
-    with session(options.db) as con:
+    since = now_utc()
+    if collect and not full and not options.full_refresh \
+            and not (submit and options.retry_failed) \
+            and _poll_only(spec, provider, options, report, may_send=submit):
+        return False
+    with session(options.db, memory_limit=spec.memory_limit) as con:
         set_command(con, report.run_id, options.retry_failed)
         prepared = None
+        keep_rows = True if options.full_refresh and first else None
         if first:
             # every check runs before anything is written: a refused job leaves no trace
             check_output(con, spec)
-            prepared = prepare(con, spec, provider, options.log)
+            prepared = prepare(con, spec, provider, options.log, keep_rows=keep_rows)
             claim_output(con, spec)
-            _record_run(con, report, spec)
+        _record_run(con, report, spec)   # once per command (a poll-only pass records none)
         before = report.collected.batches_collected
         error: WarehouseBatchError | None = None
         try:
@@ -219,7 +232,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
             if first and options.full_refresh:
                 con.execute(f"DELETE FROM {SCHEMA}.job_rows WHERE job_name = ?", [spec.name])
                 drop_output(con, spec)
-            if prepared is None:
+            if prepared is None and submit:
                 prepared = prepare(con, spec, provider, options.log)
             if submit:
                 submitted = submit_work(con, prepared, report.run_id, options.log)
@@ -237,16 +250,70 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
         except WarehouseBatchError as e:
             error = e
         except BaseException as e:   # a bug or an interrupt: still leave the table current
-            _write_after_error(con, report, prepared, e, options)
+            _write_after_error(con, report, spec, provider, prepared, since, e, options)
             raise
         if error is not None:
-            _write_after_error(con, report, prepared, error, options)
+            _write_after_error(con, report, spec, provider, prepared, since, error, options)
             raise error
-        if prepared is None and report.collected.batches_collected > before:
-            prepared = _prepare_quietly(con, spec, provider, options)
-        if prepared is not None:
-            report.rows = write_output(con, prepared)
+        report.rows = _bring_output_up_to_date(con, spec, provider, prepared, since, options)
+        record_job_hash(con, spec, spec.fingerprint())
         _finish_run(con, report)
+    return True
+
+
+def _bring_output_up_to_date(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Any,
+                             prepared: Any, since: dt.datetime, options: Options) -> RowCounts:
+    """The output table after a pass: from the prepared rows when the source was read,
+    else by updating the answers collected since the pass began (preparing only when the
+    table is not there)."""
+    if prepared is not None:
+        return write_output(con, prepared, since)
+    counts = update_answers(con, spec, provider, since)
+    if counts is None:
+        prepared = prepare(con, spec, provider, options.log, keep_rows=True)
+        counts = write_output(con, prepared, since)
+    return counts
+
+
+def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport, *,
+               may_send: bool) -> bool:
+    """Cheap polling: when the job has batches in flight, nothing half-submitted, an output
+    table, and (for a command that may send) a job file unchanged since the source was last
+    read, ask the provider for each batch and, if none has ended, record what it said and
+    return True having done nothing else: no source read, no output rebuild, no `runs` row,
+    and the file opened read-only except for the brief ledger update. Returns False (the
+    caller does a full pass) when anything ended, was lost or failed to answer."""
+    with reading(options.db, spec.memory_limit) as con:
+        if con is None:
+            return False
+        try:
+            table = resolve_output(con, spec)
+        except WarehouseBatchError:
+            return False
+        batches = submitted_batches(con, spec.name)
+        if not batches or (may_send and unfinished_batches(con, spec.name)) \
+                or stored_shape(con, spec) is None \
+                or (may_send and stored_job_hash(con, spec) != spec.fingerprint()):
+            return False
+    providers = BatchProviders(provider)
+    polled = []
+    for batch in batches:
+        try:
+            remote = providers.for_batch(batch).retrieve(batch)
+        except ProviderError:
+            return False   # the full pass handles it (a lost batch, transient trouble)
+        if remote.ended:
+            return False
+        polled.append((batch, remote))
+    with session(options.db, memory_limit=spec.memory_limit) as con:
+        for batch, remote in polled:
+            record_poll(con, batch, remote)
+        report.rows = count_rows(con, table)
+    report.polls += 1
+    report.collected.batches_polled += len(polled)
+    report.collected.batches_in_progress = len(polled)
+    report.collected.statuses.update({r.provider_batch_id: r.status for _, r in polled})
+    options.log(f"{len(polled)} batch(es) in progress, none ended: nothing else to do")
     return True
 
 
@@ -259,26 +326,19 @@ def _transient(error: ProviderError, first: bool) -> bool:
     return not (first and isinstance(error, UnreachableError))
 
 
-def _prepare_quietly(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Any,
-                     options: Options):
-    """Prepare the job only to rebuild the output table after an error; None if that fails
-    too (the original error is what the user needs to see)."""
-    try:
-        return prepare(con, spec, provider, options.log)
-    except Exception:
-        return None
-
-
-def _write_after_error(con: duckdb.DuckDBPyConnection, report: RunReport, prepared: Any,
-                       error: BaseException, options: Options) -> None:
-    """Rebuild the output table and close the `runs` row when a pass stops on an error, so
-    the table stays current; never masks the error itself."""
+def _write_after_error(con: duckdb.DuckDBPyConnection, report: RunReport, spec: JobSpec,
+                       provider: Any, prepared: Any, since: dt.datetime, error: BaseException,
+                       options: Options) -> None:
+    """Bring the output table up to date and close the `runs` row when a pass stops on an
+    error, so the table stays current; never masks the error itself."""
     try:
         if prepared is not None:
-            report.rows = write_output(con, prepared)
+            report.rows = write_output(con, prepared, since)
+        else:
+            report.rows = update_answers(con, spec, provider, since) or report.rows
         _finish_run(con, report, error=error)
     except Exception as e:   # the original error is the one to report
-        options.log(f"could not rebuild the output table after the error: {e}")
+        options.log(f"could not bring the output table up to date after the error: {e}")
 
 
 _LATEST = {"batches_in_progress", "batches_waiting", "waiting"}   # snapshots, not totals
@@ -299,7 +359,7 @@ def _merge(total: Any, part: Any) -> None:
 
 
 def _record_run(con: duckdb.DuckDBPyConnection, report: RunReport, spec: JobSpec) -> None:
-    con.execute(f"""INSERT INTO {SCHEMA}.runs (run_id, job_name, job_file, command, provider,
+    con.execute(f"""INSERT OR IGNORE INTO {SCHEMA}.runs (run_id, job_name, job_file, command, provider,
         model, started_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'running')""",
                 [report.run_id, spec.name, spec.path, report.command, spec.provider, spec.model,
                  now_utc()])
@@ -341,35 +401,59 @@ class StatusReport:
 
 def status(job_path: str, options: Options | None = None, refresh: bool = True) -> StatusReport:
     """Where the job stands: each batch (polled from the provider unless `refresh` is off)
-    and the rows of the last submit by status. Ingests nothing."""
+    and the rows by status, as the output table shows them. Ingests nothing and reads no
+    source: the file is opened read-only, and read-write only to record the polls."""
     options = options or Options()
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     warnings: list[str] = []
-    with session(options.db) as con:
-        if refresh:
-            providers = BatchProviders(provider)
-            for batch in submitted_batches(con, spec.name):
+    with reading(options.db, spec.memory_limit) as con:
+        readable = con is not None
+        batches = submitted_batches(con, spec.name) if readable and refresh else []
+    polled, gone = [], []
+    providers = BatchProviders(provider)
+    for batch in batches:
+        try:
+            polled.append((batch, providers.for_batch(batch).retrieve(batch)))
+        except ProviderError as e:
+            if not is_not_found(e):
+                raise
+            gone.append(batch)   # confirmed (a second call) before it is marked lost
+    if polled or gone or not readable:
+        with session(options.db, memory_limit=spec.memory_limit) as con:
+            for batch, remote in polled:
+                record_poll(con, batch, remote)
+            late = gone if readable else (submitted_batches(con, spec.name) if refresh else [])
+            for batch in late:
                 if poll(con, providers.for_batch(batch), batch) is None:
                     lost = CollectReport()
                     note_lost(con, batch, lost)
                     warnings.extend(lost.warnings)
-        batches = fetch_dicts(con, f"""SELECT batch_id, provider, provider_batch_id, state,
-            provider_status, proven, request_count, bytes, counts, created_at, submitted_at,
-            collected_at, error FROM {SCHEMA}.batches WHERE job_name = ? ORDER BY batch_id""",
-                              [spec.name])
-        for b in batches:
-            b["counts"] = json.loads(b["counts"]) if b["counts"] else None
-            for k in ("created_at", "submitted_at", "collected_at"):
-                b[k] = b[k].isoformat() if b[k] else None
-        row = con.execute(f"""SELECT count(*),
-                count(*) FILTER (WHERE r.status = 'succeeded'),
-                count(*) FILTER (WHERE r.status = 'failed' AND NOT r.retryable)
-            FROM {SCHEMA}.job_rows j LEFT JOIN {SCHEMA}.results r USING (request_hash)
-            WHERE j.job_name = ?""", [spec.name]).fetchone()
-        rows = RowCounts(rows=row[0], succeeded=row[1], failed=row[2],
-                         pending=row[0] - row[1] - row[2])
-    return StatusReport(spec.name, batches, rows, warnings)
+            return StatusReport(spec.name, *_standing(con, spec), warnings)
+    with reading(options.db, spec.memory_limit) as con:
+        return StatusReport(spec.name, *_standing(con, spec), warnings)
+
+
+def _standing(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> tuple[list[dict], RowCounts]:
+    """The job's batches (ledger rows) and its rows by status: the output table's counts,
+    or, before it exists, the last submit's rows against the answer cache."""
+    batches = fetch_dicts(con, f"""SELECT batch_id, provider, provider_batch_id, state,
+        provider_status, proven, request_count, bytes, counts, created_at, submitted_at,
+        collected_at, error FROM {SCHEMA}.batches WHERE job_name = ? ORDER BY batch_id""",
+                          [spec.name])
+    for b in batches:
+        b["counts"] = json.loads(b["counts"]) if b["counts"] else None
+        for k in ("created_at", "submitted_at", "collected_at"):
+            b[k] = b[k].isoformat() if b[k] else None
+    if stored_shape(con, spec) is not None:
+        return batches, count_rows(con, resolve_output(con, spec))
+    row = con.execute(f"""SELECT count(*),
+            count(*) FILTER (WHERE r.status = 'succeeded'),
+            count(*) FILTER (WHERE r.status = 'failed' AND NOT r.retryable)
+        FROM {SCHEMA}.job_rows j LEFT JOIN {SCHEMA}.results r USING (request_hash)
+        WHERE j.job_name = ?""", [spec.name]).fetchone()
+    return batches, RowCounts(rows=row[0], succeeded=row[1], failed=row[2],
+                              pending=row[0] - row[1] - row[2])
 
 
 @dataclass

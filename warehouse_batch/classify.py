@@ -14,7 +14,7 @@ SEND_CATEGORIES = ("new", "changed", "retry", "unsent")
 def classify(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> None:
     """Build temp table `wb_plan` (one row per selected row, with its category)."""
     con.execute(load_sql("plan_rows.sql"),
-                {"job_name": prepared.spec.name, "max_attempts": prepared.spec.max_attempts})
+                {"max_attempts": prepared.spec.max_attempts})
 
 
 def build_send_table(con: duckdb.DuckDBPyConnection) -> int:

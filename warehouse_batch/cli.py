@@ -23,6 +23,7 @@ import click
 from . import api
 from . import __version__
 from .clock import Backoff
+from .db import check_memory_limit
 from .errors import EXIT_INTERNAL, EXIT_PENDING, EXIT_USER, WarehouseBatchError
 from .keys import redact
 
@@ -61,6 +62,15 @@ def _parse_vars(values: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def _memory_limit(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_memory_limit(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 def job_options(f: Callable) -> Callable:
     """Options every job command takes."""
     decorators = [
@@ -91,6 +101,11 @@ def job_options(f: Callable) -> Callable:
         click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST[:PORT]",
                      help="a host a base_url in the job file may name; API keys go nowhere "
                           "else (also $WAREHOUSE_BATCH_ALLOWED_HOSTS); repeatable"),
+        click.option("--memory-limit", callback=_memory_limit, default=None, metavar="SIZE",
+                     help="memory DuckDB may use before spilling to disk, e.g. 2GB "
+                          "[default: the job's memory_limit, else "
+                          "$WAREHOUSE_BATCH_MEMORY_LIMIT, else 512MB]; spills go to "
+                          "$WAREHOUSE_BATCH_TEMP_DIR, else <db>.tmp"),
     ]
     for d in reversed(decorators):
         f = d(f)
@@ -99,8 +114,9 @@ def job_options(f: Callable) -> Callable:
 
 def _options(db, vars_, quiet, max_attempts, batch_max_requests, batch_max_bytes,
              batch_max_tokens, enqueued_token_limit=None, allow_paths=(), allow_hosts=(),
-             **extra) -> api.Options:
+             memory_limit=None, **extra) -> api.Options:
     opts = api.Options(vars=_parse_vars(vars_), max_attempts=max_attempts,
+                       memory_limit=memory_limit,
                        enqueued_token_limit=enqueued_token_limit,
                        batch_max_requests=batch_max_requests, batch_max_bytes=batch_max_bytes,
                        batch_max_tokens=batch_max_tokens, allowed_paths=tuple(allow_paths),

@@ -28,14 +28,14 @@ def answer_column_names(spec: JobSpec) -> list[str]:
     return ["response"]
 
 
-def parsed_sql(prepared: Prepared, answers: str) -> str:
-    """SQL: `__wb_rid` plus the projected typed columns, parsed from succeeded answers."""
-    spec = prepared.spec
+def parsed_sql(spec: JobSpec, answers: str) -> str:
+    """SQL: `__wb_key` (the request_hash) plus the projected typed columns, parsed from the
+    succeeded answers in `answers` (request_hash, status, response_text)."""
     projection = spec.output_columns or {p: quote_ident(p)
                                          for p in spec.output_schema["properties"]}
     cols = ", ".join(f"({expr}) AS {quote_ident(name)}" for name, expr in projection.items())
-    return f"""SELECT __wb_rid, {cols} FROM (
-        SELECT _rid AS __wb_rid,
+    return f"""SELECT __wb_key, {cols} FROM (
+        SELECT request_hash AS __wb_key,
                unnest(CASE WHEN status = 'succeeded' THEN
                           from_json(response_text, {sql_literal(structure(spec.output_schema))})
                       END)
@@ -46,9 +46,9 @@ def check_projection(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> None
     """Bind the output_columns expressions now, so a typo fails before anything is read."""
     if prepared.spec.output_columns is None:
         return
-    empty = "(SELECT 0 AS _rid, NULL::VARCHAR AS response_text, 'pending' AS status)"
+    empty = "(SELECT '' AS request_hash, NULL::VARCHAR AS response_text, 'pending' AS status)"
     try:
-        con.execute(f"SELECT * FROM ({parsed_sql(prepared, empty)}) LIMIT 0")
+        con.execute(f"SELECT * FROM ({parsed_sql(prepared.spec, empty)}) LIMIT 0")
     except duckdb.Error as e:
         raise JobFileError(f"output_columns does not work on the answer's fields: "
                            f"{str(e).splitlines()[0]}",

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -13,10 +15,16 @@ import duckdb
 from .errors import StateError
 from .identity import sql_literal
 from .sqlutil import quote_ident
-from .state import ensure_schema
+from .state import ensure_schema, schema_current
 
 DEFAULT_DB = "warehouse.duckdb"
 DB_ENV = "WAREHOUSE_BATCH_DB"
+MEMORY_ENV = "WAREHOUSE_BATCH_MEMORY_LIMIT"
+TEMP_ENV = "WAREHOUSE_BATCH_TEMP_DIR"
+# DuckDB's own default is 80% of RAM; a nightly job shares its machine. Work beyond this spills
+# to the temp directory. The whole process stays near this plus ~150 MB of Python and SDKs.
+DEFAULT_MEMORY_LIMIT = "512MB"
+_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
 
 
 def default_db_path() -> str:
@@ -24,7 +32,28 @@ def default_db_path() -> str:
     return os.environ.get(DB_ENV) or DEFAULT_DB
 
 
-def connect(path: str, *, migrate: bool = True, lock_retries: int = 3) -> duckdb.DuckDBPyConnection:
+def check_memory_limit(value: str) -> str:
+    """A DuckDB memory size such as `512MB` or `2GiB`; raises ValueError otherwise."""
+    if not _SIZE.match(value):
+        raise ValueError(f"{value!r} is not a memory size (examples: 512MB, 2GB, 1GiB)")
+    return value.strip()
+
+
+def memory_settings(path: str, memory_limit: str | None = None) -> dict[str, str]:
+    """DuckDB's memory_limit and temp_directory for a command on `path`: the limit from the
+    argument, else $WAREHOUSE_BATCH_MEMORY_LIMIT, else 512MB; spills go to
+    $WAREHOUSE_BATCH_TEMP_DIR, else `<path>.tmp` beside the file (DuckDB's own convention),
+    else (in-memory) the system temp folder."""
+    limit = check_memory_limit(memory_limit or os.environ.get(MEMORY_ENV) or
+                               DEFAULT_MEMORY_LIMIT)
+    temp = os.environ.get(TEMP_ENV) or (
+        path + ".tmp" if path != ":memory:" else os.path.join(tempfile.gettempdir(),
+                                                              "warehouse-batch.tmp"))
+    return {"memory_limit": limit, "temp_directory": temp}
+
+
+def connect(path: str, *, migrate: bool = True, lock_retries: int = 3,
+            memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """Open `path` read-write with extension auto-install off, and bring the state schema up.
 
     The connection is an in-memory DuckDB with `path` attached under the name DuckDB itself
@@ -34,7 +63,7 @@ def connect(path: str, *, migrate: bool = True, lock_retries: int = 3) -> duckdb
     once with DuckDB's "requires the extension … to be loaded" instead of hanging on a download.
     New files are written in the v1.4 storage format so DuckDB 1.4+ tools can open them.
     """
-    config: dict = {"autoinstall_known_extensions": False}
+    config: dict = {"autoinstall_known_extensions": False, **memory_settings(path, memory_limit)}
     if path == ":memory:":
         con = duckdb.connect(path, config=config)
     else:
@@ -109,11 +138,12 @@ def _reattach(con: duckdb.DuckDBPyConnection, alias: str, path: str, *, read_onl
     _attach(con, path, alias, read_only=read_only)
 
 
-def connect_stand_in(path: str) -> duckdb.DuckDBPyConnection:
+def connect_stand_in(path: str, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """An empty in-memory database under the catalog name `path` would get, with the state
     schema: what a command that writes nothing (`plan`) reads when the file does not exist,
     so that a mistyped `--db` leaves no new file behind."""
-    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                             **memory_settings(":memory:", memory_limit)})
     alias = quote_ident(attach_alias(path))
     con.execute(f"ATTACH ':memory:' AS {alias}")
     con.execute(f"USE {alias}")
@@ -122,12 +152,32 @@ def connect_stand_in(path: str) -> duckdb.DuckDBPyConnection:
 
 
 @contextmanager
-def session(path: str, *, create: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+def session(path: str, *, create: bool = True,
+            memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection held only for one phase of work, then closed (releasing the file lock).
     With `create=False` a file that does not exist is not created (see `connect_stand_in`)."""
     missing = path != ":memory:" and not os.path.exists(path)
-    con = connect_stand_in(path) if missing and not create else connect(path)
+    con = (connect_stand_in(path, memory_limit) if missing and not create
+           else connect(path, memory_limit=memory_limit))
     try:
         yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def reading(path: str, memory_limit: str | None = None
+            ) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """A read-only connection for a poll (no migration, no write, shared with other readers);
+    None when the file is missing or its state schema needs a migration (the caller then
+    takes the read-write path)."""
+    if path == ":memory:" or not os.path.exists(path):
+        yield None
+        return
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                             **memory_settings(path, memory_limit)})
+    try:
+        _attach(con, path, attach_alias(path), read_only=True)
+        yield con if schema_current(con) else None
     finally:
         con.close()

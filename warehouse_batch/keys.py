@@ -106,8 +106,9 @@ def refuse_keys_in_requests(con: duckdb.DuckDBPyConnection, system_text: str | N
     `static_body` the request body around the prompt (parameters, schema). `row_text_sql`,
     an expression over `wb_src s`, is the selected row as text: a key in a column the prompt
     does not use would still be written to the output table (and a key column to the state).
-    The check is one query over all rows; the error names the row (`key_json`) and the
-    variable, never the value.
+    The check is one query over the rows whose input fingerprint changed (the others passed
+    it when they were new); the error names the row (`key_json`) and the variable, never the
+    value.
     """
     values = key_values(env)
     if not values:
@@ -125,7 +126,8 @@ def refuse_keys_in_requests(con: duckdb.DuckDBPyConnection, system_text: str | N
         hits = con.execute(f"""SELECT w.key_json, k.name FROM wb_current w
             JOIN wb_src s ON s.rowid = w._rid
             JOIN wb_key_values k ON contains(w.prompt, k.value){in_row}
-            ORDER BY w._rid LIMIT 11""").fetchall()
+            WHERE NOT w.unchanged
+            ORDER BY w.row_number LIMIT 11""").fetchall()
     finally:
         con.execute("DROP TABLE IF EXISTS wb_key_values")
     if hits:

@@ -141,3 +141,11 @@ def submitted_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[Led
         WHERE job_name = ? AND state = 'submitted' AND provider_batch_id IS NOT NULL
         ORDER BY batch_id""", [job_name])
     return [LedgerBatch.from_row(r) for r in rows]
+
+
+def record_poll(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, remote: RemoteBatch) -> None:
+    """Record what polling a batch found (its status, counts and files; when it ended)."""
+    update_batch(con, batch.batch_id, provider_status=remote.status, counts=remote.counts,
+                 last_polled_at=now_utc(), output_file_id=remote.output_file_id,
+                 error_file_id=remote.error_file_id,
+                 **({"ended_at": now_utc()} if remote.ended else {}))

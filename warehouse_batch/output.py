@@ -1,6 +1,13 @@
-"""The output table `<name>`: every selected row, joined to its answer. Rebuilt atomically
-(`CREATE OR REPLACE`) after every submit and collect, so it is always queryable and always
-reflects the current SELECT and the current answer cache.
+"""The output table `<name>`: every selected row, joined to its answer; kept current after
+every submit and collect, so it is always queryable and reflects the current SELECT and the
+current answer cache.
+
+It is built in full (`CREATE OR REPLACE`, atomic) when it is missing or its column shape
+changed (`source.output_shape`, recorded in `warehouse_batch.outputs.shape`). Otherwise it is
+maintained in one transaction by what changed: rows whose input fingerprint changed are
+replaced, rows no longer selected are deleted, and the answer columns of requests answered or
+sent since the pass began are updated. A poll that collects answers updates their rows without
+reading the source (`update_answers`); a run where nothing changed writes nothing.
 
 Only the table the job file owns is ever written or dropped (`ownership.py`), named fully
 (catalog, schema, table) so DuckDB's search path cannot redirect it.
@@ -12,15 +19,19 @@ changing only the projection re-parses and sends nothing.
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict, dataclass
 
 import duckdb
 
-from .ownership import require_owner
 from .columns import answer_column_names, parsed_sql
+from .identity import sql_literal
+from .ownership import OutputTable, record_shape, require_owner
 from .prepared import Prepared
+from .providers.base import Provider
 from .spec import JobSpec
 from .sqlutil import load_sql, quote_ident
+from .state import SCHEMA
 
 
 @dataclass
@@ -36,48 +47,143 @@ class RowCounts:
         return asdict(self)
 
 
+def _answer_columns(spec: JobSpec, provider: Provider) -> tuple[list[tuple[str, str]], str]:
+    """The output table's answer and state columns, in table order, as (name, SQL over
+    `wb_answers a`), and the join that parses typed answers (`p`)."""
+    join = ""
+    if spec.endpoint == "embeddings":
+        n = provider.embedding_dimensions()
+        cols = [("embedding", f"CASE WHEN a.status = 'succeeded' THEN "
+                              f"CAST(a.embedding AS FLOAT[{n}]) END")]
+    elif spec.output_schema is not None:
+        cols = [(n, f"p.{quote_ident(n)}") for n in answer_column_names(spec)[:-1]]
+        cols.append(("_raw", "a.response_text"))
+        join = f"LEFT JOIN ({parsed_sql(spec, 'wb_answers')}) p ON p.__wb_key = a.request_hash"
+    else:
+        cols = [("response", "a.response_text")]
+    cols += [("_status", "a.status"), ("_error", "a.error"), ("_failure", "a.failure"),
+             ("_request_hash", "a.request_hash"), ("_finish_reason", "a.finish_reason"),
+             ("_input_tokens", "a.input_tokens"), ("_output_tokens", "a.output_tokens"),
+             ("_attempts", "a.attempts")]
+    return cols, join
 
-def answer_status(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> RowCounts:
-    """Build temp table `wb_answers` and count rows by status."""
-    con.execute(load_sql("output_status.sql"), {"max_attempts": prepared.spec.max_attempts})
-    counts = dict(con.execute("SELECT status, count(*) FROM wb_answers GROUP BY 1").fetchall())
+
+def _answers(con: duckdb.DuckDBPyConnection, spec: JobSpec, keys_sql: str) -> None:
+    """Temp table `wb_answers`: the answer state of each distinct request `keys_sql` yields."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE wb_answer_keys AS SELECT DISTINCT request_hash "
+                f"FROM ({keys_sql})")
+    con.execute(load_sql("answers.sql"), {"max_attempts": spec.max_attempts})
+
+
+def _rows_sql(prepared: Prepared, where: str = "true") -> str:
+    """Whole output rows for the rows of `wb_src s` matching `where`, in the table's order."""
+    cols, join = _answer_columns(prepared.spec, prepared.provider)
+    select = ", ".join([f"s.{quote_ident(c)}" for c in prepared.columns]
+                       + [f"{expr} AS {quote_ident(name)}" for name, expr in cols])
+    return f"""SELECT {select}
+        FROM wb_src s JOIN wb_current c ON c._rid = s.rowid
+        JOIN wb_answers a ON a.request_hash = c.request_hash {join}
+        WHERE {where} ORDER BY s.__wb_n"""
+
+
+def touched_sql(job_name: str, since: dt.datetime) -> str:
+    """Requests whose answer state may have moved since `since`: answered (results written),
+    or in a batch of the job recorded or ended since then."""
+    at = f"CAST({sql_literal(since.isoformat(sep=' '))} AS TIMESTAMP)"
+    return f"""SELECT request_hash FROM {SCHEMA}.results WHERE updated_at >= {at}
+        UNION ALL
+        SELECT request_hash FROM {SCHEMA}.batch_requests WHERE batch_id IN (
+            SELECT batch_id FROM {SCHEMA}.batches
+            WHERE job_name = {sql_literal(job_name)}
+              AND (created_at >= {at} OR ended_at >= {at}))"""
+
+
+def _update_answers(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
+                    table: OutputTable) -> None:
+    """Set the answer and state columns of the output rows whose request is in
+    `wb_answers`."""
+    cols, join = _answer_columns(spec, provider)
+    sets = ", ".join(f"{quote_ident(n)} = u.{quote_ident(n)}" for n, _ in cols
+                     if n != "_request_hash")
+    select = ", ".join(f"{expr} AS {quote_ident(name)}" for name, expr in cols)
+    con.execute(f"""UPDATE {table.qualified} AS t SET {sets}
+        FROM (SELECT {select} FROM wb_answers a {join}) u
+        WHERE t._request_hash = u._request_hash""")
+
+
+def count_rows(con: duckdb.DuckDBPyConnection, table: OutputTable) -> RowCounts:
+    """Rows of the output table by `_status`."""
+    counts = dict(con.execute(f"SELECT _status, count(*) FROM {table.qualified} GROUP BY 1")
+                  .fetchall())
     return RowCounts(rows=sum(counts.values()), succeeded=counts.get("succeeded", 0),
                      failed=counts.get("failed", 0), pending=counts.get("pending", 0))
 
 
-def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> RowCounts:
-    """(Re)build the output table from wb_src and the results cache; returns row counts.
-    Only a table this job file has claimed (`ownership.claim_output`) is ever replaced."""
-    counts = answer_status(con, prepared)
+def _in_transaction(con: duckdb.DuckDBPyConnection, steps) -> None:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        steps()
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared,
+                 since: dt.datetime | None = None) -> RowCounts:
+    """Bring the output table up to date after `source.prepare`; returns row counts.
+
+    Built in full when `prepared.keep_rows` (the table is missing, its shape changed, or the
+    caller asked for it); otherwise only changed rows are replaced, vanished ones deleted and
+    the answers of requests touched since `since` (None: every request) updated. Only a table
+    this job file has claimed (`ownership.claim_output`) is ever written."""
     spec = prepared.spec
     table = require_owner(con, spec)
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(table.catalog)}."
-                f"{quote_ident(table.schema)}")
-    join = ""
-    if spec.endpoint == "embeddings":
-        n = prepared.provider.embedding_dimensions()
-        answer = (f"CASE WHEN a.status = 'succeeded' THEN CAST(a.embedding AS FLOAT[{n}]) END "
-                  "AS embedding")
-    elif spec.output_schema is not None:
-        names = answer_column_names(spec)[:-1]
-        answer = ", ".join(f"p.{quote_ident(n)}" for n in names) + \
-            ", a.response_text AS _raw"
-        join = f"JOIN ({parsed_sql(prepared, 'wb_answers')}) p ON p.__wb_rid = s.rowid"
-    else:
-        answer = "a.response_text AS response"
-    con.execute(f"""CREATE OR REPLACE TABLE {table.qualified} AS
-        SELECT s.*, {answer},
-               a.status         AS _status,
-               a.error          AS _error,
-               a.failure        AS _failure,
-               a.request_hash   AS _request_hash,
-               a.finish_reason  AS _finish_reason,
-               a.input_tokens   AS _input_tokens,
-               a.output_tokens  AS _output_tokens,
-               a.attempts       AS _attempts
-        FROM wb_src s JOIN wb_answers a ON a._rid = s.rowid {join}
-        ORDER BY s.rowid""")
-    return counts
+    if prepared.keep_rows:
+        _answers(con, spec, "SELECT request_hash FROM wb_current")
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(table.catalog)}."
+                    f"{quote_ident(table.schema)}")
+        con.execute(f"CREATE OR REPLACE TABLE {table.qualified} AS {_rows_sql(prepared)}")
+        record_shape(con, spec, prepared.shape)
+        return count_rows(con, table)
+    touched = ("SELECT request_hash FROM wb_current" if since is None
+               else touched_sql(spec.name, since))
+    _answers(con, spec, "SELECT request_hash FROM wb_current WHERE NOT unchanged "
+                        f"UNION ALL {touched}")
+    keys = [quote_ident(k) for k in spec.unique_key]
+    match = " AND ".join(f"t.{k} = c.{k}" for k in keys)
+
+    def steps() -> None:
+        if prepared.changed:
+            con.execute(f"""DELETE FROM {table.qualified} AS t USING
+                (SELECT {', '.join(keys)} FROM wb_src WHERE NOT __wb_same) c WHERE {match}""")
+            con.execute(f"INSERT INTO {table.qualified} BY NAME "
+                        f"{_rows_sql(prepared, 'NOT s.__wb_same')}")
+        present = con.execute(f"SELECT count(*) FROM {table.qualified}").fetchone()[0]
+        if present != prepared.rows:   # rows no longer selected
+            con.execute(f"""DELETE FROM {table.qualified} AS t WHERE NOT EXISTS
+                (SELECT 1 FROM wb_src c WHERE {match})""")
+        _update_answers(con, spec, prepared.provider, table)
+
+    _in_transaction(con, steps)
+    return count_rows(con, table)
+
+
+def update_answers(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
+                   since: dt.datetime) -> RowCounts | None:
+    """After a collect that did not read the source: update the output rows of the requests
+    touched since `since`. None when the table is not there: the caller must prepare the job
+    and build it."""
+    table = require_owner(con, spec)
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? "
+        "AND lower(schema_name) = ? AND lower(table_name) = ?",
+        [table.catalog, *table.key]).fetchone()[0]
+    if not exists:
+        return None
+    _answers(con, spec, touched_sql(spec.name, since))
+    _in_transaction(con, lambda: _update_answers(con, spec, provider, table))
+    return count_rows(con, table)
 
 
 def drop_output(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> None:

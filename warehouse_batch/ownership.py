@@ -155,7 +155,8 @@ def claim_output(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> OutputTable:
     try:
         con.execute(f"DELETE FROM {SCHEMA}.outputs WHERE table_schema = ? AND table_name = ?",
                     list(out.key))
-        con.execute(f"INSERT INTO {SCHEMA}.outputs VALUES (?, ?, ?, ?, ?, 'claimed')",
+        con.execute(f"INSERT INTO {SCHEMA}.outputs (table_schema, table_name, job_file, "
+                    "job_name, claimed_at, origin) VALUES (?, ?, ?, ?, ?, 'claimed')",
                     [*out.key, mine, spec.name,
                      owner.claimed_at if owner is not None else now_utc()])
         con.execute("COMMIT")
@@ -185,6 +186,39 @@ def refuse_foreign(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> None:
         _refuse(spec, f"the output table {out} belongs to another job file, "
                       f"{owner.job_file}; its batches are that job's",
                 hint="run the command with that job file")
+
+
+def stored_shape(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> str | None:
+    """The column shape recorded when the job's output table was last built in full
+    (`source.output_shape`); None when the table does not exist or has none recorded."""
+    out = resolve_output(con, spec)
+    if _existing(con, out) != "table":
+        return None
+    row = con.execute(f"SELECT shape FROM {SCHEMA}.outputs WHERE table_schema = ? "
+                      "AND table_name = ?", list(out.key)).fetchone()
+    return row[0] if row else None
+
+
+def record_shape(con: duckdb.DuckDBPyConnection, spec: JobSpec, shape: str | None) -> None:
+    """Record the shape of the output table just built in full (None: build it in full next
+    time)."""
+    out = resolve_output(con, spec)
+    con.execute(f"UPDATE {SCHEMA}.outputs SET shape = ? WHERE table_schema = ? "
+                "AND table_name = ?", [shape, *out.key])
+
+
+def stored_job_hash(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> str | None:
+    """`JobSpec.fingerprint()` as recorded at the job's last pass that read the source."""
+    out = resolve_output(con, spec)
+    row = con.execute(f"SELECT job_hash FROM {SCHEMA}.outputs WHERE table_schema = ? "
+                      "AND table_name = ?", list(out.key)).fetchone()
+    return row[0] if row else None
+
+
+def record_job_hash(con: duckdb.DuckDBPyConnection, spec: JobSpec, value: str) -> None:
+    out = resolve_output(con, spec)
+    con.execute(f"UPDATE {SCHEMA}.outputs SET job_hash = ? WHERE table_schema = ? "
+                "AND table_name = ? AND job_hash IS DISTINCT FROM ?", [value, *out.key, value])
 
 
 # -- what the SELECT reads ----------------------------------------------------------------------

@@ -8,7 +8,6 @@ from .providers.base import PROMPT_PLACEHOLDER, Provider
 from .spec import JobSpec
 
 
-
 @dataclass
 class Prepared:
     """What `prepare` learned, for plan/submit/output to use."""
@@ -20,6 +19,9 @@ class Prepared:
     system_text: str | None
     render_mode: str        # "sql" or "python"
     rows: int
+    changed: int = 0        # rows whose input fingerprint changed (rendered and hashed)
+    keep_rows: bool = True  # wb_src holds every column of every row (output built in full)
+    shape: str = ""         # the output table's column shape (source.output_shape)
 
     def body_sql(self, prompt_expr: str = "prompt") -> str:
         """SQL for the canonical JSON body of a request, given the prompt expression."""

@@ -2,13 +2,21 @@
 
 `prepare` binds the user's SELECT (without running it) to check columns and templates,
 materialises the rows once (a consistent snapshot for the whole command; the SELECT runs
-exactly once, with the user's database attached read-only), refuses NULL and
-duplicate keys, renders one prompt per row and computes `row_key_hash`, `request_hash` and
-`custom_id` for every row in SQL. The results are temp tables on the connection:
+exactly once, with the user's database attached read-only), refuses NULL and duplicate keys,
+and gives every row its request in SQL. A run costs what changed: each row gets a 64-bit
+input fingerprint (DuckDB's `hash` of every selected value and of the request's shape) in the
+same pass; a row whose fingerprint matches the one in `job_rows` keeps its recorded
+`request_hash` and is not rendered or hashed again. The results are temp tables:
 
-* `wb_src`      the selected rows, as the user's SELECT returned them;
-* `wb_current`  one row per source row: `_rid` (rowid in wb_src), `row_key_hash`, `key_json`,
-                `request_hash`, `custom_id`, `prompt`.
+* `wb_src`      the selected rows as the SELECT returned them (`__wb_n` is the row's number),
+                with `__wb_key`, `__wb_fp`, `__wb_prev` (recorded request_hash),
+                `__wb_same` (fingerprint unchanged) and `__wb_hollow` (unchanged and
+                answered: the non-key columns of such rows are NULL unless the output table
+                is being built in full, `keep_rows`);
+* `wb_current`  one row per source row: `_rid` (rowid in wb_src), `row_number`,
+                `row_key_hash`, `key_json`, `request_hash`, `custom_id`, `prompt` (NULL for
+                answered unchanged rows: they are never sent), `input_fp`,
+                `prev_request_hash`, `unchanged`, `answered`.
 """
 from __future__ import annotations
 
@@ -22,17 +30,20 @@ import pyarrow as pa
 
 from .db import read_only
 from .errors import DataError, JobFileError, Location
-from .identity import (custom_id_sql, key_json_sql)
+from .identity import custom_id_sql, key_json_sql, sha256_hex, sql_literal
 from .columns import STATE_COLUMNS, answer_column_names, check_projection
 from .keys import refuse_keys_in_requests
+from .ownership import stored_shape
 from .prepared import Prepared
 from .providers.base import Provider
 from .render import (CompiledTemplate, check_constant, check_sql_prompts, check_variables,
                      compile_template, render_constant, render_rows, to_sql)
 from .spec import JobSpec
 from .sqlutil import quote_ident
+from .state import SCHEMA
 
 RENDER_BATCH_ROWS = 20_000
+FINGERPRINT_VERSION = 1   # bump when rendering or hashing changes: every row renders again once
 
 
 
@@ -52,10 +63,11 @@ def bind_columns(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> tuple[list[st
     return columns, dict(zip(columns, types))
 
 
-def materialise(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> None:
-    """Run the job's SELECT once into temp table `wb_src`. Call it inside `db.read_only`."""
+def materialise(con: duckdb.DuckDBPyConnection, spec: JobSpec, scan_sql: str | None = None) -> None:
+    """Run the job's SELECT once into temp table `wb_src` (as `scan_sql` wraps it). Call it
+    inside `db.read_only`."""
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE wb_src AS {spec.sql}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE wb_src AS {scan_sql or spec.sql}")
     except duckdb.Error as e:
         raise _sql_error(e, spec) from None
 
@@ -75,8 +87,15 @@ def _sql_error(e: duckdb.Error, spec: JobSpec) -> JobFileError:
 
 
 def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
-            log: Callable[[str], None] = lambda message: None) -> Prepared:
-    """Check the job against the database and build `wb_src` and `wb_current`."""
+            log: Callable[[str], None] = lambda message: None, *,
+            keep_rows: bool | None = None) -> Prepared:
+    """Check the job against the database and build `wb_src` and `wb_current`.
+
+    Rows whose fingerprint (`input_fp`: every selected value and the request's shape) matches
+    the one recorded in `job_rows` are not rendered or hashed again. Unless `keep_rows` is
+    set, their non-key columns are not kept either (NULL in `wb_src`): the output table
+    already holds them. `keep_rows=None` keeps them only when the output table must be built
+    in full (missing, or its shape changed: `ownership.output_shape`)."""
     provider.validate()
     # Relative paths in read_csv/read_parquet resolve from the job file's folder too.
     job_dir = str(Path(spec.path).resolve().parent).replace("'", "''")
@@ -93,32 +112,99 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
         system = compile_template(spec.system, "system")
         check_constant(system)
         system_text = render_constant(system, spec.vars)
-    check_projection(con, Prepared(spec, provider, columns, types, system_text, "", 0))
+    prompt_sql = to_sql(prompt, types)
+    prepared = Prepared(spec, provider, columns, types, system_text,
+                        "sql" if prompt_sql is not None else "python", 0)
+    check_projection(con, prepared)
+    prepared.shape = output_shape(prepared)
+    if keep_rows is None:
+        keep_rows = stored_shape(con, spec) != prepared.shape
+    prepared.keep_rows = keep_rows
 
     with read_only(con):
-        materialise(con, spec)
-    rows = con.execute("SELECT count(*) FROM wb_src").fetchone()[0]
+        materialise(con, spec, _scan_sql(prepared, input_salt(prepared, prompt)))
+    prepared.rows, prepared.changed, to_render = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE NOT __wb_same), "
+        "count(*) FILTER (WHERE NOT __wb_hollow) FROM wb_src").fetchone()
     _check_keys(con, spec, types)
 
-    key_sql = key_json_sql([(k, types[k]) for k in spec.unique_key])
-    prompt_sql = to_sql(prompt, types)
     if prompt_sql is not None:
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_prompts AS
-            SELECT rowid AS _rid, {key_sql} AS key_json, {prompt_sql} AS prompt FROM wb_src""")
-        check_sql_prompts(con, prompt)
-        mode = "sql"
+        render = f"CASE WHEN s.__wb_hollow THEN NULL ELSE {prompt_sql} END"
+        joined = ""
     else:
-        _render_in_python(con, spec, prompt, key_sql, rows, log)
-        mode = "python"
-    prepared = Prepared(spec, provider, columns, types, system_text, mode, rows)
+        _render_in_python(con, spec, columns, prompt, to_render, log)
+        render, joined = "p.prompt", "LEFT JOIN wb_prompts p ON p._rid = s.rowid"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_current AS
         SELECT *, {custom_id_sql('request_hash')} AS custom_id FROM (
-            SELECT _rid, sha256(key_json) AS row_key_hash, key_json,
-                   sha256({prepared.identity_sql()}) AS request_hash, prompt
-            FROM wb_prompts)""")
-    con.execute("DROP TABLE wb_prompts")
+            SELECT _rid, row_number, key_json, row_key_hash,
+                   CASE WHEN unchanged THEN prev_request_hash
+                        ELSE sha256({prepared.identity_sql('prompt')}) END AS request_hash,
+                   prompt, input_fp, prev_request_hash, unchanged, answered
+            FROM (SELECT s.rowid AS _rid, s.__wb_n AS row_number, s.__wb_key AS key_json,
+                         coalesce(s.__wb_prev_rkh, sha256(s.__wb_key)) AS row_key_hash,
+                         {render} AS prompt, s.__wb_fp AS input_fp,
+                         s.__wb_prev AS prev_request_hash, s.__wb_same AS unchanged,
+                     s.__wb_hollow AS answered
+                  FROM wb_src s {joined}))""")
+    con.execute("DROP TABLE IF EXISTS wb_prompts")
+    if prompt_sql is not None:
+        check_sql_prompts(con, prompt, "wb_current")
     check_prepared(con, prepared)   # no API key in any request, before it is stored or sent
     return prepared
+
+
+def input_salt(prepared: Prepared, prompt: CompiledTemplate) -> int:
+    """The part of every row's `input_fp` that is not the row: a hash of everything else a
+    request is made from (the request's identity with the prompt left out, the prompt
+    template, vars, the columns and their types, the key), so changing any of them makes
+    every row "changed" (rendered and hashed again; unchanged requests are still cached)."""
+    spec = prepared.spec
+    shape = {"version": FINGERPRINT_VERSION, "identity": prepared.identity_sql("__wb_prompt"),
+             "prompt": prompt.source.text, "vars": spec.vars, "key": spec.unique_key,
+             "columns": [[c, prepared.types[c]] for c in prepared.columns]}
+    digest = sha256_hex(json.dumps(shape, sort_keys=True, default=str))
+    return int(digest[:15], 16)   # fits a BIGINT literal
+
+
+def output_shape(prepared: Prepared) -> str:
+    """What the output table's columns are made from; a change means a rebuild in full."""
+    spec = prepared.spec
+    shape = {"version": FINGERPRINT_VERSION,
+             "columns": [[c, prepared.types[c]] for c in prepared.columns],
+             "answer": answer_column_names(spec), "endpoint": spec.endpoint,
+             "schema": spec.output_schema, "projection": spec.output_columns,
+             "dimensions": (prepared.provider.embedding_dimensions()
+                            if spec.endpoint == "embeddings" else None)}
+    return sha256_hex(json.dumps(shape, sort_keys=True, default=str))
+
+
+def _scan_sql(prepared: Prepared, salt: int) -> str:
+    """The one execution of the job's SELECT: every row with its number, key and input
+    fingerprint, joined to what `job_rows` recorded for its key (and whether that request is
+    answered). Rows whose fingerprint is unchanged and whose request is answered are
+    "hollow": nothing about them needs rendering or sending, and unless `keep_rows` their
+    non-key columns are left out."""
+    spec = prepared.spec
+    keys = set(spec.unique_key)
+    key_sql = key_json_sql([(k, prepared.types[k]) for k in spec.unique_key])
+    cols = [quote_ident(c) for c in prepared.columns]
+    same = "coalesce(p.input_fp = s.__wb_fp, false)"
+    hollow = f"({same} AND coalesce(p.done, false))"
+    kept = ", ".join(
+        f"s.{quote_ident(c)}" if prepared.keep_rows or c in keys
+        else f"CASE WHEN {hollow} THEN NULL ELSE s.{quote_ident(c)} END AS {quote_ident(c)}"
+        for c in prepared.columns)
+    return f"""WITH q AS (SELECT *, row_number() OVER () AS __wb_n FROM ({spec.sql}) __wb_q),
+        s AS (SELECT *, {key_sql} AS __wb_key, hash({salt}, {', '.join(cols)}) AS __wb_fp
+              FROM q),
+        p AS (SELECT j.key_json, j.input_fp, j.request_hash, j.row_key_hash,
+                     r.status = 'succeeded' AS done
+              FROM {SCHEMA}.job_rows j
+              LEFT JOIN {SCHEMA}.results r ON r.request_hash = j.request_hash
+              WHERE j.job_name = {sql_literal(spec.name)})
+        SELECT {kept}, s.__wb_n, s.__wb_key, s.__wb_fp, p.request_hash AS __wb_prev,
+               p.row_key_hash AS __wb_prev_rkh, {same} AS __wb_same, {hollow} AS __wb_hollow
+        FROM s LEFT JOIN p ON p.key_json = s.__wb_key"""
 
 
 def _check_columns(spec: JobSpec, columns: list[str]) -> None:
@@ -128,6 +214,11 @@ def _check_columns(spec: JobSpec, columns: list[str]) -> None:
                 f"unique_key column {key!r} is not a column of the SELECT",
                 spec.location_of("unique_key"),
                 hint="the SELECT returns: " + ", ".join(columns[:30]))
+    internal = [c for c in columns if c.lower().startswith("__wb_")]
+    if internal:
+        raise JobFileError(f"the SELECT returns a column named {internal[0]!r}; names starting "
+                           "with __wb_ are warehouse-batch's own", Location(spec.path, spec.sql_line),
+                           hint="rename it in the SELECT")
     added = list(STATE_COLUMNS) + answer_column_names(spec)
     clash = [c for c in columns if c in added]
     if clash:
@@ -140,17 +231,17 @@ def _check_columns(spec: JobSpec, columns: list[str]) -> None:
 def _check_keys(con: duckdb.DuckDBPyConnection, spec: JobSpec, types: dict[str, str]) -> None:
     keys = ", ".join(quote_ident(k) for k in spec.unique_key)
     null_cond = " OR ".join(f"{quote_ident(k)} IS NULL" for k in spec.unique_key)
-    nulls = con.execute(f"SELECT rowid + 1 AS row_number, {keys} FROM wb_src WHERE {null_cond} "
-                        "ORDER BY rowid LIMIT 11").fetchall()
+    nulls = con.execute(f"SELECT __wb_n AS row_number, {keys} FROM wb_src WHERE {null_cond} "
+                        "ORDER BY __wb_n LIMIT 11").fetchall()
     if nulls:
         rows = [dict(zip(["row", *spec.unique_key], r)) for r in nulls]
         raise DataError(f"unique_key {spec.unique_key} is NULL in {_count(con, null_cond)} "
                         "selected row(s); every row needs a key", rows=rows,
                         location=spec.location_of("unique_key"))
-    dupes = con.execute(f"SELECT {keys}, count(*) AS n FROM wb_src GROUP BY ALL "
+    dupes = con.execute(f"SELECT {keys}, count(*) AS n FROM wb_src GROUP BY {keys} "
                         "HAVING count(*) > 1 ORDER BY n DESC LIMIT 11").fetchall()
     if dupes:
-        total = con.execute(f"SELECT count(*) FROM (SELECT {keys} FROM wb_src GROUP BY ALL "
+        total = con.execute(f"SELECT count(*) FROM (SELECT {keys} FROM wb_src GROUP BY {keys} "
                             "HAVING count(*) > 1)").fetchone()[0]
         rows = [dict(zip([*spec.unique_key, "count"], r)) for r in dupes]
         raise DataError(f"unique_key {spec.unique_key} is not unique: {total} key value(s) "
@@ -164,26 +255,31 @@ def _count(con: duckdb.DuckDBPyConnection, cond: str) -> int:
     return con.execute(f"SELECT count(*) FROM wb_src WHERE {cond}").fetchone()[0]
 
 
-def _render_in_python(con: duckdb.DuckDBPyConnection, spec: JobSpec, prompt: CompiledTemplate,
-                      key_sql: str, rows: int, log: Callable[[str], None]) -> None:
-    """Render with Jinja over Arrow batches of rows; memory stays bounded by the batch size."""
-    con.execute("CREATE OR REPLACE TEMP TABLE wb_prompts "
-                "(_rid BIGINT, key_json VARCHAR, prompt VARCHAR)")
+def _render_in_python(con: duckdb.DuckDBPyConnection, spec: JobSpec, columns: list[str],
+                      prompt: CompiledTemplate, rows: int, log: Callable[[str], None]) -> None:
+    """Render the rows that need a prompt with Jinja over Arrow batches into `wb_prompts`;
+    memory stays bounded by the batch size."""
+    con.execute("CREATE OR REPLACE TEMP TABLE wb_prompts (_rid BIGINT, prompt VARCHAR)")
+    con.execute("""CREATE OR REPLACE TEMP TABLE wb_render_todo AS
+        SELECT rowid AS _rid, row_number() OVER (ORDER BY __wb_n) - 1 AS i FROM wb_src
+        WHERE NOT __wb_hollow""")
+    names = ", ".join(f"s.{quote_ident(c)}" for c in columns)
     for start in range(0, rows, RENDER_BATCH_ROWS):
         batch = con.sql(
-            f"SELECT rowid AS __wb_rid, {key_sql} AS __wb_key, * FROM wb_src "
-            f"WHERE rowid >= {start} AND rowid < {start + RENDER_BATCH_ROWS} ORDER BY rowid"
+            f"SELECT t._rid AS __wb_rid, {names} FROM wb_render_todo t "
+            f"JOIN wb_src s ON s.rowid = t._rid "
+            f"WHERE t.i >= {start} AND t.i < {start + RENDER_BATCH_ROWS} ORDER BY t.i"
         ).to_arrow_table()
-        records = batch.drop_columns(["__wb_rid", "__wb_key"]).to_pylist()
+        records = batch.drop_columns(["__wb_rid"]).to_pylist()
         texts = render_rows(prompt, records, spec.vars, spec.unique_key)
         wb_batch = pa.table({"_rid": batch.column("__wb_rid"),
-                             "key_json": batch.column("__wb_key"),
                              "prompt": pa.array(texts, pa.string())})
         con.register("wb_render_batch", wb_batch)
         con.execute("INSERT INTO wb_prompts SELECT * FROM wb_render_batch")
         con.unregister("wb_render_batch")
         if rows > RENDER_BATCH_ROWS:
             log(f"rendered {min(start + RENDER_BATCH_ROWS, rows):,} / {rows:,} prompts")
+    con.execute("DROP TABLE wb_render_todo")
 
 
 def check_prepared(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> None:

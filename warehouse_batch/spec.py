@@ -7,6 +7,7 @@ and column it comes from. Checks that need the database (columns, keys) live in 
 from __future__ import annotations
 
 import ast
+import hashlib
 import difflib
 import io
 import json
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .db import check_memory_limit
 from .errors import JobFileError, Location
 from .models import output_limit
 from .paths import Scope, make_scope
@@ -44,6 +46,8 @@ CONTROL_KEYS = {
     "base_url", "api_version", "anthropic_version", "cache_system_prompt",
     # answer checking (collect.check_answers; not hashed: it judges answers, sends nothing)
     "allow_truncated",
+    # how much memory DuckDB may use before spilling to disk (db.memory_settings)
+    "memory_limit",
 }
 KNOWN_KEYS = GENERATION_KEYS | CONTROL_KEYS
 REQUIRED_KEYS = ("name", "provider", "model", "unique_key")
@@ -94,10 +98,26 @@ class JobSpec:
     output_schema: dict | None = None
     output_columns: dict[str, str] | None = None
     allow_truncated: bool = False   # keep plain-text answers cut off by max_tokens
+    memory_limit: str | None = None  # DuckDB memory_limit, e.g. '1GB' (db.memory_settings)
     scope: Scope | None = None   # folders and hosts the operator allows this job (paths.py)
 
     def location_of(self, key: str) -> Location:
         return self.key_locations.get(key, Location(self.path, 1, 1))
+
+    def fingerprint(self) -> str:
+        """A digest of everything the job file (with its vars and files) says that decides
+        which rows there are and what is sent for them; a poll skips reading the source
+        only while it is unchanged (api._poll_only)."""
+        said = {"sql": self.sql, "prompt": self.prompt.text,
+                "system": self.system.text if self.system else None,
+                "provider": self.provider, "model": self.model, "key": self.unique_key,
+                "endpoint": self.endpoint, "generation": self.generation,
+                "params": self.params, "schema": self.output_schema,
+                "columns": self.output_columns, "vars": self.vars,
+                "provider_options": self.provider_options, "max_attempts": self.max_attempts,
+                "allow_truncated": self.allow_truncated}
+        text = json.dumps(said, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def load_job(path: str | Path, vars: dict[str, Any] | None = None,
@@ -337,6 +357,13 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
             _check_output_tokens(config, locations, k)
     if "temperature" in config:
         _want(config, locations, "temperature", (int, float), "a number")
+    memory_limit = None
+    if "memory_limit" in config:
+        memory_limit = _want(config, locations, "memory_limit", (str,), "a size such as '1GB'")
+        try:
+            check_memory_limit(memory_limit)
+        except ValueError as e:
+            raise JobFileError(f"memory_limit: {e}", locations["memory_limit"]) from None
     endpoint = config.get("endpoint", "chat")
     if endpoint not in ("chat", "embeddings"):
         raise JobFileError(f"endpoint must be 'chat' or 'embeddings', got {endpoint!r}",
@@ -353,7 +380,7 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
                            "answer cut off is not valid JSON, and embeddings are never cut",
                            locations["allow_truncated"], hint="raise max_tokens instead")
     return JobSpec(
-        allow_truncated=allow_truncated,
+        allow_truncated=allow_truncated, memory_limit=memory_limit,
         output_schema=output_schema, output_columns=output_columns,
         path=path, name=name,
         provider=_want(config, locations, "provider", (str,), "a provider name"),

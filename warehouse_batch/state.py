@@ -7,6 +7,7 @@ upgraded in place and a file written by a newer one is refused rather than damag
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 from importlib import resources
@@ -77,9 +78,15 @@ def _check_tables(con: duckdb.DuckDBPyConnection, known: list[tuple[int, str, st
 
 
 def refresh_prices(con: duckdb.DuckDBPyConnection) -> None:
-    """Load the shipped price list into warehouse_batch.prices (prices change by release)."""
-    data = json.loads(resources.files("warehouse_batch").joinpath("data", "prices.json")
-                      .read_text(encoding="utf-8"))
+    """Load the shipped price list into warehouse_batch.prices (prices change by release);
+    only when it differs from the one last loaded, so opening the file writes nothing."""
+    text = resources.files("warehouse_batch").joinpath("data", "prices.json").read_text(
+        encoding="utf-8")
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    if con.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = 'prices'").fetchone() == \
+            (digest,):
+        return
+    data = json.loads(text)
     rows = [(p["provider"], p["model"], p["input"], p["output"], p.get("cache_read"),
              p.get("cache_write"), p.get("cache_write_1h")) for p in data["prices"]]
     con.execute("BEGIN TRANSACTION")
@@ -87,10 +94,23 @@ def refresh_prices(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"DELETE FROM {SCHEMA}.prices")
         con.executemany(f"""INSERT INTO {SCHEMA}.prices (provider, model, input, output,
             cache_read, cache_write, cache_write_1h) VALUES (?, ?, ?, ?, ?, ?, ?)""", rows)
+        con.execute(f"INSERT OR REPLACE INTO {SCHEMA}.meta VALUES ('prices', ?)", [digest])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
+
+
+def schema_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the state schema exists and every shipped migration is applied (a read-only
+    connection can then use it as it is)."""
+    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = "
+                         "current_database() AND schema_name = ? AND table_name = "
+                         "'schema_migrations'", [SCHEMA]).fetchone()[0]
+    if not exists:
+        return False
+    version = con.execute(f"SELECT max(version) FROM {SCHEMA}.schema_migrations").fetchone()[0]
+    return version == max(v for v, _, _ in migrations())
 
 
 def now_utc() -> dt.datetime:

@@ -116,10 +116,23 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
 
 
 def record_job_rows(con: duckdb.DuckDBPyConnection, job_name: str, run_id: str) -> None:
-    """Remember which request each current row needed (to tell 'changed' from 'new' later)."""
-    con.execute(f"DELETE FROM {SCHEMA}.job_rows WHERE job_name = ?", [job_name])
-    con.execute(f"""INSERT INTO {SCHEMA}.job_rows
-        SELECT ?, row_key_hash, key_json, request_hash, ? FROM wb_current""", [job_name, run_id])
+    """Remember the request and input fingerprint of each current row (so an unchanged row
+    is not rendered again, and 'changed' is told from 'new'). Only rows whose fingerprint
+    changed are written; keys no longer selected are dropped."""
+    changed, current = con.execute("SELECT count(*) FILTER (WHERE NOT unchanged), count(*) "
+                                   "FROM wb_current").fetchone()
+    if changed:
+        con.execute(f"""DELETE FROM {SCHEMA}.job_rows WHERE job_name = ? AND key_json IN
+            (SELECT key_json FROM wb_current WHERE NOT unchanged)""", [job_name])
+        con.execute(f"""INSERT INTO {SCHEMA}.job_rows
+                (job_name, row_key_hash, key_json, request_hash, run_id, input_fp)
+            SELECT ?, row_key_hash, key_json, request_hash, ?, input_fp FROM wb_current
+            WHERE NOT unchanged""", [job_name, run_id])
+    recorded = con.execute(f"SELECT count(*) FROM {SCHEMA}.job_rows WHERE job_name = ?",
+                           [job_name]).fetchone()[0]
+    if recorded != current:
+        con.execute(f"""DELETE FROM {SCHEMA}.job_rows WHERE job_name = ? AND key_json NOT IN
+            (SELECT key_json FROM wb_current)""", [job_name])
 
 
 

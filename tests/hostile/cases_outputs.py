@@ -17,7 +17,7 @@ def named(name: str) -> str:
 LOCATED = r"job\.sql:2:\d+: name="      # the config key `name`, with file:line:column
 
 OWNED_ELSEWHERE = ("CREATE TABLE enriched AS SELECT 1 AS id; "
-                   "INSERT INTO warehouse_batch.outputs VALUES ('main', 'enriched', "
+                   "INSERT INTO warehouse_batch.outputs (table_schema, table_name, job_file, job_name, claimed_at, origin) VALUES ('main', 'enriched', "
                    "'/elsewhere/first_job.sql', 'enriched', TIMESTAMP '2026-01-02 03:04', "
                    "'claimed')")
 

@@ -1,12 +1,12 @@
--- Per selected row: its request and the answer state shown in the output table.
--- Parameter: $max_attempts. Input: temp table wb_current. Session variables wb_run_id and
--- wb_retry_failed, as in plan_rows.sql (the per-command attempt budget, attempts.py).
+-- Per request: the answer state shown in the output table.
+-- Parameter: $max_attempts. Input: temp table wb_answer_keys(request_hash), distinct. Session
+-- variables wb_run_id and wb_retry_failed, as in plan_rows.sql (the per-command attempt
+-- budget, attempts.py).
 -- failure: 'retryable' (the next command sends it again) or 'permanent' (stays failed until
--- the request changes or --retry-failed), for a row whose last outcome was a failure.
+-- the request changes or --retry-failed), for a request whose last outcome was a failure.
 CREATE OR REPLACE TEMP TABLE wb_answers AS
 SELECT
-    c._rid,
-    c.request_hash,
+    k.request_hash,
     r.response_text,
     r.embedding,
     CASE
@@ -25,5 +25,5 @@ SELECT
     r.input_tokens,
     r.output_tokens,
     r.attempts
-FROM wb_current c
+FROM wb_answer_keys k
 LEFT JOIN warehouse_batch.results r USING (request_hash);
