@@ -72,6 +72,7 @@ class RunReport:
     submitted: SubmitReport = field(default_factory=SubmitReport)
     collected: CollectReport = field(default_factory=CollectReport)
     polls: int = 0
+    rows_rendered: int = 0           # prompts rendered (rows changed or not yet answered)
     table: str = ""
     stopped: str | None = None       # the transient provider error that ended the last pass
     transient_errors: int = 0        # passes ended early by transient provider trouble
@@ -213,9 +214,13 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
         prepared = None
         keep_rows = True if options.full_refresh and first else None
         if first:
-            # every check runs before anything is written: a refused job leaves no trace
+            # every check runs before anything is written: a refused job leaves no trace.
+            # A command that sends nothing (collect) reads no source: answers are written
+            # into the output rows in place.
             check_output(con, spec)
-            prepared = prepare(con, spec, provider, options.log, keep_rows=keep_rows)
+            if submit:
+                prepared = prepare(con, spec, provider, options.log, keep_rows=keep_rows)
+                report.rows_rendered += prepared.rendered
             claim_output(con, spec)
         _record_run(con, report, spec)   # once per command (a poll-only pass records none)
         before = report.collected.batches_collected
@@ -234,6 +239,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                 drop_output(con, spec)
             if prepared is None and submit:
                 prepared = prepare(con, spec, provider, options.log)
+                report.rows_rendered += prepared.rendered
             if submit:
                 submitted = submit_work(con, prepared, report.run_id, options.log)
                 _merge(report.submitted, submitted)

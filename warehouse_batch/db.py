@@ -73,6 +73,7 @@ def connect(path: str, *, migrate: bool = True, lock_retries: int = 3,
         except BaseException:
             con.close()
             raise
+    con.execute("SET enable_progress_bar = false")   # never draw on a user's terminal
     if migrate:
         ensure_schema(con)
     return con

@@ -104,11 +104,11 @@ def refuse_keys_in_requests(con: duckdb.DuckDBPyConnection, system_text: str | N
 
     `wb_current.prompt` holds the rendered prompts, `system_text` the system prompt and
     `static_body` the request body around the prompt (parameters, schema). `row_text_sql`,
-    an expression over `wb_src s`, is the selected row as text: a key in a column the prompt
-    does not use would still be written to the output table (and a key column to the state).
-    The check is one query over the rows whose input fingerprint changed (the others passed
-    it when they were new); the error names the row (`key_json`) and the variable, never the
-    value.
+    a condition over `wb_src s` with `{key}` standing for the key value, finds the key in the
+    row's columns: a key in a column the prompt does not use would still be written to the
+    output table (and a key column to the state). Only prompts rendered now and rows whose
+    input fingerprint changed are checked (the others passed when they were new); the error
+    names the row (`key_json`) and the variable, never the value.
     """
     values = key_values(env)
     if not values:
@@ -122,12 +122,14 @@ def refuse_keys_in_requests(con: duckdb.DuckDBPyConnection, system_text: str | N
     con.execute("CREATE OR REPLACE TEMP TABLE wb_key_values (name VARCHAR, value VARCHAR)")
     try:
         con.executemany("INSERT INTO wb_key_values VALUES (?, ?)", list(values.items()))
-        in_row = f" OR contains({row_text_sql}, k.value)" if row_text_sql else ""
-        hits = con.execute(f"""SELECT w.key_json, k.name FROM wb_current w
-            JOIN wb_src s ON s.rowid = w._rid
-            JOIN wb_key_values k ON contains(w.prompt, k.value){in_row}
-            WHERE NOT w.unchanged
+        hits = con.execute("""SELECT w.key_json, k.name FROM wb_current w
+            JOIN wb_key_values k ON contains(w.prompt, k.value)
+            WHERE w.prompt IS NOT NULL
             ORDER BY w.row_number LIMIT 11""").fetchall()
+        if not hits and row_text_sql:
+            hits = con.execute(f"""SELECT s.__wb_key, k.name FROM wb_src s
+                JOIN wb_key_values k ON {row_text_sql.replace('{key}', 'k.value')}
+                WHERE NOT s.__wb_same ORDER BY s.__wb_n LIMIT 11""").fetchall()
     finally:
         con.execute("DROP TABLE IF EXISTS wb_key_values")
     if hits:

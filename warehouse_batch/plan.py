@@ -9,7 +9,6 @@ import duckdb
 from . import capacity
 from .chunking import assign_chunks
 from .classify import SEND_CATEGORIES, build_send_table, classify
-from .jsonl import line_sql
 from .prepared import Prepared
 
 
@@ -35,6 +34,7 @@ class PlanReport:
     bytes_to_send: int
     est_input_tokens: int
     render_mode: str
+    rows_rendered: int = 0                        # rows changed or not yet answered
     est_input_cost_usd: float | None = None      # batch price; None when the model is unpriced
     max_output_cost_usd: float | None = None     # every request using all of max_tokens
     sample_request: dict | None = None
@@ -71,10 +71,10 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
     classify(con, prepared)
     counts = dict(con.execute("SELECT category, count(*) FROM wb_plan GROUP BY 1").fetchall())
     to_send_rows = sum(counts.get(c, 0) for c in SEND_CATEGORIES)
-    requests = build_send_table(con)
-    line = line_sql(prepared.provider, "custom_id", prepared.body_sql("prompt"))
+    requests = build_send_table(con, with_prompt=False)
     sized = (f"SELECT *, {capacity.est_tokens_sql('nbytes')} AS ntok FROM (SELECT "
-             f"request_hash, custom_id, strlen({line}) + 1 AS nbytes FROM wb_send)")
+             f"request_hash, custom_id, body_bytes + {prepared.line_overhead()} AS nbytes "
+             "FROM wb_send)")
     limits, token_limit = capacity.budget_limits(con, prepared.provider)
     over = 0
     if token_limit is not None:
@@ -86,7 +86,8 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
         "SELECT sum(ntok) FROM wb_chunked GROUP BY chunk ORDER BY chunk").fetchall()]
     cost = estimate_cost(con, prepared, requests, ntok)
     sample = None
-    for source in ("wb_send ORDER BY custom_id", "wb_current ORDER BY _rid"):
+    for source in ("wb_current WHERE _rid = (SELECT _rid FROM wb_send ORDER BY custom_id "
+                   "LIMIT 1)", "wb_current WHERE prompt IS NOT NULL ORDER BY _rid"):
         first = con.execute(f"SELECT custom_id, {prepared.body_sql('prompt')} FROM {source} "
                             "LIMIT 1").fetchone()
         if first is not None:
@@ -101,7 +102,7 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
         rows_to_send=to_send_rows, requests_to_send=requests,
         duplicates_collapsed=to_send_rows - requests,
         batches=batches, bytes_to_send=nbytes, est_input_tokens=ntok, **cost,
-        render_mode=prepared.render_mode,
+        render_mode=prepared.render_mode, rows_rendered=prepared.rendered,
         sample_request=sample,
         limits={"max_requests": limits.max_requests, "max_bytes": limits.max_bytes,
                 "max_tokens": limits.max_tokens},

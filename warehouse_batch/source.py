@@ -15,7 +15,8 @@ same pass; a row whose fingerprint matches the one in `job_rows` keeps its recor
                 is being built in full, `keep_rows`);
 * `wb_current`  one row per source row: `_rid` (rowid in wb_src), `row_number`,
                 `row_key_hash`, `key_json`, `request_hash`, `custom_id`, `prompt` (NULL for
-                answered unchanged rows: they are never sent), `input_fp`,
+                answered unchanged rows: they are never sent), `body_bytes` (the request
+                body's length in bytes, where there is a prompt), `input_fp`,
                 `prev_request_hash`, `unchanged`, `answered`.
 """
 from __future__ import annotations
@@ -43,6 +44,10 @@ from .sqlutil import quote_ident
 from .state import SCHEMA
 
 RENDER_BATCH_ROWS = 20_000
+_CANNOT_HOLD_TEXT = re.compile(
+    r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
+    r"FLOAT|DOUBLE|DECIMAL\(\d+,\d+\)|BOOLEAN|DATE|TIME|TIMESTAMP|TIMESTAMP WITH TIME ZONE|"
+    r"INTERVAL|UUID)$")
 FINGERPRINT_VERSION = 1   # bump when rendering or hashing changes: every row renders again once
 
 
@@ -123,7 +128,7 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
 
     with read_only(con):
         materialise(con, spec, _scan_sql(prepared, input_salt(prepared, prompt)))
-    prepared.rows, prepared.changed, to_render = con.execute(
+    prepared.rows, prepared.changed, prepared.rendered = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE NOT __wb_same), "
         "count(*) FILTER (WHERE NOT __wb_hollow) FROM wb_src").fetchone()
     _check_keys(con, spec, types)
@@ -132,20 +137,21 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
         render = f"CASE WHEN s.__wb_hollow THEN NULL ELSE {prompt_sql} END"
         joined = ""
     else:
-        _render_in_python(con, spec, columns, prompt, to_render, log)
+        _render_in_python(con, spec, columns, prompt, prepared.rendered, log)
         render, joined = "p.prompt", "LEFT JOIN wb_prompts p ON p._rid = s.rowid"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_current AS
         SELECT *, {custom_id_sql('request_hash')} AS custom_id FROM (
             SELECT _rid, row_number, key_json, row_key_hash,
-                   CASE WHEN unchanged THEN prev_request_hash
-                        ELSE sha256({prepared.identity_sql('prompt')}) END AS request_hash,
-                   prompt, input_fp, prev_request_hash, unchanged, answered
-            FROM (SELECT s.rowid AS _rid, s.__wb_n AS row_number, s.__wb_key AS key_json,
+                   CASE WHEN unchanged THEN prev_request_hash ELSE sha256(ident)
+                   END AS request_hash, prompt,
+                   strlen(ident) - {prepared.identity_overhead()} AS body_bytes,
+                   input_fp, prev_request_hash, unchanged, answered
+            FROM (SELECT *, {prepared.identity_sql('prompt')} AS ident FROM (SELECT s.rowid AS _rid, s.__wb_n AS row_number, s.__wb_key AS key_json,
                          coalesce(s.__wb_prev_rkh, sha256(s.__wb_key)) AS row_key_hash,
                          {render} AS prompt, s.__wb_fp AS input_fp,
                          s.__wb_prev AS prev_request_hash, s.__wb_same AS unchanged,
                      s.__wb_hollow AS answered
-                  FROM wb_src s {joined}))""")
+                  FROM wb_src s {joined})))""")
     con.execute("DROP TABLE IF EXISTS wb_prompts")
     if prompt_sql is not None:
         check_sql_prompts(con, prompt, "wb_current")
@@ -289,8 +295,10 @@ def check_prepared(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> None:
     static_body = json.dumps(provider.build_body(prepared.system_text, ""), ensure_ascii=False)
     system_key = "system_file" if "system_file" in spec.key_locations else "system"
     prompt_key = "prompt_file" if "prompt_file" in spec.key_locations else "prompt"
-    row_text = "concat_ws(chr(31), " + ", ".join(
-        f"CAST(s.{quote_ident(c)} AS VARCHAR)" for c in prepared.columns) + ")"
+    # only columns whose text can hold a key: numbers, dates and booleans cannot
+    textual = [c for c in prepared.columns if not _CANNOT_HOLD_TEXT.match(prepared.types[c])]
+    row_text = " OR ".join(f"contains(CAST(s.{quote_ident(c)} AS VARCHAR), {{key}})"
+                           for c in textual) or "false"
     refuse_keys_in_requests(con, prepared.system_text, static_body, provider.env,
                             spec.location_of(prompt_key), spec.location_of(system_key),
                             row_text)
