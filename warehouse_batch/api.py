@@ -22,12 +22,14 @@ from .collect import CollectReport, collect_ready, note_lost, poll
 from .db import default_db_path, reading, session
 from .errors import (EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, LookupUndecidedError,
                      ProviderError, UnreachableError, WarehouseBatchError)
+from .jobrows import mark_answered, record_job_rows
 from .keys import redact
 from .jsonl import line_sql, write_payload
 from .ledger import (BatchProviders, is_not_found, known_batch_ids, lost_batches, mark_lost,
                      record_poll, submitted_batches,
                      unfinished_batches, update_batch)
-from .output import RowCounts, count_rows, drop_output, update_answers, write_output
+from .output import (RowCounts, count_rows, drop_output, touched_sql, update_answers,
+                     write_output)
 from .ownership import (check_output, claim_output, record_job_hash, refuse_foreign,
                         resolve_output, stored_job_hash, stored_shape)
 from .paths import make_scope
@@ -230,6 +232,8 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                 _merge(report.collected, collect_ready(con, provider, spec.name, options.log))
             report.polls += 1
             moved = report.collected.batches_collected > before
+            if moved:   # rows answered now need no rendering by the prepare below
+                mark_answered(con, spec.name, touched_sql(spec.name, since))
             if not first and not full and not moved \
                     and not can_advance(con, provider, spec.name) \
                     and submitted_batches(con, spec.name):
@@ -242,6 +246,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                 report.rows_rendered += prepared.rendered
             if submit:
                 submitted = submit_work(con, prepared, report.run_id, options.log)
+                record_job_rows(con, spec.name, report.run_id, prepared.rows)
                 _merge(report.submitted, submitted)
                 if collect and (submitted.batches_created or submitted.batches_resumed):
                     _merge(report.collected, collect_ready(con, provider, spec.name,

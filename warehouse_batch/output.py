@@ -26,12 +26,16 @@ import duckdb
 
 from .columns import answer_column_names, parsed_sql
 from .identity import sql_literal
+from .jobrows import mark_answered
 from .ownership import OutputTable, record_shape, require_owner
 from .prepared import Prepared
 from .providers.base import Provider
 from .spec import JobSpec
 from .sqlutil import load_sql, quote_ident
 from .state import SCHEMA
+
+
+_SUCCEEDED = "SELECT request_hash FROM wb_answers WHERE status = 'succeeded'"
 
 
 @dataclass
@@ -141,6 +145,7 @@ def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared,
     table = require_owner(con, spec)
     if prepared.keep_rows:
         _answers(con, spec, "SELECT request_hash FROM wb_current")
+        mark_answered(con, spec.name, _SUCCEEDED)
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(table.catalog)}."
                     f"{quote_ident(table.schema)}")
         con.execute(f"CREATE OR REPLACE TABLE {table.qualified} AS {_rows_sql(prepared)}")
@@ -148,8 +153,10 @@ def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared,
         return count_rows(con, table)
     touched = ("SELECT request_hash FROM wb_current" if since is None
                else touched_sql(spec.name, since))
-    _answers(con, spec, "SELECT request_hash FROM wb_current WHERE NOT unchanged "
-                        f"UNION ALL {touched}")
+    # rows not known to be answered (wb_current holds only those) are looked up too: an
+    # answer may have come for them by another way (another job, an older version)
+    _answers(con, spec, f"SELECT request_hash FROM wb_current UNION ALL {touched}")
+    mark_answered(con, spec.name, _SUCCEEDED)
     keys = [quote_ident(k) for k in spec.unique_key]
     match = " AND ".join(f"t.{k} = c.{k}" for k in keys)
 
@@ -182,6 +189,7 @@ def update_answers(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Prov
     if not exists:
         return None
     _answers(con, spec, touched_sql(spec.name, since))
+    mark_answered(con, spec.name, _SUCCEEDED)
     _in_transaction(con, lambda: _update_answers(con, spec, provider, table))
     return count_rows(con, table)
 

@@ -95,7 +95,8 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
             break
     return PlanReport(
         job=prepared.spec.name, provider=prepared.provider.name, model=prepared.spec.model,
-        rows_selected=prepared.rows, rows_done=counts.get("done", 0),
+        rows_selected=prepared.rows,
+        rows_done=counts.get("done", 0) + prepared.rows - sum(counts.values()),
         rows_in_flight=counts.get("in_flight", 0), rows_failed=counts.get("failed", 0),
         rows_new=counts.get("new", 0), rows_changed=counts.get("changed", 0),
         rows_retry=counts.get("retry", 0), rows_unsent=counts.get("unsent", 0),

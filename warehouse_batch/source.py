@@ -13,7 +13,9 @@ same pass; a row whose fingerprint matches the one in `job_rows` keeps its recor
                 `__wb_same` (fingerprint unchanged) and `__wb_hollow` (unchanged and
                 answered: the non-key columns of such rows are NULL unless the output table
                 is being built in full, `keep_rows`);
-* `wb_current`  one row per source row: `_rid` (rowid in wb_src), `row_number`,
+* `wb_current`  one row per source row that is not answered and unchanged (every row when
+                `keep_rows`; the others need nothing: `Prepared.answered` counts them):
+                `_rid` (rowid in wb_src), `row_number`,
                 `row_key_hash`, `key_json`, `request_hash`, `custom_id`, `prompt` (NULL for
                 answered unchanged rows: they are never sent), `body_bytes` (the request
                 body's length in bytes, where there is a prompt), `input_fp`,
@@ -151,7 +153,8 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
                          {render} AS prompt, s.__wb_fp AS input_fp,
                          s.__wb_prev AS prev_request_hash, s.__wb_same AS unchanged,
                      s.__wb_hollow AS answered
-                  FROM wb_src s {joined})))""")
+                  FROM wb_src s {joined}
+                  {'' if keep_rows else 'WHERE NOT s.__wb_hollow'})))""")
     con.execute("DROP TABLE IF EXISTS wb_prompts")
     if prompt_sql is not None:
         check_sql_prompts(con, prompt, "wb_current")
@@ -187,7 +190,7 @@ def output_shape(prepared: Prepared) -> str:
 def _scan_sql(prepared: Prepared, salt: int) -> str:
     """The one execution of the job's SELECT: every row with its number, key and input
     fingerprint, joined to what `job_rows` recorded for its key (and whether that request is
-    answered). Rows whose fingerprint is unchanged and whose request is answered are
+    answered, `jobrows.mark_answered`). Rows whose fingerprint is unchanged and whose request is answered are
     "hollow": nothing about them needs rendering or sending, and unless `keep_rows` their
     non-key columns are left out."""
     spec = prepared.spec
@@ -196,20 +199,21 @@ def _scan_sql(prepared: Prepared, salt: int) -> str:
     cols = [quote_ident(c) for c in prepared.columns]
     same = "coalesce(p.input_fp = s.__wb_fp, false)"
     hollow = f"({same} AND coalesce(p.done, false))"
-    kept = ", ".join(
-        f"s.{quote_ident(c)}" if prepared.keep_rows or c in keys
-        else f"CASE WHEN {hollow} THEN NULL ELSE s.{quote_ident(c)} END AS {quote_ident(c)}"
-        for c in prepared.columns)
+
+    def keep(expr: str) -> str:
+        return expr if prepared.keep_rows else f"CASE WHEN {hollow} THEN NULL ELSE {expr} END"
+
+    kept = ", ".join(s_col if prepared.keep_rows or c in keys
+                     else f"{keep(s_col)} AS {quote_ident(c)}"
+                     for c in prepared.columns for s_col in [f"s.{quote_ident(c)}"])
     return f"""WITH q AS (SELECT *, row_number() OVER () AS __wb_n FROM ({spec.sql}) __wb_q),
         s AS (SELECT *, {key_sql} AS __wb_key, hash({salt}, {', '.join(cols)}) AS __wb_fp
               FROM q),
-        p AS (SELECT j.key_json, j.input_fp, j.request_hash, j.row_key_hash,
-                     r.status = 'succeeded' AS done
-              FROM {SCHEMA}.job_rows j
-              LEFT JOIN {SCHEMA}.results r ON r.request_hash = j.request_hash
-              WHERE j.job_name = {sql_literal(spec.name)})
-        SELECT {kept}, s.__wb_n, s.__wb_key, s.__wb_fp, p.request_hash AS __wb_prev,
-               p.row_key_hash AS __wb_prev_rkh, {same} AS __wb_same, {hollow} AS __wb_hollow
+        p AS (SELECT key_json, input_fp, request_hash, row_key_hash, answered AS done
+              FROM {SCHEMA}.job_rows WHERE job_name = {sql_literal(spec.name)})
+        SELECT {kept}, s.__wb_n, s.__wb_key, s.__wb_fp, {keep('p.request_hash')} AS __wb_prev,
+               {keep('p.row_key_hash')} AS __wb_prev_rkh, {same} AS __wb_same,
+               {hollow} AS __wb_hollow
         FROM s LEFT JOIN p ON p.key_json = s.__wb_key"""
 
 

@@ -104,7 +104,6 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
                     [run_id, spec.name, provider.name, provider.endpoint_path(), spec.model,
                      now])
         batch_ids = [f"{stem}_{c:04d}" for c in range(chunks)]
-        record_job_rows(con, spec.name, run_id)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
@@ -113,27 +112,6 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
     con.execute("DROP TABLE IF EXISTS wb_chunked")
     faults.checkpoint("after_intent")
     return batch_ids
-
-
-def record_job_rows(con: duckdb.DuckDBPyConnection, job_name: str, run_id: str) -> None:
-    """Remember the request and input fingerprint of each current row (so an unchanged row
-    is not rendered again, and 'changed' is told from 'new'). Only rows whose fingerprint
-    changed are written; keys no longer selected are dropped."""
-    changed, current = con.execute("SELECT count(*) FILTER (WHERE NOT unchanged), count(*) "
-                                   "FROM wb_current").fetchone()
-    if changed:
-        con.execute(f"""DELETE FROM {SCHEMA}.job_rows WHERE job_name = ? AND key_json IN
-            (SELECT key_json FROM wb_current WHERE NOT unchanged)""", [job_name])
-        con.execute(f"""INSERT INTO {SCHEMA}.job_rows
-                (job_name, row_key_hash, key_json, request_hash, run_id, input_fp)
-            SELECT ?, row_key_hash, key_json, request_hash, ?, input_fp FROM wb_current
-            WHERE NOT unchanged""", [job_name, run_id])
-    recorded = con.execute(f"SELECT count(*) FROM {SCHEMA}.job_rows WHERE job_name = ?",
-                           [job_name]).fetchone()[0]
-    if recorded != current:
-        con.execute(f"""DELETE FROM {SCHEMA}.job_rows WHERE job_name = ? AND key_json NOT IN
-            (SELECT key_json FROM wb_current)""", [job_name])
-
 
 
 def can_advance(con: duckdb.DuckDBPyConnection, job_provider: Provider,

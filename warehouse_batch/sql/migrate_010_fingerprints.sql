@@ -15,3 +15,7 @@ ALTER TABLE warehouse_batch.outputs ADD COLUMN IF NOT EXISTS job_hash VARCHAR;
 -- Small facts about the state itself (e.g. the digest of the price list last loaded, so the
 -- prices are rewritten only when a release changes them, not on every open).
 CREATE TABLE IF NOT EXISTS warehouse_batch.meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+-- job_rows.answered: the row's recorded request has a successful answer (set as answers are
+-- recorded; a success is never overwritten). An unchanged, answered row needs nothing: the
+-- scan skips it without looking up the answer cache.
+ALTER TABLE warehouse_batch.job_rows ADD COLUMN IF NOT EXISTS answered BOOLEAN DEFAULT false;
