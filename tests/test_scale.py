@@ -152,3 +152,16 @@ def test_memory_limit_from_the_job_file_and_the_command_line(tmp_path, emulator)
               extra=", memory_limit='lots'")
     with pytest.raises(Exception, match=r"memory_limit.*not a memory size"):
         api.load(bad.path, bad.options())
+
+
+def test_job_rows_record_the_documented_row_key_hash(tmp_path, emulator):
+    from warehouse_batch import identity
+    import json
+
+    job = Job(tmp_path, emulator)
+    job.run()
+    recorded = job.sql("SELECT key_json, row_key_hash, input_fp IS NOT NULL, answered "
+                       "FROM warehouse_batch.job_rows")
+    assert len(recorded) == 12
+    for key_json, khash, has_fp, answered in recorded:
+        assert khash == identity.row_key_hash(json.loads(key_json)) and has_fp and answered

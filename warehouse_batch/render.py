@@ -292,9 +292,15 @@ def _template_line(tb: TracebackType | None) -> int | None:
 def check_sql_prompts(con: duckdb.DuckDBPyConnection, ct: CompiledTemplate,
                       table: str = "wb_prompts") -> None:
     """The budgets, for prompts rendered set-based in SQL (`table` has key_json, prompt)."""
+    # strlen (bytes) bounds length (characters) from above and needs no UTF-8 decoding:
+    # characters are counted only when the bytes come near a budget
     longest, total = con.execute(
-        f"SELECT max(length(prompt)), coalesce(sum(length(prompt)), 0) FROM {table}"
+        f"SELECT max(strlen(prompt)), coalesce(sum(strlen(prompt)), 0) FROM {table}"
     ).fetchone()
+    if (longest or 0) > MAX_PROMPT_CHARS or total > ct.max_job_chars:
+        longest, total = con.execute(
+            f"SELECT max(length(prompt)), coalesce(sum(length(prompt)), 0) FROM {table}"
+        ).fetchone()
     if longest is not None and longest > MAX_PROMPT_CHARS:
         key, n = con.execute(f"SELECT key_json, length(prompt) FROM {table} WHERE "
                              f"length(prompt) > {MAX_PROMPT_CHARS} ORDER BY _rid LIMIT 1"

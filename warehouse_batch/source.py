@@ -16,7 +16,8 @@ same pass; a row whose fingerprint matches the one in `job_rows` keeps its recor
 * `wb_current`  one row per source row that is not answered and unchanged (every row when
                 `keep_rows`; the others need nothing: `Prepared.answered` counts them):
                 `_rid` (rowid in wb_src), `row_number`,
-                `row_key_hash`, `key_json`, `request_hash`, `custom_id`, `prompt` (NULL for
+                `row_key_hash` (as recorded; NULL for a new key: `jobrows` computes it),
+                `key_json`, `request_hash`, `custom_id`, `prompt` (NULL for
                 answered unchanged rows: they are never sent), `body_bytes` (the request
                 body's length in bytes, where there is a prompt), `input_fp`,
                 `prev_request_hash`, `unchanged`, `answered`.
@@ -149,7 +150,7 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
                    strlen(ident) - {prepared.identity_overhead()} AS body_bytes,
                    input_fp, prev_request_hash, unchanged, answered
             FROM (SELECT *, {prepared.identity_sql('prompt')} AS ident FROM (SELECT s.rowid AS _rid, s.__wb_n AS row_number, s.__wb_key AS key_json,
-                         coalesce(s.__wb_prev_rkh, sha256(s.__wb_key)) AS row_key_hash,
+                         s.__wb_prev_rkh AS row_key_hash,
                          {render} AS prompt, s.__wb_fp AS input_fp,
                          s.__wb_prev AS prev_request_hash, s.__wb_same AS unchanged,
                      s.__wb_hollow AS answered
@@ -158,7 +159,7 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
     con.execute("DROP TABLE IF EXISTS wb_prompts")
     if prompt_sql is not None:
         check_sql_prompts(con, prompt, "wb_current")
-    check_prepared(con, prepared)   # no API key in any request, before it is stored or sent
+    check_prepared(con, prepared, prompt)   # no API key in a request, before it is stored or sent
     return prepared
 
 
@@ -292,7 +293,8 @@ def _render_in_python(con: duckdb.DuckDBPyConnection, spec: JobSpec, columns: li
     con.execute("DROP TABLE wb_render_todo")
 
 
-def check_prepared(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> None:
+def check_prepared(con: duckdb.DuckDBPyConnection, prepared: Prepared,
+                   prompt: CompiledTemplate | None = None) -> None:
     """Refuse a prepared job whose requests would carry an API key (see
     `refuse_keys_in_requests`); called by `source.prepare` once `wb_current` exists."""
     spec, provider = prepared.spec, prepared.provider
@@ -301,6 +303,10 @@ def check_prepared(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> None:
     prompt_key = "prompt_file" if "prompt_file" in spec.key_locations else "prompt"
     # only columns whose text can hold a key: numbers, dates and booleans cannot
     textual = [c for c in prepared.columns if not _CANNOT_HOLD_TEXT.match(prepared.types[c])]
+    if prompt is not None and prepared.render_mode == "sql" and "row" not in prompt.variables():
+        # a template compiled to SQL copies its columns into the prompt verbatim: the prompt
+        # check already covers them
+        textual = [c for c in textual if c not in prompt.variables()]
     row_text = " OR ".join(f"contains(CAST(s.{quote_ident(c)} AS VARCHAR), {{key}})"
                            for c in textual) or "false"
     refuse_keys_in_requests(con, prepared.system_text, static_body, provider.env,
