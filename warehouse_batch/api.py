@@ -209,7 +209,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
     since = now_utc()
     if collect and not full and not options.full_refresh \
             and not (submit and options.retry_failed) \
-            and _poll_only(spec, provider, options, report, may_send=submit):
+            and _poll_only(spec, provider, options, report, may_send=submit, first=first):
         return False
     with session(options.db, memory_limit=spec.memory_limit) as con:
         set_command(con, report.run_id, options.retry_failed)
@@ -287,13 +287,15 @@ def _bring_output_up_to_date(con: duckdb.DuckDBPyConnection, spec: JobSpec, prov
 
 
 def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport, *,
-               may_send: bool) -> bool:
+               may_send: bool, first: bool) -> bool:
     """Cheap polling: when the job has batches in flight, nothing half-submitted, an output
     table, and (for a command that may send) a job file unchanged since the source was last
     read, ask the provider for each batch and, if none has ended, record what it said and
     return True having done nothing else: no source read, no output rebuild, no `runs` row,
     and the file opened read-only except for the brief ledger update. Returns False (the
-    caller does a full pass) when anything ended, was lost or failed to answer."""
+    caller does a full pass) when anything ended or the provider no longer knows a batch (the
+    full pass confirms and records it); transient provider trouble ends the poll as it ends a
+    full pass (`report.stopped`)."""
     with reading(options.db, spec.memory_limit) as con:
         if con is None:
             return False
@@ -311,20 +313,27 @@ def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport
     for batch in batches:
         try:
             remote = providers.for_batch(batch).retrieve(batch)
-        except ProviderError:
-            return False   # the full pass handles it (a lost batch, transient trouble)
+        except ProviderError as e:
+            if is_not_found(e) or not _transient(e, first):
+                return False   # the full pass confirms a lost batch, or reports the error
+            report.stopped, report.retry_after = redact(str(e)), e.info.retry_after
+            report.transient_errors += 1
+            options.log(f"provider trouble: {report.stopped}")
+            break
         if remote.ended:
             return False
         polled.append((batch, remote))
     with session(options.db, memory_limit=spec.memory_limit) as con:
         for batch, remote in polled:
             record_poll(con, batch, remote)
-        report.rows = count_rows(con, table)
+        set_command(con, report.run_id, options.retry_failed)
+        report.rows = count_rows(con, table, spec.max_attempts)
     report.polls += 1
     report.collected.batches_polled += len(polled)
     report.collected.batches_in_progress = len(polled)
     report.collected.statuses.update({r.provider_batch_id: r.status for _, r in polled})
-    options.log(f"{len(polled)} batch(es) in progress, none ended: nothing else to do")
+    if report.stopped is None:
+        options.log(f"{len(polled)} batch(es) in progress, none ended: nothing else to do")
     return True
 
 
@@ -457,7 +466,8 @@ def _standing(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> tuple[list[dict]
         for k in ("created_at", "submitted_at", "collected_at"):
             b[k] = b[k].isoformat() if b[k] else None
     if stored_shape(con, spec) is not None:
-        return batches, count_rows(con, resolve_output(con, spec))
+        set_command(con, None, False)
+        return batches, count_rows(con, resolve_output(con, spec), spec.max_attempts)
     row = con.execute(f"""SELECT count(*),
             count(*) FILTER (WHERE r.status = 'succeeded'),
             count(*) FILTER (WHERE r.status = 'failed' AND NOT r.retryable)

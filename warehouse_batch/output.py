@@ -115,12 +115,26 @@ def _update_answers(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Pro
         WHERE t._request_hash = u._request_hash""")
 
 
-def count_rows(con: duckdb.DuckDBPyConnection, table: OutputTable) -> RowCounts:
-    """Rows of the output table by `_status`."""
+def count_rows(con: duckdb.DuckDBPyConnection, table: OutputTable,
+               max_attempts: int) -> RowCounts:
+    """Rows of the output table by `_status`, for this command (`attempts.set_command`): a
+    row shown `failed` because an earlier command spent its attempts is work to do for any
+    later one, so failed rows are judged again against the answer cache."""
     counts = dict(con.execute(f"SELECT _status, count(*) FROM {table.qualified} GROUP BY 1")
                   .fetchall())
-    return RowCounts(rows=sum(counts.values()), succeeded=counts.get("succeeded", 0),
-                     failed=counts.get("failed", 0), pending=counts.get("pending", 0))
+    failed = counts.get("failed", 0)
+    if failed:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE wb_answer_keys AS SELECT DISTINCT "
+                    f"_request_hash AS request_hash FROM {table.qualified} "
+                    "WHERE _status = 'failed'")
+        con.execute(load_sql("answers.sql"), {"max_attempts": max_attempts})
+        failed = con.execute(f"""SELECT count(*) FROM {table.qualified} o
+            JOIN wb_answers a ON a.request_hash = o._request_hash
+            WHERE o._status = 'failed' AND a.status = 'failed'""").fetchone()[0]
+    rows = sum(counts.values())
+    succeeded = counts.get("succeeded", 0)
+    return RowCounts(rows=rows, succeeded=succeeded, failed=failed,
+                     pending=rows - succeeded - failed)
 
 
 def _in_transaction(con: duckdb.DuckDBPyConnection, steps) -> None:
@@ -150,12 +164,14 @@ def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared,
                     f"{quote_ident(table.schema)}")
         con.execute(f"CREATE OR REPLACE TABLE {table.qualified} AS {_rows_sql(prepared)}")
         record_shape(con, spec, prepared.shape)
-        return count_rows(con, table)
+        return count_rows(con, table, spec.max_attempts)
     touched = ("SELECT request_hash FROM wb_current" if since is None
                else touched_sql(spec.name, since))
     # rows not known to be answered (wb_current holds only those) are looked up too: an
     # answer may have come for them by another way (another job, an older version)
-    _answers(con, spec, f"SELECT request_hash FROM wb_current UNION ALL {touched}")
+    # rows shown failed are judged again for this command (attempts are a per-command budget)
+    _answers(con, spec, f"SELECT request_hash FROM wb_current UNION ALL {touched} UNION ALL "
+                        f"SELECT _request_hash FROM {table.qualified} WHERE _status = 'failed'")
     mark_answered(con, spec.name, _SUCCEEDED)
     keys = [quote_ident(k) for k in spec.unique_key]
     match = " AND ".join(f"t.{k} = c.{k}" for k in keys)
@@ -173,7 +189,7 @@ def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared,
         _update_answers(con, spec, prepared.provider, table)
 
     _in_transaction(con, steps)
-    return count_rows(con, table)
+    return count_rows(con, table, spec.max_attempts)
 
 
 def update_answers(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
@@ -188,10 +204,11 @@ def update_answers(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Prov
         [table.catalog, *table.key]).fetchone()[0]
     if not exists:
         return None
-    _answers(con, spec, touched_sql(spec.name, since))
+    _answers(con, spec, f"{touched_sql(spec.name, since)} UNION ALL SELECT _request_hash "
+                        f"FROM {table.qualified} WHERE _status = 'failed'")
     mark_answered(con, spec.name, _SUCCEEDED)
     _in_transaction(con, lambda: _update_answers(con, spec, provider, table))
-    return count_rows(con, table)
+    return count_rows(con, table, spec.max_attempts)
 
 
 def drop_output(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> None:
