@@ -131,6 +131,10 @@ def _summary(meta: dict[str, Any], facts: dict[str, Any]) -> list[str]:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram']} RAM, {m['os']}; "
         f"Python {meta['python']}, DuckDB {meta['duckdb']}; {meta['date']}.",
     ]
+    answered = (facts.get("after_collect") or {}).get("output_status")
+    if answered is not None:
+        lines.append(f"After `collect`, the output table's rows by `_status`: "
+                     + ", ".join(f"{k} {v:,}" for k, v in answered.items()) + ".")
     if facts.get("submit_first_upload_s") is not None:
         lines.append(f"`submit`: the first upload reached the emulator "
                      f"{facts['submit_first_upload_s']:.1f} s (wall) after the command started.")

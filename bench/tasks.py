@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-SYSTEM = "You label the sentiment of product reviews. Answer with one word: positive, negative or neutral."
+SYSTEM = ("You label the sentiment of product reviews. "
+          "Answer with one word: positive, negative or neutral.")
 PROMPT = "Product: {{ product }}\nReview: {{ review }}"
 # the same prompt through a filter the SQL compiler does not take: rendered by Jinja
 PROMPTS = {"sql": PROMPT, "jinja": "Product: {{ product | trim }}\nReview: {{ review }}"}
@@ -81,8 +82,7 @@ def generate(db: str, rows: str, job: str, template: str = "sql") -> dict[str, A
                        lambda k: words[1 + ((range + 1) * 2654435761 + k * 40503 + k * k * 977)
                                       % 1000003 % {nw}]), ' ') AS t
             FROM range({n}), w
-        )
-        ORDER BY id""")
+        )""")
     con.execute("DROP TABLE words")
     con.execute("CHECKPOINT")
     avg = con.execute("SELECT avg(length(review)) FROM reviews").fetchone()[0]
@@ -187,7 +187,8 @@ def read_json(path: str, db: str) -> dict[str, Any]:
     import duckdb
 
     con = duckdb.connect(db)
-    con.execute(f"CREATE TABLE results AS SELECT * FROM read_json('{path}', format='newline_delimited')")
+    con.execute("CREATE TABLE results AS "
+                f"SELECT * FROM read_json('{path}', format='newline_delimited')")
     n = con.execute("SELECT count(*) FROM results").fetchone()[0]
     con.close()
     return {"rows": n}
