@@ -27,7 +27,7 @@ def test_bench_runs_every_path_and_reports_every_target(tmp_path: Path) -> None:
     out = tmp_path / "results.md"
     proc = subprocess.run(
         [sys.executable, str(RUN), "--rows", "2000", "--batch-max-requests", "500",
-         "--workdir", str(tmp_path / "work"), "--out", str(out), "--json"],
+         "--floor-repeats", "1", "--workdir", str(tmp_path / "work"), "--out", str(out), "--json"],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
