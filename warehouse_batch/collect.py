@@ -2,10 +2,12 @@
 
 For each submitted batch of the job: ask the provider for its state; when it has ended
 (completed, failed, expired, cancelled — all of them may hold paid answers), download its
-result files, load their lines into DuckDB, map each line to our result shape with the
-provider's SQL, and fold the outcomes into `attempts` and `results` in the same transaction
-that marks the batch `collected`. A custom_id found in no file is `missing`: not processed,
-sent again. Only then are the provider's files deleted.
+result files (streamed to disk), read their lines in place (`jsonl.load_lines`), map each
+line to our result shape with the provider's SQL (one parse per line), and fold the outcomes
+into `attempts` and `results` in the same transaction that marks the batch `collected`
+(several batches share a transaction: `CommitGroup`). A custom_id found in no file is
+`missing`: not processed, sent again. Only after the commit are the provider's files
+deleted.
 
 Each batch is polled, downloaded and parsed through the provider recorded in its ledger row
 (`ledger.BatchProviders`). A batch the provider no longer knows (404, confirmed) is marked
