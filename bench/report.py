@@ -133,7 +133,7 @@ def _summary(meta: dict[str, Any], facts: dict[str, Any]) -> list[str]:
     ]
     answered = (facts.get("after_collect") or {}).get("output_status")
     if answered is not None:
-        lines.append(f"After `collect`, the output table's rows by `_status`: "
+        lines.append("After `collect`, the output table's rows by `_status`: "
                      + ", ".join(f"{k} {v:,}" for k, v in answered.items()) + ".")
     if facts.get("submit_first_upload_s") is not None:
         lines.append(f"`submit`: the first upload reached the emulator "

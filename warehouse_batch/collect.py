@@ -2,10 +2,12 @@
 
 For each submitted batch of the job: ask the provider for its state; when it has ended
 (completed, failed, expired, cancelled — all of them may hold paid answers), download its
-result files, load their lines into DuckDB, map each line to our result shape with the
-provider's SQL, and fold the outcomes into `attempts` and `results` in the same transaction
-that marks the batch `collected`. A custom_id found in no file is `missing`: not processed,
-sent again. Only then are the provider's files deleted.
+result files (streamed to disk), read their lines in place (`jsonl.load_lines`), map each
+line to our result shape with the provider's SQL (one parse per line), and fold the outcomes
+into `attempts` and `results` in the same transaction that marks the batch `collected`
+(several batches share a transaction: `CommitGroup`). A custom_id found in no file is
+`missing`: not processed, sent again. Only after the commit are the provider's files
+deleted.
 
 Each batch is polled, downloaded and parsed through the provider recorded in its ledger row
 (`ledger.BatchProviders`). A batch the provider no longer knows (404, confirmed) is marked
@@ -25,10 +27,12 @@ from . import faults
 from .jsonl import load_lines
 from .ledger import (BatchProviders, release_foreign, retrieve_or_lose, submitted_batches,
                      update_batch)
-from .outcomes import MISSING_MESSAGE, check_answers, fail_all, merge_outcomes
+from .outcomes import build_outcomes, fail_all, merge_outcomes
 from .providers.base import LedgerBatch, Provider, RemoteBatch
 from .sqlutil import load_sql
 from .state import SCHEMA, now_utc
+
+COMMIT_ROWS = 250_000   # requests recorded per transaction: about two DuckDB row groups
 
 
 @dataclass
@@ -66,26 +70,90 @@ def poll(con: duckdb.DuckDBPyConnection, provider: Provider,
 def collect_ready(con: duckdb.DuckDBPyConnection, provider: Provider, job_name: str,
                   log: Callable[[str], None] = lambda m: None) -> CollectReport:
     """Poll every submitted batch of the job (each through its own provider) and ingest
-    those that have ended."""
+    those that have ended, recording them in transactions of about COMMIT_ROWS requests."""
     report = CollectReport()
     providers = BatchProviders(provider)
-    for batch in submitted_batches(con, job_name):
-        batch_provider = providers.for_batch(batch)
-        remote = poll(con, batch_provider, batch)
-        report.batches_polled += 1
-        if remote is None:
-            note_lost(con, batch, report)
-            continue
-        report.statuses[remote.provider_batch_id] = remote.status
-        if not remote.ended:
-            report.batches_in_progress += 1
-            continue
-        log(f"collecting batch {remote.provider_batch_id} ({remote.status})")
-        if ingest(con, batch_provider, batch, remote, report):
-            report.batches_collected += 1
-        else:
-            report.batches_released += 1
+    with CommitGroup(con, report) as group:
+        for batch in submitted_batches(con, job_name):
+            batch_provider = providers.for_batch(batch)
+            remote = poll(con, batch_provider, batch)
+            report.batches_polled += 1
+            if remote is None:
+                note_lost(con, batch, report)
+                continue
+            report.statuses[remote.provider_batch_id] = remote.status
+            if not remote.ended:
+                report.batches_in_progress += 1
+                continue
+            log(f"collecting batch {remote.provider_batch_id} ({remote.status})")
+            if ingest(con, batch_provider, batch, remote, report, group):
+                report.batches_collected += 1
+            else:
+                report.batches_released += 1
     return report
+
+
+class CommitGroup:
+    """Ended batches recorded in one open transaction and committed together once they hold
+    COMMIT_ROWS requests (and at the end). Each batch's outcomes go into `attempts` and
+    `results` in the transaction that marks it `collected`; its provider files are deleted
+    only after the commit.
+
+    Why: DuckDB writes a transaction smaller than a row group to its WAL and then again at the
+    checkpoint; with one 50,000-request batch per transaction the commits cost more than
+    everything else in a large collect.
+
+    A failure while a batch is being recorded rolls the whole transaction back (the batches in
+    it stay `submitted`, their files kept: the next collect records them). A failure between
+    batches (polling, downloading) first commits the batches already recorded.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, report: CollectReport):
+        self.con, self.report = con, report
+        self.rows = 0
+        self.batches: list[tuple[Provider, LedgerBatch, RemoteBatch]] = []
+        self.open = False
+        self.consistent = True              # False while a batch is half recorded
+
+    def __enter__(self) -> "CommitGroup":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None or self.consistent:
+            self.commit()
+        else:
+            self.rollback()
+
+    def begin(self) -> None:
+        if not self.open:
+            self.con.execute("BEGIN TRANSACTION")
+            self.open = True
+
+    def add(self, provider: Provider, batch: LedgerBatch, remote: RemoteBatch,
+            rows: int) -> None:
+        self.batches.append((provider, batch, remote))
+        self.rows += rows
+        if self.rows >= COMMIT_ROWS:
+            self.commit()
+
+    def commit(self) -> None:
+        if not self.open:
+            return
+        self.con.execute("COMMIT")
+        self.open, self.rows = False, 0
+        faults.checkpoint("after_collect_commit")
+        done, self.batches = self.batches, []
+        for provider, batch, remote in done:
+            try:
+                provider.cleanup(batch, remote)
+            except Exception as e:  # files expire on their own; never lose results over it
+                self.report.warnings.append(
+                    f"could not delete the files of {remote.provider_batch_id}: {e}")
+
+    def rollback(self) -> None:
+        if self.open:
+            self.con.execute("ROLLBACK")
+        self.open, self.rows, self.batches = False, 0, []
 
 
 def note_lost(con: duckdb.DuckDBPyConnection, batch: LedgerBatch,
@@ -100,18 +168,25 @@ def note_lost(con: duckdb.DuckDBPyConnection, batch: LedgerBatch,
 
 
 def ingest(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatch,
-           remote: RemoteBatch, report: CollectReport) -> bool:
-    """Store one ended batch's outcomes and mark it collected, in one transaction; then
-    delete its provider files (only after the commit, so a crash never loses an answer).
+           remote: RemoteBatch, report: CollectReport,
+           group: CommitGroup | None = None) -> bool:
+    """Record one ended batch's outcomes and mark it collected, in `group`'s transaction (or,
+    without a group, in a transaction of its own); its provider files are deleted after the
+    commit, so a crash never loses an answer.
 
     An adopted batch not yet proven ours is first checked: its result custom_ids must be
     exactly ours; otherwise it is released as foreign (returns False, nothing recorded)."""
+    if group is None:
+        with CommitGroup(con, report) as own:
+            return ingest(con, provider, batch, remote, report, own)
     with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:
         paths = [p for p in provider.download_results(batch, remote, Path(tmp))
                  if p.stat().st_size > 0]
         faults.checkpoint("during_collect")
         bad = load_lines(con, paths)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE wb_norm AS {load_sql(provider.results_sql)}")
+        # a view: the lines are parsed once, by the statement that builds wb_outcomes
+        con.execute(f"CREATE OR REPLACE TEMP VIEW wb_norm AS {load_sql(provider.results_sql)}")
+        group.begin()
         if batch.proven is False:
             reason = foreign_reason(con, batch)
             if reason is not None:
@@ -125,29 +200,17 @@ def ingest(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatc
                 "were skipped; their requests count as not processed and will be sent again")
         if remote.error and not paths:
             fail_all(con, batch, f"batch {remote.status}: {remote.error}",
-                      outcome="missing" if remote.requeue else "errored")
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(load_sql("batch_outcomes.sql"),
-                        {"batch_id": batch.batch_id, "missing_message": MISSING_MESSAGE})
-            check_answers(con, provider)
-            counts = dict(con.execute("SELECT outcome, count(*) FROM wb_outcomes GROUP BY 1")
-                          .fetchall())
-            merge_outcomes(con, batch.batch_id, remote.provider_batch_id)
-            update_batch(con, batch.batch_id, state="collected", collected_at=now_utc(),
-                         error=remote.error)
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-    faults.checkpoint("after_collect_commit")
+                     outcome="missing" if remote.requeue else "errored")
+        group.consistent = False
+        counts = build_outcomes(con, batch.batch_id, provider)
+        merge_outcomes(con, batch.batch_id, remote.provider_batch_id)
+        update_batch(con, batch.batch_id, state="collected", collected_at=now_utc(),
+                     error=remote.error)
+        group.consistent = True
     report.succeeded += counts.get("succeeded", 0)
     report.failed += counts.get("errored", 0)
     report.not_processed += sum(counts.get(k, 0) for k in ("expired", "cancelled", "missing"))
-    try:
-        provider.cleanup(batch, remote)
-    except Exception as e:  # files expire on their own; never lose results over a delete
-        report.warnings.append(f"could not delete the files of {remote.provider_batch_id}: {e}")
+    group.add(provider, batch, remote, sum(counts.values()))
     return True
 
 

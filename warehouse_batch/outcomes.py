@@ -19,8 +19,9 @@ MISSING_MESSAGE = "not processed: the custom_id was in neither the output nor th
 TRUNCATED_REASONS = ("length", "max_tokens", "max_output_tokens")   # OpenAI, Anthropic, Responses
 
 
-def check_answers(con: duckdb.DuckDBPyConnection, provider: Provider) -> None:
-    """Turn paid-for answers that are unusable into failures that say why (in wb_outcomes).
+def answer_check_sql(provider: Provider, outcomes: str) -> str:
+    """SQL over `outcomes` (rows shaped like wb_outcomes) turning paid-for answers that are
+    unusable into failures that say why; `outcomes` itself when nothing is checked.
 
     A chat answer cut off by max_tokens (finish_reason `length` / stop_reason `max_tokens`)
     fails permanently, typed or not: the same request would be cut off again, so the error
@@ -31,7 +32,7 @@ def check_answers(con: duckdb.DuckDBPyConnection, provider: Provider) -> None:
 
     Typed checks apply to requests that carry this job's output schema (the schema's
     canonical JSON is a substring of their canonical body); embeddings are checked for a
-    vector of the right size.
+    vector of the right size. Only typed checks read the request bodies.
     """
     spec = provider.spec
     truncated = f"o.finish_reason IN ({', '.join(sql_literal(r) for r in TRUNCATED_REASONS)})"
@@ -40,11 +41,13 @@ def check_answers(con: duckdb.DuckDBPyConnection, provider: Provider) -> None:
                       "cannot help: raise max_tokens"
                       + ("" if spec.output_schema is not None else
                          " (or set allow_truncated=true to keep cut-off answers)"))
+    join = ""
     if spec.output_schema is not None:
         marker = canonical_json(provider.sent_schema())   # the form the bodies carry
         problem = (f"CASE WHEN {truncated} THEN {cut} "
                    f"ELSE {violation_sql(spec.output_schema, 'o.response_text')} END")
         applies = f"contains(r.body, {sql_literal(marker)})"
+        join = f"LEFT JOIN {SCHEMA}.requests r USING (request_hash)"
     elif spec.endpoint == "embeddings":
         n = provider.embedding_dimensions()
         truncated = "false"
@@ -56,9 +59,8 @@ def check_answers(con: duckdb.DuckDBPyConnection, provider: Provider) -> None:
         problem = f"CASE WHEN {truncated} THEN {cut} END"
         applies = "true"
     else:
-        return
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_outcomes AS
-        SELECT * EXCLUDE (problem, is_truncated) REPLACE (
+        return outcomes
+    return f"""SELECT * EXCLUDE (problem, is_truncated) REPLACE (
             CASE WHEN problem IS NULL THEN outcome ELSE 'errored' END AS outcome,
             CASE WHEN problem IS NULL THEN retryable ELSE NOT is_truncated END AS retryable,
             CASE WHEN problem IS NULL THEN error_type
@@ -67,38 +69,66 @@ def check_answers(con: duckdb.DuckDBPyConnection, provider: Provider) -> None:
         FROM (SELECT o.*, coalesce({truncated}, false) AS is_truncated,
                      CASE WHEN o.outcome = 'succeeded' AND {applies} THEN {problem} END
                          AS problem
-              FROM wb_outcomes o LEFT JOIN {SCHEMA}.requests r USING (request_hash))""")
+              FROM ({outcomes}) o {join})"""
 
 
 def fail_all(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, message: str,
               outcome: str = "errored") -> None:
     """A batch that failed as a whole: every request gets the batch's reason, as a retryable
-    error (counted against max_attempts) or, for capacity failures, as not processed."""
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_norm AS
-        SELECT custom_id, '{outcome}' AS outcome, true AS retryable,
+    error (counted against max_attempts) or, for capacity failures, as not processed.
+    (Temp view `wb_norm`, the shape of the providers' results SQL.)"""
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW wb_norm AS
+        SELECT custom_id, {sql_literal(outcome)} AS outcome, true AS retryable,
                CAST(NULL AS INTEGER) AS status_code, 'batch_failed' AS error_type,
-               CAST(NULL AS VARCHAR) AS error_code, ? AS error_message,
+               CAST(NULL AS VARCHAR) AS error_code, {sql_literal(message)} AS error_message,
                CAST(NULL AS VARCHAR) AS response_text, CAST(NULL AS VARCHAR) AS response_body,
                CAST(NULL AS VARCHAR) AS finish_reason, CAST(NULL AS BIGINT) AS input_tokens,
                CAST(NULL AS BIGINT) AS output_tokens, CAST(NULL AS BIGINT) AS cached_tokens,
                CAST(NULL AS BIGINT) AS cache_creation_tokens,
                CAST(NULL AS FLOAT[]) AS embedding
-        FROM {SCHEMA}.batch_requests WHERE batch_id = ?""", [message, batch.batch_id])
+        FROM {SCHEMA}.batch_requests WHERE batch_id = {sql_literal(batch.batch_id)}""")
+
+
+def build_outcomes(con: duckdb.DuckDBPyConnection, batch_id: str,
+                   provider: Provider | None = None) -> dict[str, int]:
+    """Temp table `wb_outcomes`: every request of the batch with its outcome, from the
+    normalised lines in `wb_norm` (answers judged by `answer_check_sql` when a provider is
+    given). One pass over the result lines, materialised once. Returns counts by outcome."""
+    select = load_sql("batch_outcomes.sql")
+    if provider is not None:
+        select = answer_check_sql(provider, select)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE wb_outcomes AS {select}",
+                {"batch_id": batch_id, "missing_message": MISSING_MESSAGE})
+    rows, requests = con.execute("SELECT count(*), count(DISTINCT request_hash) "
+                                 "FROM wb_outcomes").fetchone()
+    if rows > requests:   # a custom_id repeated in the files: keep one line per request
+        con.execute("""CREATE OR REPLACE TEMP TABLE wb_outcomes AS
+            SELECT DISTINCT ON (request_hash) * FROM wb_outcomes
+            ORDER BY request_hash, _line_succeeded DESC""")
+    con.execute("ALTER TABLE wb_outcomes DROP COLUMN _line_succeeded")
+    return dict(con.execute("SELECT outcome, count(*) FROM wb_outcomes GROUP BY 1").fetchall())
 
 
 def record_batch_failure(con: duckdb.DuckDBPyConnection, batch: LedgerBatch,
                          message: str) -> None:
     """Record a batch-level failure for every request in it (no provider batch exists)."""
     fail_all(con, batch, message)
-    con.execute(load_sql("batch_outcomes.sql"),
-                {"batch_id": batch.batch_id, "missing_message": MISSING_MESSAGE})
+    build_outcomes(con, batch.batch_id)
     merge_outcomes(con, batch.batch_id, None)
 
 
 def merge_outcomes(con: duckdb.DuckDBPyConnection, batch_id: str,
                    provider_batch_id: str | None) -> None:
-    """wb_outcomes -> attempts (history) and results (the cache)."""
+    """wb_outcomes -> attempts (history) and results (the cache).
+
+    Most requests of a batch have no cached result yet (only a retry has one): those are
+    appended with a plain INSERT, and only a batch that holds a cached request pays for the
+    MERGE. Finding them reads just the cache's request_hash column."""
     now = now_utc()
+    params = {"batch_id": batch_id, "provider_batch_id": provider_batch_id, "now": now}
     con.execute(load_sql("record_attempts.sql"), {"batch_id": batch_id, "now": now})
-    con.execute(load_sql("merge_results.sql"),
-                {"batch_id": batch_id, "provider_batch_id": provider_batch_id, "now": now})
+    cached = con.execute(f"""SELECT EXISTS (SELECT 1 FROM {SCHEMA}.results
+        WHERE request_hash IN (SELECT request_hash FROM wb_outcomes))""").fetchone()[0]
+    rows = load_sql("result_rows.sql")
+    con.execute(load_sql("merge_results.sql").replace("{result_rows}", rows) if cached else
+                f"INSERT INTO {SCHEMA}.results BY NAME {rows}", params)

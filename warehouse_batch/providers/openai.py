@@ -27,6 +27,7 @@ METADATA_TAG = "warehouse_batch"   # metadata key holding our batch_id: how lost
 FIND_WINDOW_SECONDS = 3600         # look this far before the intent for clock skew
 TAG_SCAN_SECONDS = 3 * 86400       # a live batch is younger (24h window + finalizing + skew)
 MAX_LIST_PAGES = 200   # a listing never asks for more pages than this (see `Listing`)
+DOWNLOAD_CHUNK_BYTES = 1 << 20   # result files are streamed to disk in chunks of this size
 # Default vector sizes: https://platform.openai.com/docs/guides/embeddings
 EMBEDDING_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072,
                         "text-embedding-ada-002": 1536}
@@ -294,9 +295,13 @@ class OpenAIProvider(Provider):
             if not fid:   # null and "" mean "no file" (Azure sends "", batch-apis.md §0.5)
                 continue
             path = dest / f"{batch.batch_id}.{kind}.jsonl"
-            content = self._call(f"downloading the {kind} file of {remote.provider_batch_id}",
-                                 self.client.files.content, fid)
-            path.write_bytes(content.content)
+
+            def fetch(fid: str = fid, path: Path = path) -> None:
+                # streamed to disk in chunks: a result file can be GBs, never held whole
+                with self.client.files.with_streaming_response.content(fid) as response:
+                    response.stream_to_file(path, chunk_size=DOWNLOAD_CHUNK_BYTES)
+
+            self._call(f"downloading the {kind} file of {remote.provider_batch_id}", fetch)
             paths.append(path)
         return paths
 

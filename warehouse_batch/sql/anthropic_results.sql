@@ -1,6 +1,6 @@
 -- Anthropic Message Batches results lines -> warehouse-batch's normalised result rows
 -- (exactly the columns, types and order of openai_results.sql).
--- Input: temp table wb_lines(line VARCHAR) holding the valid JSON lines of the results stream.
+-- Input: temp view wb_lines(line VARCHAR) holding the valid JSON lines of the results stream.
 -- A line is {"custom_id", "result": {"type": succeeded|errored|canceled|expired, ...}}
 -- (batch-apis.md §2.6). Anthropic spells it `canceled`; we say `cancelled`.
 -- Retry policy (field-facts.md, "Error classification"): an errored request whose
@@ -11,7 +11,7 @@
 -- pass on a resend. Expired and canceled requests never ran and are simply sent again.
 -- A succeeded message with `stop_reason = refusal` is not an answer: `errored`, permanent,
 -- error_type `refusal`, with whatever text the model gave. Answers cut off by max_tokens are
--- judged by collect.check_answers (the job may allow them).
+-- judged by outcomes.answer_check_sql (the job may allow them).
 -- Cache writes: usage.cache_creation splits them by TTL (ephemeral_5m_input_tokens,
 -- ephemeral_1h_input_tokens); the costs view reads the split from response_body.
 -- Tokens: Anthropic's usage.input_tokens EXCLUDES cache reads and writes, OpenAI's

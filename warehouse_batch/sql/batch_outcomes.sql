@@ -1,12 +1,9 @@
 -- Every request of batch $batch_id with its outcome: from the provider's normalised lines
--- (temp table wb_norm) or, when a custom_id is in no file, 'missing' (never processed).
-CREATE OR REPLACE TEMP TABLE wb_outcomes AS
-WITH norm AS (
-    -- a provider may repeat a custom_id; prefer a success, then any line
-    SELECT DISTINCT ON (custom_id) *
-    FROM wb_norm
-    ORDER BY custom_id, (outcome = 'succeeded') DESC
-)
+-- (temp view wb_norm) or, when a custom_id is in no file, 'missing' (never processed).
+-- A SELECT: outcomes.build_outcomes judges the answers around it and materialises it once.
+-- A provider may repeat a custom_id: then the request has several rows here, and
+-- build_outcomes keeps one, preferring a success (`_line_succeeded`), then any line. Deduping
+-- only when it is needed spares sorting every batch's wide rows.
 SELECT br.request_hash, br.custom_id,
        coalesce(n.outcome, 'missing') AS outcome,
        coalesce(n.retryable, true) AS retryable,
@@ -14,7 +11,8 @@ SELECT br.request_hash, br.custom_id,
        coalesce(n.error_message, CASE WHEN n.outcome IS NULL THEN $missing_message END)
            AS error_message,
        n.response_text, n.response_body, n.finish_reason, n.input_tokens, n.output_tokens,
-       n.cached_tokens, n.cache_creation_tokens, n.embedding
+       n.cached_tokens, n.cache_creation_tokens, n.embedding,
+       coalesce(n.outcome = 'succeeded', false) AS _line_succeeded
 FROM warehouse_batch.batch_requests br
-LEFT JOIN norm n USING (custom_id)
-WHERE br.batch_id = $batch_id;
+LEFT JOIN wb_norm n USING (custom_id)
+WHERE br.batch_id = $batch_id

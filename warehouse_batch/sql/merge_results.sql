@@ -1,23 +1,10 @@
 -- Fold one batch's outcomes (temp table wb_outcomes, one row per request) into the results
--- cache. Parameters: $batch_id, $provider_batch_id, $now.
+-- cache. Parameters: $batch_id, $provider_batch_id, $now. The source is result_rows.sql.
 -- A cached success is never overwritten; failures count attempts so retries stay bounded.
 -- run_id / run_failures: the run that created the batch, and the retryable failures of that
 -- run's sends (the per-command attempt budget, attempts.py).
 MERGE INTO warehouse_batch.results AS r
-USING (
-    SELECT request_hash, custom_id,
-           CASE WHEN outcome = 'succeeded' THEN 'succeeded' ELSE 'failed' END AS status,
-           CASE WHEN outcome = 'succeeded' THEN false ELSE retryable END AS retryable,
-           response_text, response_body, finish_reason, status_code, error_type, error_code,
-           error_message, input_tokens, output_tokens, cached_tokens, cache_creation_tokens,
-           1 AS attempts,
-           CASE WHEN outcome = 'errored' AND retryable THEN 1 ELSE 0 END AS failures,
-           CASE WHEN outcome = 'errored' AND retryable THEN 1 ELSE 0 END AS run_failures,
-           (SELECT run_id FROM warehouse_batch.batches WHERE batch_id = $batch_id) AS run_id,
-           $batch_id AS batch_id, $provider_batch_id AS provider_batch_id,
-           CAST($now AS TIMESTAMP) AS updated_at, embedding
-    FROM wb_outcomes
-) AS o
+USING ({result_rows}) AS o
 ON r.request_hash = o.request_hash
 WHEN MATCHED AND r.status <> 'succeeded' THEN UPDATE SET
     custom_id = o.custom_id,

@@ -1,5 +1,4 @@
 -- OpenAI batch output/error file lines -> warehouse-batch's normalised result rows.
--- Input: temp table wb_lines(line VARCHAR) holding the valid JSON lines of both files.
 -- Each line is classified by response.status_code, never by the top-level `error`
 -- (per-request HTTP failures carry error = null: batch-apis.md §0.3, openai-openapi#302).
 -- A 2xx line without an answer is not an answer: no body, no `choices`, no message, an empty
@@ -11,29 +10,30 @@
 -- `refusal`; error_type `refusal`, the refusal text in the message) and a content-filter stop
 -- (`finish_reason = content_filter`, Responses `incomplete_details.reason = content_filter`;
 -- error_type `content_filter`). Answers cut off by max_tokens are judged by
--- collect.check_answers (the job may allow them).
+-- outcomes.answer_check_sql (the job may allow them).
 -- Each line and each body is parsed once (json_transform into a STRUCT; lenient: a field of
--- the wrong type becomes NULL instead of failing the batch).
+-- the wrong type becomes NULL instead of failing the batch). A plain answer (chat content, no
+-- refusal) is recognised from those structs alone; the costlier checks that parse again
+-- (json_type: is the body an object, is `choices` an array) run only, lazily inside CASE,
+-- for the rare lines that are not one.
+-- Input: temp view wb_lines(line VARCHAR) holding the valid JSON lines of both files.
 WITH parsed AS (
-    SELECT json_transform(line, '{"custom_id": "VARCHAR",
+    SELECT line,
+           json_transform(line, '{"custom_id": "VARCHAR",
                                   "response": {"status_code": "INTEGER", "body": "JSON"},
-                                  "error": {"code": "VARCHAR", "message": "VARCHAR"}}') AS j,
-           json_type(line, '$.response') IS NOT DISTINCT FROM 'OBJECT' AS has_response,
-           json_type(line, '$.error') IS NOT DISTINCT FROM 'OBJECT' AS has_error
+                                  "error": {"code": "VARCHAR", "message": "VARCHAR"}}') AS j
     FROM wb_lines
 ), fields AS (
     SELECT
+        line,
         j.custom_id,
         j.response.status_code AS status_code,
         j.response.body        AS body,
         j.error                AS top_error,
-        has_response, has_error,
-        json_type(j.response.body)              AS body_type,
-        json_type(j.response.body, '$.choices') AS choices_type,
-        json_array_length(j.response.body, '$.choices[0].message.tool_calls') AS tool_calls,
         json_transform(j.response.body, '{
             "object": "VARCHAR", "status": "VARCHAR", "model": "VARCHAR",
-            "choices": [{"message": {"content": "VARCHAR", "refusal": "VARCHAR"},
+            "choices": [{"message": {"content": "VARCHAR", "refusal": "VARCHAR",
+                                     "tool_calls": ["JSON"]},
                          "finish_reason": "VARCHAR"}],
             "output": [{"content": [{"type": "VARCHAR", "text": "VARCHAR",
                                      "refusal": "VARCHAR"}]}],
@@ -43,36 +43,41 @@ WITH parsed AS (
                       "prompt_tokens_details": {"cached_tokens": "BIGINT"},
                       "input_tokens_details": {"cached_tokens": "BIGINT"}},
             "error": {"type": "VARCHAR", "code": "VARCHAR", "message": "VARCHAR"},
-            "data": [{"embedding": "FLOAT[]"}]}') AS b
+            "data": [{"embedding": "FLOAT[]"}]}') AS b,
+        coalesce(j.response.status_code BETWEEN 200 AND 299, false) AS is_2xx
     FROM parsed
 ), refusals AS (
     SELECT *,
-        CASE WHEN coalesce(status_code BETWEEN 200 AND 299, false) THEN coalesce(
-            b.choices[1].message.refusal,
-            list_filter(flatten(list_transform(coalesce(b.output, []),
-                                               lambda o: coalesce(o.content, []))),
-                        lambda c: c.type = 'refusal')[1].refusal) END AS refusal_text,
-        coalesce(status_code BETWEEN 200 AND 299, false)
-            AND (b.choices[1].finish_reason = 'content_filter'
-                 OR b.incomplete_details.reason = 'content_filter') AS filtered
+        CASE WHEN NOT is_2xx THEN NULL
+             WHEN b.output IS NULL THEN b.choices[1].message.refusal
+             ELSE coalesce(b.choices[1].message.refusal,
+                 list_filter(flatten(list_transform(b.output,
+                                                    lambda o: coalesce(o.content, []))),
+                             lambda c: c.type = 'refusal')[1].refusal) END AS refusal_text,
+        is_2xx AND (b.choices[1].finish_reason = 'content_filter'
+                    OR b.incomplete_details.reason = 'content_filter') AS filtered
     FROM fields
 ), answered AS (
     SELECT *,
         CASE
-            WHEN NOT coalesce(status_code BETWEEN 200 AND 299, false) THEN NULL
+            WHEN NOT is_2xx THEN NULL
             WHEN refusal_text IS NOT NULL OR filtered THEN NULL   -- a non-answer, below
-            WHEN body_type IS DISTINCT FROM 'OBJECT' THEN
+            -- a plain chat answer (lenient structs: content implies an object body whose
+            -- choices is a non-empty array with a message)
+            WHEN b.object IS DISTINCT FROM 'list' AND b.output IS NULL
+                 AND b.choices[1].message.content <> '' THEN NULL
+            WHEN json_type(body) IS DISTINCT FROM 'OBJECT' THEN
                 'no answer: HTTP ' || status_code || ' with no response body'
             WHEN b.object = 'list' THEN CASE WHEN b.data[1].embedding IS NULL THEN
                 'no answer: HTTP ' || status_code || ' but the body has no data[0].embedding' END
             WHEN b.output IS NOT NULL THEN CASE WHEN b.output[1].content[1].text IS NULL THEN
                 'no answer: HTTP ' || status_code || ' but the body has no output text' END
-            WHEN choices_type IS DISTINCT FROM 'ARRAY' OR len(b.choices) = 0 THEN
+            WHEN json_type(body, '$.choices') IS DISTINCT FROM 'ARRAY' OR len(b.choices) = 0 THEN
                 'no answer: HTTP ' || status_code || ' but the body has no choices'
             WHEN b.choices[1].message IS NULL THEN
                 'no answer: HTTP ' || status_code || ' but choices[0] has no message'
             WHEN coalesce(b.choices[1].message.content, '') = ''
-                 AND coalesce(tool_calls, 0) = 0 THEN
+                 AND coalesce(len(b.choices[1].message.tool_calls), 0) = 0 THEN
                 'no answer: HTTP ' || status_code || ' but the message content is empty' ||
                 ' (finish_reason ' || coalesce(b.choices[1].finish_reason, 'null') || ')'
         END AS no_answer,
@@ -87,8 +92,7 @@ WITH parsed AS (
     FROM refusals
 ), classified AS (
     SELECT *,
-        coalesce(status_code BETWEEN 200 AND 299, false) AND no_answer IS NULL
-            AND non_answer IS NULL AS ok,
+        is_2xx AND no_answer IS NULL AND non_answer IS NULL AS ok,
         coalesce(b.error.type,
                  CASE WHEN top_error.code IS NOT NULL THEN 'batch_error' END) AS err_type,
         coalesce(b.error.code, top_error.code)       AS err_code,
@@ -113,17 +117,21 @@ SELECT
         ELSE true                                    -- never ran (expired, cancelled, other)
     END AS retryable,
     status_code,
-    CASE WHEN non_answer IS NOT NULL THEN non_answer_type
-         WHEN no_answer IS NOT NULL OR NOT (has_response OR has_error) THEN 'no_answer'
-         WHEN NOT ok THEN err_type END AS error_type,
+    CASE WHEN ok THEN NULL
+         WHEN non_answer IS NOT NULL THEN non_answer_type
+         WHEN no_answer IS NOT NULL
+              OR NOT (json_type(line, '$.response') IS NOT DISTINCT FROM 'OBJECT'
+                      OR json_type(line, '$.error') IS NOT DISTINCT FROM 'OBJECT')
+             THEN 'no_answer'
+         ELSE err_type END AS error_type,
     CASE WHEN NOT ok AND no_answer IS NULL AND non_answer IS NULL THEN err_code
     END AS error_code,
     CASE WHEN non_answer IS NOT NULL THEN non_answer
          WHEN no_answer IS NOT NULL THEN no_answer
          WHEN NOT ok THEN coalesce(err_message, 'HTTP ' || status_code,
-             CASE WHEN has_response THEN
+             CASE WHEN json_type(line, '$.response') IS NOT DISTINCT FROM 'OBJECT' THEN
                  'the result line has a response without a status_code'
-             WHEN NOT has_error THEN
+             WHEN json_type(line, '$.error') IS DISTINCT FROM 'OBJECT' THEN
                  'the result line has neither a response nor an error (response: null)'
              ELSE 'the result line has an error without a message' END)
     END AS error_message,

@@ -1,0 +1,159 @@
+"""Collect's ingest, on a real DuckDB file with result files written by hand: odd lines,
+repeated custom_ids, several batches to a transaction, and a failure while recording."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import duckdb
+import pytest
+
+from warehouse_batch.collect import collect_ready
+from warehouse_batch.state import ensure_schema, now_utc
+
+collect_module = sys.modules["warehouse_batch.collect"]   # the package exports a `collect`
+
+
+def answer(cid: str, text: str, status: int = 200) -> str:
+    body = ({"object": "chat.completion", "model": "m",
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                          "finish_reason": "stop"}],
+             "usage": {"prompt_tokens": 5, "completion_tokens": 1}} if status == 200 else
+            {"error": {"message": "server error", "type": "server_error"}})
+    return json.dumps({"id": "x", "custom_id": cid,
+                       "response": {"status_code": status, "body": body}, "error": None})
+
+
+class FakeProvider:
+    """An OpenAI-shaped provider whose batches have ended with the given result files."""
+
+    name = "openai"
+    results_sql = "openai_results.sql"
+
+    def __init__(self, files: dict[str, str]):
+        self.files = files        # provider_batch_id -> result file text
+        self.spec = SimpleNamespace(output_schema=None, endpoint="chat", generation={},
+                                    allow_truncated=False)
+        self.cleaned: list[str] = []
+
+    def retrieve(self, batch):
+        from warehouse_batch.providers.base import RemoteBatch
+        return RemoteBatch(batch.provider_batch_id, "completed", True, output_file_id="f")
+
+    def download_results(self, batch, remote, dest: Path) -> list[Path]:
+        path = dest / f"{batch.batch_id}.output.jsonl"
+        path.write_bytes(self.files[remote.provider_batch_id].encode())
+        return [path]
+
+    def cleanup(self, batch, remote) -> None:
+        self.cleaned.append(batch.batch_id)
+
+
+def ledger(path: Path, batches: dict[str, list[str]]) -> duckdb.DuckDBPyConnection:
+    """A DuckDB file whose ledger holds submitted batches `bN` (provider id `pN`) with the
+    given custom_ids (request_hash `h_<custom_id>`)."""
+    con = duckdb.connect(str(path))
+    ensure_schema(con)
+    for batch_id, cids in batches.items():
+        con.execute("""INSERT INTO warehouse_batch.batches (batch_id, run_id, job_name,
+            provider, endpoint, model, chunk, state, request_count, bytes, created_at,
+            provider_batch_id) VALUES (?, 'r1', 'job', 'openai', '/v1/chat/completions', 'm',
+            0, 'submitted', ?, 0, ?, ?)""",
+                    [batch_id, len(cids), now_utc(), "p" + batch_id[1:]])
+        for cid in cids:
+            con.execute("INSERT INTO warehouse_batch.batch_requests VALUES (?, ?, ?)",
+                        [batch_id, "h_" + cid, cid])
+    return con
+
+
+def results(con) -> dict[str, tuple]:
+    return {r[0]: r[1:] for r in con.execute(
+        "SELECT custom_id, status, response_text, attempts FROM warehouse_batch.results")
+        .fetchall()}
+
+
+def test_odd_lines_and_a_repeated_custom_id(tmp_path):
+    con = ledger(tmp_path / "w.duckdb", {"b1": ["c1", "c2", "c3", "c4"]})
+    text = "\n".join([
+        answer("c1", "one", status=500),        # c1 twice: the success wins, whatever order
+        "",                                     # blank lines are not lines
+        "   ",
+        answer("c1", "one again"),
+        answer("c2", "two") + "\r",             # CRLF line ends
+        '{"custom_id": "c3", "response": ',     # not JSON: c3 is not processed
+        answer("c4", "four"),
+    ]) + "\n"
+    provider = FakeProvider({"p1": text})
+    report = collect_ready(con, provider, "job")
+    assert results(con) == {"c1": ("succeeded", "one again", 1),
+                            "c2": ("succeeded", "two", 1),
+                            "c3": ("failed", None, 1),
+                            "c4": ("succeeded", "four", 1)}
+    assert (report.succeeded, report.not_processed) == (3, 1)
+    assert any("1 result line(s) were not valid JSON" in w for w in report.warnings)
+    assert con.execute("SELECT outcome FROM warehouse_batch.attempts WHERE custom_id = 'c3'"
+                       ).fetchall() == [("missing",)]
+
+
+def test_a_cached_failure_is_merged_not_duplicated(tmp_path):
+    con = ledger(tmp_path / "w.duckdb", {"b1": ["c1", "c2"], "b2": ["c1"]})
+    provider = FakeProvider({"p1": answer("c1", "x", status=500) + "\n" + answer("c2", "two"),
+                             "p2": answer("c1", "one")})
+    collect_ready(con, provider, "job")
+    # b1 failed c1, b2 answered it: one results row, two attempts
+    assert results(con) == {"c1": ("succeeded", "one", 2), "c2": ("succeeded", "two", 1)}
+    assert con.execute("SELECT count(*) FROM warehouse_batch.attempts").fetchone()[0] == 3
+
+
+def test_batches_share_a_transaction_and_a_failure_records_none_of_them(tmp_path,
+                                                                        monkeypatch):
+    batches = {f"b{i}": [f"c{i}_{j}" for j in range(3)] for i in range(1, 4)}
+    con = ledger(tmp_path / "w.duckdb", batches)
+    provider = FakeProvider({"p" + b[1:]: "\n".join(answer(c, "ok") for c in cids)
+                             for b, cids in batches.items()})
+    real = collect_module.build_outcomes
+    calls = []
+
+    def failing_on_the_third(con, batch_id, provider=None):
+        calls.append(batch_id)
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        return real(con, batch_id, provider)
+
+    monkeypatch.setattr(collect_module, "build_outcomes", failing_on_the_third)
+    with pytest.raises(RuntimeError):
+        collect_ready(con, provider, "job")
+    # the two batches recorded before the failure were in its transaction: rolled back,
+    # still submitted, their provider files kept
+    assert con.execute("SELECT count(*) FROM warehouse_batch.results").fetchone()[0] == 0
+    assert {s for (s,) in con.execute("SELECT state FROM warehouse_batch.batches")
+            .fetchall()} == {"submitted"}
+    assert provider.cleaned == []
+
+    monkeypatch.setattr(collect_module, "build_outcomes", real)
+    report = collect_ready(con, provider, "job")
+    assert report.batches_collected == 3 and report.succeeded == 9
+    assert len(results(con)) == 9
+    assert sorted(provider.cleaned) == ["b1", "b2", "b3"]
+
+
+def test_a_commit_every_commit_rows_requests(tmp_path, monkeypatch):
+    batches = {f"b{i}": [f"c{i}_{j}" for j in range(2)] for i in range(1, 4)}
+    con = ledger(tmp_path / "w.duckdb", batches)
+    provider = FakeProvider({"p" + b[1:]: "\n".join(answer(c, "ok") for c in cids)
+                             for b, cids in batches.items()})
+    monkeypatch.setattr(collect_module, "COMMIT_ROWS", 4)   # two batches per transaction
+    cleaned_at_commit = []
+    real_commit = collect_module.CommitGroup.commit
+
+    def commit(self):
+        real_commit(self)
+        cleaned_at_commit.append(list(provider.cleaned))
+
+    monkeypatch.setattr(collect_module.CommitGroup, "commit", commit)
+    collect_ready(con, provider, "job")
+    assert cleaned_at_commit[0] == ["b1", "b2"]     # committed (and cleaned) after two
+    assert provider.cleaned == ["b1", "b2", "b3"]
+    assert len(results(con)) == 6
