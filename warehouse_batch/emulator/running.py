@@ -96,6 +96,7 @@ class RunningEmulator:
         self._server.close_all()
         self._server.server_close()
         self._thread.join(timeout=5)
+        self._app.release()
 
     def __enter__(self) -> RunningEmulator:
         return self
@@ -142,5 +143,6 @@ def serve(config: EmulatorConfig) -> None:
             app.closed = True
         server.close_all()
         server.server_close()
+        app.release()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
