@@ -27,6 +27,21 @@ from .openai_bodies import decide, normalise_endpoint, prompt_for, request_token
 
 MAX_ERRORS = 1000
 MAX_EMBEDDING_INPUTS = 50_000
+_raw_decode = json.JSONDecoder().raw_decode
+_JSON_SPACE = " \t\n\r"
+
+
+def parse_line(raw: bytes) -> Any:
+    """``json.loads(raw.decode("utf-8"))`` (same results, same errors: ValueError), faster for
+    the usual line that starts with its value and ends in a newline."""
+    text = raw.decode("utf-8")
+    try:
+        value, end = _raw_decode(text)
+    except ValueError:
+        return json.loads(text)  # leading whitespace, or an error json.loads reports itself
+    if end != len(text) and text[end:].strip(_JSON_SPACE):
+        return json.loads(text)
+    return value
 
 
 @dataclass
@@ -63,7 +78,7 @@ def parse_input(lines: Iterable[bytes], size: int, endpoint: str, *, max_request
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw.decode("utf-8"))
+            obj = parse_line(raw)
         except (ValueError, UnicodeDecodeError):
             out.add("invalid_json_line", "This line is not parseable as valid JSON.", number)
             continue
