@@ -10,11 +10,12 @@ the state of the one before it::
     state_dir/
       docs/<key>.json        one JSON document per key (key may contain '/')
       blobs/<key>            raw bytes (file contents, batch requests, results, plans)
-      logs/<name>.jsonl      append-only logs (received requests, processed batches)
+      logs/<name>.jsonl      append-only logs (received requests, processed batches), read on demand
       spool/                 request bodies being received (never read after a restart)
 
-:class:`MemoryBackend` (``state_dir=None``) keeps documents and logs in dicts and its blobs
-in a private temporary directory that is removed when the backend is closed or collected.
+:class:`MemoryBackend` (``state_dir=None``) keeps documents in a dict and its blobs
+and logs in a private temporary directory that is removed when the backend is closed or
+collected.
 
 Documents and blobs are written atomically (temp file + ``os.replace``), so a
 killed emulator never leaves a half-written file behind. Keys are built from
@@ -121,6 +122,30 @@ class _BlobFiles:
         except FileNotFoundError:
             pass
 
+    # -- logs --------------------------------------------------------------
+    def append_log(self, name: str, entries: list[dict[str, Any]]) -> None:
+        """Append entries (one JSON line each) to a named log."""
+        if not entries:
+            return
+        data = "".join(json.dumps(e) + "\n" for e in entries).encode("utf-8")
+        with open(self._path("logs", name, ".jsonl"), "ab") as handle:
+            handle.write(data)
+
+    def read_log(self, name: str) -> list[dict[str, Any]]:
+        """Return all entries of a named log; a torn last line (from a kill) is ignored."""
+        try:
+            with open(self._path("logs", name, ".jsonl"), "rb") as handle:
+                raw = handle.read()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in raw.splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
     # -- spool -------------------------------------------------------------
     def spool_file(self) -> tuple[BinaryIO, str]:
         """Open a new scratch file for a request body being received; return it and its path
@@ -142,8 +167,9 @@ class MemoryBackend(_BlobFiles):
     def __init__(self) -> None:
         self.root = tempfile.mkdtemp(prefix="warehouse-batch-emulator-")
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.root, True)
+        for sub in ("blobs", "logs"):
+            os.makedirs(os.path.join(self.root, sub))
         self.docs: dict[str, Any] = {}
-        self.logs: dict[str, list[dict[str, Any]]] = {}
 
     def close(self) -> None:
         """Remove the temporary directory (safe to call twice)."""
@@ -167,18 +193,9 @@ class MemoryBackend(_BlobFiles):
         prefix = _check(folder) + "/"
         return sorted(k for k in self.docs if k.startswith(prefix) and "/" not in k[len(prefix):])
 
-    def append_log(self, name: str, entries: list[dict[str, Any]]) -> None:
-        """Append entries to a named log."""
-        self.logs.setdefault(_check(name), []).extend(json.loads(json.dumps(entries)))
-
-    def read_log(self, name: str) -> list[dict[str, Any]]:
-        """Return all entries of a named log, oldest first."""
-        return list(self.logs.get(_check(name), []))
-
     def wipe(self, keep_docs: set[str]) -> None:
         """Forget everything except the listed documents."""
         self.docs = {k: v for k, v in self.docs.items() if k in keep_docs}
-        self.logs.clear()
         self._wipe_files()
 
 
@@ -223,29 +240,6 @@ class DiskBackend(_BlobFiles):
             for name in os.listdir(directory)
             if name.endswith(".json") and not name.startswith(".tmp-")
         )
-
-    def append_log(self, name: str, entries: list[dict[str, Any]]) -> None:
-        """Append entries (one JSON line each) to a named log."""
-        if not entries:
-            return
-        data = "".join(json.dumps(e) + "\n" for e in entries).encode("utf-8")
-        with open(self._path("logs", name, ".jsonl"), "ab") as handle:
-            handle.write(data)
-
-    def read_log(self, name: str) -> list[dict[str, Any]]:
-        """Return all entries of a named log; a torn last line (from a kill) is ignored."""
-        try:
-            with open(self._path("logs", name, ".jsonl"), "rb") as handle:
-                raw = handle.read()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in raw.splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
 
     def wipe(self, keep_docs: set[str]) -> None:
         """Forget everything except the listed documents."""

@@ -49,7 +49,6 @@ class Store:
             if rec:
                 self.batches[rec["id"]] = rec
         self._cache = set(self.meta.get("cache", []))
-        self._request_log = backend.read_log(REQUEST_LOG)
         self._processed_log = backend.read_log(PROCESSED_LOG)
         self.id_seed = 0  # set by the emulator from config.seed
 
@@ -177,7 +176,6 @@ class Store:
     # -- logs --------------------------------------------------------------
     def log_request(self, entry: dict[str, Any]) -> None:
         """Record one received provider call."""
-        self._request_log.append(entry)
         self.backend.append_log(REQUEST_LOG, [entry])
 
     def log_processed(self, protocol: str, batch_id: str, outcomes: Iterable[tuple[str, str]]) -> None:
@@ -198,7 +196,7 @@ class Store:
 
     def request_log(self) -> list[dict[str, Any]]:
         """Return all received provider calls, oldest first."""
-        return list(self._request_log)
+        return self.backend.read_log(REQUEST_LOG)
 
     def processed_log(self) -> list[dict[str, Any]]:
         """Return all per-request outcomes of ended batches, oldest first."""
@@ -229,7 +227,6 @@ class Store:
         self.files.clear()
         self.batches.clear()
         self._cache.clear()
-        self._request_log.clear()
         self._processed_log.clear()
         self.meta = {"counter": counter, "tombstones": {}, "cache": []}
         self._save_meta()
