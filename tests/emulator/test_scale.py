@@ -113,3 +113,30 @@ def test_upload_bytes_are_stored_exactly(emulator) -> None:
     assert client.files.retrieve(file_id).bytes == len(data)
     assert client.files.content(file_id).content == data
     assert upload(client, [chat_line("a", "x")])
+
+
+def test_ended_openai_batches_get_their_results_without_being_asked(emulator) -> None:
+    """The finisher writes results once a batch ends by the clock (Anthropic batches wait to
+    be read: their prompt-cache accounting follows the order they are read in)."""
+    import anthropic
+
+    from emu_helpers import anthropic_request
+
+    client = openai.OpenAI(base_url=emulator.openai_base_url, api_key="sk", max_retries=0)
+    claude = anthropic.Anthropic(base_url=emulator.anthropic_base_url, api_key="x", max_retries=0)
+    batch = submit(client, [chat_line(f"r{i}", f"text {i}") for i in range(20)])
+    msg = claude.messages.batches.create(requests=[anthropic_request("m1", "hello")])
+    app = emulator._app
+    while emulator._finisher.step():  # the thread may have done it already: then nothing is left
+        pass
+    assert app.store.batches[batch.id]["final"] is None
+    emulator.advance(1000)
+    while emulator._finisher.step():
+        pass
+    final = app.store.batches[batch.id]["final"]
+    assert final["status"] == "completed" and final["output_file_id"]
+    assert app.store.batches[msg.id]["final"] is None
+    output = final["output_file_id"]
+    assert output in {f.id for f in client.files.list()}
+    assert client.batches.retrieve(batch.id).output_file_id == output
+    assert len(read_lines(client, output)) == 20
