@@ -140,3 +140,14 @@ def test_ended_openai_batches_get_their_results_without_being_asked(emulator) ->
     assert output in {f.id for f in client.files.list()}
     assert client.batches.retrieve(batch.id).output_file_id == output
     assert len(read_lines(client, output)) == 20
+
+
+def test_an_empty_multipart_body_is_a_400(emulator) -> None:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(emulator.openai_base_url + "/files", data=b"", method="POST", headers={
+        "authorization": "Bearer sk", "content-type": "multipart/form-data; boundary=XyZ"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=30)
+    assert err.value.code == 400

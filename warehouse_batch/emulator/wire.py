@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterator
@@ -45,6 +46,9 @@ class Request:
             yield self.body
             return
         with open(self.body_file, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size == 0:  # an empty file cannot be mapped
+                yield b""
+                return
             with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
                 yield view
 
