@@ -151,3 +151,14 @@ def test_an_empty_multipart_body_is_a_400(emulator) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=30)
     assert err.value.code == 400
+
+
+@pytest.mark.parametrize("cid", ["a", "b\u00e9\t", "x" * 100])
+def test_result_ids_are_the_documented_hashes(cid: str) -> None:
+    from warehouse_batch.emulator.ids import b62_token, hex_token
+
+    ids = openai_batches._Ids("batch_x")
+    assert ids.salt(cid) == b62_token(16, "batch_x", cid)
+    assert ids.line_id(cid) == "batch_req_" + hex_token(32, "batch_x", cid)
+    assert ids.request_id(cid) == "req_" + hex_token(32, "batch_x", cid, "request")
+    assert openai_batches._b62(ids.salt(cid), "chatcmpl", 29) == b62_token(29, ids.salt(cid), "chatcmpl")

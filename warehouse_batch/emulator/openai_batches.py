@@ -19,7 +19,7 @@ validation passed.
 """
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import json
 from typing import Any, BinaryIO
@@ -218,10 +218,13 @@ def _plain_chat_line(line_id: str, cid: str, request_id: str, salt: str, created
             f'"service_tier": "default", "system_fingerprint": "fp_emulator"}}}}, "error": null}}'), tin, tout
 
 
+_ALTCHARS = bytes.maketrans(b"+/", b"Ab")  # what base64.b64encode(altchars=b"Ab") does
+
+
 def _b62(salt: str, label: str, length: int) -> str:
     """b62_token(length, salt, label) for lengths up to 43 (one digest)."""
     raw = hashlib.sha256(f"0\x1f{salt}\x1f{label}".encode("utf-8")).digest()
-    return base64.b64encode(raw, altchars=b"Ab").decode("ascii")[:length]
+    return binascii.b2a_base64(raw, newline=False).translate(_ALTCHARS).decode("ascii")[:length]
 
 
 class _Ids:
@@ -244,7 +247,7 @@ class _Ids:
 
     def salt(self, cid: str) -> str:
         """b62_token(16, batch_id, cid)."""
-        return base64.b64encode(self._salt(cid), altchars=b"Ab").decode("ascii")[:16]
+        return binascii.b2a_base64(self._salt(cid), newline=False).translate(_ALTCHARS).decode("ascii")[:16]
 
 
 def _write(store: Store, rec: dict[str, Any], lines: list[tuple[bytes, str]], kind: str, end: float,
