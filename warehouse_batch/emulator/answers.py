@@ -86,6 +86,9 @@ _WORD_RE = re.compile(r"[a-z']+")
 POSITIVE = frozenset({"love", "loved", "loves", "great", "excellent", "perfect", "perfectly", "happy"})
 NEGATIVE = frozenset({"broken", "bad", "terrible", "refund", "refunds", "disappointed", "disappointing", "worst"})
 LABELS = ("positive", "negative", "neutral")
+# only the lexicon's words, as whole [a-z']+ runs: the same counts as splitting into words
+_LEXICON_RE = re.compile(r"(?<![a-z'])(?:" + "|".join(sorted(POSITIVE | NEGATIVE, key=len, reverse=True))
+                         + r")(?![a-z'])")
 
 DEFAULT_EMBEDDING_DIMS = 1536
 _EMBEDDING_DIMS = {"text-embedding-3-large": 3072, "text-embedding-3-small": 1536, "text-embedding-ada-002": 1536}
@@ -106,7 +109,8 @@ class Prompt:
 
     def markers(self) -> set[str]:
         """Return the ``[[emu:…]]`` markers found in the last user message."""
-        return set(_MARKER_RE.findall(self.last_user))
+        last = self.last_user
+        return set(_MARKER_RE.findall(last)) if "[[emu:" in last else set()
 
     def input_tokens(self) -> int:
         """Return the emulated prompt size: ceil(chars / 4)."""
@@ -158,16 +162,27 @@ def _prompt(system_parts: list[Any], turns: list[tuple[str, Any]]) -> Prompt:
 
 
 def openai_chat_prompt(body: dict[str, Any]) -> Prompt:
-    """Build the prompt of a Chat Completions body."""
-    system, turns = [], []
+    """Build the prompt of a Chat Completions body (what :func:`_prompt` builds, with a fast
+    path for plain-string contents: this runs for every request of every batch)."""
+    system: list[str] = []
+    users: list[str] = []
+    chars = 0
     for message in body.get("messages") or []:
         if not isinstance(message, dict):
             continue
-        if message.get("role") in ("system", "developer"):
-            system.append(message.get("content"))
+        content = message.get("content")
+        if isinstance(content, str):
+            text, size = content, len(content)
         else:
-            turns.append((str(message.get("role")), message.get("content")))
-    return _prompt(system, turns)
+            text, size = content_text(content), content_chars(content)
+        chars += size
+        role = message.get("role")
+        if role in ("system", "developer"):
+            if text:
+                system.append(text)
+        elif role == "user":
+            users.append(text)
+    return Prompt(system="\n".join(system), users=users, chars=chars)
 
 
 def openai_responses_prompt(body: dict[str, Any]) -> Prompt:
@@ -203,10 +218,11 @@ def anthropic_prompt(params: dict[str, Any]) -> Prompt:
 
 
 def sentiment(text: str) -> str:
-    """Return positive/negative/neutral for a text using the tiny lexicon."""
-    words = _WORD_RE.findall(text.lower())
-    pos = sum(w in POSITIVE for w in words)
-    neg = sum(w in NEGATIVE for w in words)
+    """Return positive/negative/neutral for a text using the tiny lexicon (words are the
+    maximal runs of ``[a-z']`` in the lower-cased text)."""
+    hits = _LEXICON_RE.findall(text.lower())
+    pos = sum(w in POSITIVE for w in hits)
+    neg = len(hits) - pos
     if pos > neg:
         return "positive"
     if neg > pos:

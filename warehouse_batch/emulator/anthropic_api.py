@@ -132,8 +132,10 @@ def create(app: Emulator, req: Request) -> Response:
         "timing": timing(cfg, openai=False), "seed": cfg.seed, "failure_rate": cfg.failure_rate,
         "anthropic_version": version, "strict_version": cfg.strict_anthropic_version,
         "errors": None, "cancel_at": None, "final": None,
-        **make_plan([r["custom_id"] for r in requests], kinds, cfg.seed, batch_id),
     }
+    plan = make_plan([r["custom_id"] for r in requests], kinds, cfg.seed, batch_id)
+    app.store.put_order(batch_id, plan.pop("order"))
+    rec.update(plan)
     app.store.put_blob(f"requests/{batch_id}", json.dumps(requests).encode("utf-8"))
     app.store.put_batch(rec)
     view = engine.refresh(app.store, rec, now)
@@ -210,4 +212,7 @@ def results(app: Emulator, batch_id: str) -> Response:
     if anthropic_batches.archived_at(rec, now) is not None:
         return anthropic_error(404, f"The results of message batch {batch_id} have been archived and are no "
                                     f"longer available.")
-    return Response(200, app.store.blob(f"results/{batch_id}"), {"content-type": "application/binary"})
+    handle = app.store.open_blob(f"results/{batch_id}")
+    if handle is None:  # pragma: no cover - an ended batch always has its results blob
+        return Response(200, b"", {"content-type": "application/binary"})
+    return Response(200, headers={"content-type": "application/binary"}, file=handle)

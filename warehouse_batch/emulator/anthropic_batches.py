@@ -81,8 +81,8 @@ def materialise(store: Store, rec: dict[str, Any], view: View) -> dict[str, Any]
     requests = load_requests(store, rec["id"])
     counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
     lines: list[tuple[str, str]] = []
-    log: list[dict[str, Any]] = []
-    for pos, index in enumerate(rec["order"]):
+    log: list[tuple[str, str]] = []
+    for pos, index in enumerate(store.order(rec)):
         req = requests[index]
         cid, params = req["custom_id"], req["params"]
         if pos < view.processed:
@@ -112,10 +112,11 @@ def materialise(store: Store, rec: dict[str, Any], view: View) -> dict[str, Any]
         if outcome == "noanswer" and "noresult" in answers.anthropic_prompt(params).markers():
             del line["result"]
         lines.append((cid, json.dumps(line)))
-        log.append({"protocol": "anthropic", "batch_id": rec["id"], "custom_id": cid,
-                    "outcome": "cancelled" if outcome == "canceled" else outcome,
-                    "billed": outcome == "succeeded"})
+        log.append((cid, "cancelled" if outcome == "canceled" else outcome))
+    del requests
     ordered = shuffled(lines, lambda pair: pair[0], rec["seed"], rec["id"], "results")
-    store.put_blob(f"results/{rec['id']}", "".join(text + "\n" for _, text in ordered).encode("utf-8"))
-    store.log_processed(log)
+    with store.blob_writer(f"results/{rec['id']}") as handle:
+        for start in range(0, len(ordered), 4096):
+            handle.write("".join(text + "\n" for _, text in ordered[start:start + 4096]).encode("utf-8"))
+    store.log_processed("anthropic", rec["id"], log)
     return {"request_counts": counts}

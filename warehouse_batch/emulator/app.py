@@ -125,6 +125,11 @@ class Emulator:
         response.headers["retry-after-ms"] = f"{after * 1000:g}"
         return response
 
+    def release(self) -> None:
+        """Free what the stopped emulator holds (the temporary blob directory of an emulator
+        without a state_dir); persisted state stays."""
+        self.store.backend.close()
+
     def reset(self) -> None:
         """Forget files, batches, logs, faults and clock advances; keep the knobs."""
         self.store.reset()

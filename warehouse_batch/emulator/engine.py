@@ -40,6 +40,18 @@ def refresh_all(store: Store, now: float) -> None:
         refresh(store, rec, now)
 
 
+def finish_next(store: Store, now: float) -> bool:
+    """Materialise the oldest OpenAI/Azure batch that has ended but has no results yet (see
+    :mod:`.finisher`); return whether there was one."""
+    for rec in sorted((r for r in store.batches.values() if not r.get("final") and r["protocol"] != "anthropic"),
+                      key=lambda r: r["seq"]):
+        view = derive(rec, now)
+        if view.terminal:
+            _freeze(store, rec, view)
+            return True
+    return False
+
+
 def cancel(store: Store, rec: dict[str, Any], now: float) -> View | None:
     """Start cancelling a running batch; return the new view, or None if it already ended."""
     view = refresh(store, rec, now)

@@ -16,10 +16,11 @@ accept up to 100,000 requests.
 """
 from __future__ import annotations
 
-import json
+import os
 from typing import TYPE_CHECKING, Any
 
 from . import engine, openai_batches, openai_bodies
+from .ids import digester
 from .openai_files import find_file
 from .openai_validate import parse_input
 from .plan import make_plan, timing
@@ -109,11 +110,13 @@ def create(app: Emulator, req: Request, protocol: str) -> Response:
     if file_rec["purpose"] != "batch":
         return _bad(f"The file {file_id} has purpose '{file_rec['purpose']}', but a batch input file must have "
                     f"purpose 'batch'.", "input_file_id")
-    parsed = parse_input(
-        app.store.file_data(file_id), body["endpoint"],
-        max_requests=AZURE_MAX_REQUESTS if protocol == "azure" else cfg.openai_max_requests,
-        max_bytes=cfg.openai_max_file_bytes,
-    )
+    handle = app.store.open_file(file_id)
+    with handle if handle is not None else open(os.devnull, "rb") as lines:
+        parsed = parse_input(
+            lines, int(file_rec["bytes"]), body["endpoint"],
+            max_requests=AZURE_MAX_REQUESTS if protocol == "azure" else cfg.openai_max_requests,
+            max_bytes=cfg.openai_max_file_bytes,
+        )
     limit = cfg.token_limit(parsed.model)
     if limit is not None and not parsed.errors:
         if _enqueued(app, protocol, parsed.model, now) + parsed.tokens > limit:
@@ -127,10 +130,16 @@ def create(app: Emulator, req: Request, protocol: str) -> Response:
         first = parsed.errors[0]
         return _bad(first["message"], first.get("param"), first["code"])
     batch_id, seq = app.store.new_id("batch")
-    endpoint = openai_bodies.normalise_endpoint(body["endpoint"])
-    requests = [] if parsed.errors else parsed.requests
-    kinds = [openai_bodies.decide(endpoint, r["body"], custom_id=r["custom_id"], batch_id=batch_id, seed=cfg.seed,
-                                  failure_rate=cfg.failure_rate)[0] for r in requests]
+    custom_ids = [] if parsed.errors else parsed.custom_ids
+    kinds = [] if parsed.errors else parsed.kinds
+    if cfg.failure_rate > 0:  # the seeded draw decide() leaves to us: it needs the batch id
+        draw = digester(cfg.seed, batch_id)
+        for i, kind in enumerate(kinds):
+            if kind == "s" and int.from_bytes(draw(f"{custom_ids[i]}\x1ffailure")[:8], "big") / 2**64 \
+                    < cfg.failure_rate:
+                kinds[i] = "f"
+    plan = make_plan(custom_ids, kinds, cfg.seed, batch_id)
+    app.store.put_order(batch_id, plan.pop("order"))
     rec: dict[str, Any] = {
         "id": batch_id, "seq": seq, "protocol": protocol,
         "endpoint": body["endpoint"], "input_file_id": file_id, "completion_window": "24h",
@@ -141,10 +150,12 @@ def create(app: Emulator, req: Request, protocol: str) -> Response:
         "cancel_writes_error_lines": cfg.cancel_writes_error_lines,
         "errors": parsed.errors or None, "tokens": parsed.tokens,
         "cancel_at": None, "final": None,
-        **make_plan([r["custom_id"] for r in requests], kinds, cfg.seed, batch_id),
+        **plan,
     }
-    app.store.put_blob(f"requests/{batch_id}", "".join(
-        json.dumps({"custom_id": r["custom_id"], "body": r["body"]}) + "\n" for r in requests).encode("utf-8"))
+    if parsed.errors:
+        app.store.put_blob(f"requests/{batch_id}", b"")
+    else:  # every non-blank line of the file is a request, in order: keep the file's bytes
+        app.store.copy_file_to_blob(file_id, f"requests/{batch_id}")
     app.store.put_batch(rec)
     view = engine.refresh(app.store, rec, now)
     fault = app.take_create_fault()

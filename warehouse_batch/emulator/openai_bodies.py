@@ -63,11 +63,11 @@ def prompt_for(endpoint: str, body: dict[str, Any]) -> answers.Prompt:
     return answers.Prompt(users=[text], chars=len(text))
 
 
-def request_tokens(endpoint: str, body: dict[str, Any]) -> int:
-    """Return the enqueued-token estimate of one request."""
+def request_tokens(endpoint: str, body: dict[str, Any], prompt: answers.Prompt | None = None) -> int:
+    """Return the enqueued-token estimate of one request (``prompt``: its prompt, if known)."""
     if endpoint == "/embeddings":
         return sum(_input_tokens(i) for i in _inputs(body.get("input")))
-    return prompt_for(endpoint, body).input_tokens()
+    return (prompt or prompt_for(endpoint, body)).input_tokens()
 
 
 def _inputs(raw: Any) -> list[Any]:
@@ -128,11 +128,13 @@ def decide(
     seed: int,
     failure_rate: float,
     allow_never: bool = True,
+    prompt: answers.Prompt | None = None,
 ) -> tuple[str, dict[str, Any] | None]:
-    """Classify one request: ('s', None) success, ('f', error) failure, ('n', None) never run."""
+    """Classify one request: ('s', None) success, ('f', error) failure, ('n', None) never run.
+    ``prompt`` is the body's prompt when the caller has it already."""
     if not isinstance(body, dict):
         return "f", _bad("The request body must be a JSON object.", None)
-    marks = prompt_for(endpoint, body).markers()
+    marks = (prompt or prompt_for(endpoint, body)).markers()
     if "never" in marks and allow_never:
         return "n", None
     if "error400" in marks:
@@ -187,9 +189,10 @@ def _forced_function(body: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def chat_body(body: dict[str, Any], salt: str, created: int, azure: bool) -> dict[str, Any]:
+def chat_body(body: dict[str, Any], salt: str, created: int, azure: bool,
+              prompt: answers.Prompt | None = None) -> dict[str, Any]:
     """Return a ``chat.completion`` for a Chat Completions body."""
-    prompt = answers.openai_chat_prompt(body)
+    prompt = prompt or answers.openai_chat_prompt(body)
     marks = prompt.markers()
     fmt = body.get("response_format") if isinstance(body.get("response_format"), dict) else {}
     function = _forced_function(body)
@@ -323,14 +326,15 @@ def moderations_body(body: dict[str, Any], salt: str) -> dict[str, Any]:
             "results": results}
 
 
-def success_body(endpoint: str, body: dict[str, Any], salt: str, created: int, azure: bool) -> dict[str, Any]:
+def success_body(endpoint: str, body: dict[str, Any], salt: str, created: int, azure: bool,
+                 prompt: answers.Prompt | None = None) -> dict[str, Any]:
     """Return the 200 response body for a request to a (normalised) endpoint.
 
     ``salt`` (per batch and custom_id) only shapes the ids in the body; the
-    content depends on the request body alone.
+    content depends on the request body alone. ``prompt``: the chat body's prompt, if known.
     """
     if endpoint == "/chat/completions":
-        return chat_body(body, salt, created, azure)
+        return chat_body(body, salt, created, azure, prompt)
     if endpoint == "/responses":
         return responses_body(body, salt, created)
     if endpoint == "/completions":

@@ -6,7 +6,7 @@ A file whose ``expires_at`` has passed behaves as if it were deleted.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 from .store import Store
 
@@ -20,16 +20,24 @@ def create_file(
     protocol: str,
     filename: str,
     purpose: str,
-    data: bytes,
+    data: bytes | None = None,
+    write: Callable[[BinaryIO], Any] | None = None,
     created_at: float,
     expires_at: int | None,
 ) -> dict[str, Any]:
-    """Store bytes as a new File and return its record."""
+    """Store a new File and return its record. Its bytes are ``data``, or whatever ``write``
+    writes to the handle it is given (for large contents, which are never held in memory)."""
     file_id, seq = store.new_id("file")
+    with store.file_writer(file_id) as handle:
+        if write is not None:
+            write(handle)
+        else:
+            handle.write(data or b"")
+        size = handle.tell()
     rec = {
         "id": file_id,
         "object": "file",
-        "bytes": len(data),
+        "bytes": size,
         "created_at": int(created_at),
         "expires_at": expires_at,
         "filename": filename,
@@ -39,7 +47,7 @@ def create_file(
         "seq": seq,
         "protocol": protocol,
     }
-    store.put_file(rec, data)
+    store.put_file(rec)
     return rec
 
 

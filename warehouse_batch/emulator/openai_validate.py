@@ -11,24 +11,47 @@ differs from the first line's), ``too_many_tasks`` (more requests, or more
 embedding inputs, than allowed). Line numbers are 1-based; blank lines are
 ignored. The per-model ``token_limit_exceeded`` check needs the other batches
 and lives in the batch module.
+
+The file is read a line at a time and each line is parsed once: the same pass checks it,
+estimates its tokens and classifies it (:func:`.openai_bodies.decide`, without the seeded
+failure-rate draw, which needs the batch id), so nothing per request is kept but its
+``custom_id`` and a one-letter kind.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
-from .openai_bodies import normalise_endpoint, request_tokens
+from .openai_bodies import decide, normalise_endpoint, prompt_for, request_tokens
 
 MAX_ERRORS = 1000
 MAX_EMBEDDING_INPUTS = 50_000
+_raw_decode = json.JSONDecoder().raw_decode
+_JSON_SPACE = " \t\n\r"
+
+
+def parse_line(raw: bytes) -> Any:
+    """``json.loads(raw.decode("utf-8"))`` (same results, same errors: ValueError), faster for
+    the usual line that starts with its value and ends in a newline."""
+    text = raw.decode("utf-8")
+    try:
+        value, end = _raw_decode(text)
+    except ValueError:
+        return json.loads(text)  # leading whitespace, or an error json.loads reports itself
+    if end != len(text) and text[end:].strip(_JSON_SPACE):
+        return json.loads(text)
+    return value
 
 
 @dataclass
 class ParsedInput:
-    """The valid requests of a file plus every validation error found."""
+    """The valid requests of a file (their custom_ids and kinds, 's'/'f'/'n' as
+    :func:`.openai_bodies.decide` says before any failure-rate draw) plus every validation
+    error found."""
 
-    requests: list[dict[str, Any]] = field(default_factory=list)
+    custom_ids: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     model: str | None = None
     tokens: int = 0
@@ -39,21 +62,23 @@ class ParsedInput:
             self.errors.append({"code": code, "message": message, "param": param, "line": line})
 
 
-def parse_input(data: bytes, endpoint: str, *, max_requests: int, max_bytes: int) -> ParsedInput:
-    """Parse and validate an input file for a batch on ``endpoint``."""
+def parse_input(lines: Iterable[bytes], size: int, endpoint: str, *, max_requests: int,
+                max_bytes: int) -> ParsedInput:
+    """Parse and validate an input file of ``size`` bytes (its lines, split after each
+    ``\\n``) for a batch on ``endpoint``."""
     out = ParsedInput()
-    if len(data) > max_bytes:
-        out.add("file_too_large", f"The input file is {len(data)} bytes, which exceeds the maximum of "
+    if size > max_bytes:
+        out.add("file_too_large", f"The input file is {size} bytes, which exceeds the maximum of "
                 f"{max_bytes} bytes for a batch.")
         return out
     want = normalise_endpoint(endpoint)
     seen: dict[str, int] = {}
     embedding_inputs = 0
-    for number, raw in enumerate(data.split(b"\n"), start=1):
+    for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw.decode("utf-8"))
+            obj = parse_line(raw)
         except (ValueError, UnicodeDecodeError):
             out.add("invalid_json_line", "This line is not parseable as valid JSON.", number)
             continue
@@ -79,12 +104,15 @@ def parse_input(data: bytes, endpoint: str, *, max_requests: int, max_bytes: int
             raw_input = body.get("input")
             embedding_inputs += len(raw_input) if isinstance(raw_input, list) and raw_input and not all(
                 isinstance(x, int) for x in raw_input) else 1
-        out.tokens += request_tokens(want, body)
-        out.requests.append({"custom_id": custom_id, "body": body, "line": number})
-    if not out.requests and not out.errors:
+        prompt = prompt_for(want, body)
+        out.tokens += request_tokens(want, body, prompt)
+        out.custom_ids.append(custom_id)
+        out.kinds.append(decide(want, body, custom_id=custom_id, batch_id="", seed=0, failure_rate=0.0,
+                                prompt=prompt)[0])
+    if not out.custom_ids and not out.errors:
         out.add("empty_file", "The input file is empty. Please ensure that the batch contains at least one request.")
-    elif len(out.requests) > max_requests:
-        out.add("too_many_tasks", f"The input file contains {len(out.requests)} requests, which exceeds the "
+    elif len(out.custom_ids) > max_requests:
+        out.add("too_many_tasks", f"The input file contains {len(out.custom_ids)} requests, which exceeds the "
                 f"maximum of {max_requests} requests per batch.")
     elif embedding_inputs > MAX_EMBEDDING_INPUTS:
         out.add("too_many_tasks", f"The batch contains {embedding_inputs} embedding inputs, which exceeds the "

@@ -17,6 +17,7 @@ from typing import Any
 
 from .app import Emulator
 from .config import EmulatorConfig
+from .finisher import Finisher
 from .server import EmulatorHTTPServer
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -34,10 +35,12 @@ class AdminError(RuntimeError):
 class RunningEmulator:
     """A handle on an emulator running in a background thread (also a context manager)."""
 
-    def __init__(self, app: Emulator, server: EmulatorHTTPServer, thread: threading.Thread) -> None:
+    def __init__(self, app: Emulator, server: EmulatorHTTPServer, thread: threading.Thread,
+                 finisher: Finisher) -> None:
         self._app = app
         self._server = server
         self._thread = thread
+        self._finisher = finisher
         self.port: int = server.server_address[1]
         host = app.config.host
         if host in ("", "0.0.0.0", "::"):
@@ -96,6 +99,8 @@ class RunningEmulator:
         self._server.close_all()
         self._server.server_close()
         self._thread.join(timeout=5)
+        self._finisher.stop()
+        self._app.release()
 
     def __enter__(self) -> RunningEmulator:
         return self
@@ -104,27 +109,29 @@ class RunningEmulator:
         self.stop()
 
 
-def _build(config: EmulatorConfig) -> tuple[Emulator, EmulatorHTTPServer]:
+def _build(config: EmulatorConfig) -> tuple[Emulator, EmulatorHTTPServer, Finisher]:
     app = Emulator(config)
     server = EmulatorHTTPServer((config.host, config.port), app)
     app.config.port = server.server_address[1]  # report the real port when 0 was asked for
-    return app, server
+    return app, server, Finisher(app)
 
 
 def start(config: EmulatorConfig) -> RunningEmulator:
     """Run an emulator in a daemon thread; return once it accepts connections."""
-    app, server = _build(config)
+    app, server, finisher = _build(config)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name=f"warehouse-batch-emulator:{server.server_address[1]}", daemon=True)
     thread.start()
-    running = RunningEmulator(app, server, thread)
+    finisher.start()
+    running = RunningEmulator(app, server, thread, finisher)
     running.admin("GET", "/_emulator/health")  # the socket listens already; this proves the loop answers
     return running
 
 
 def serve(config: EmulatorConfig) -> None:
     """Run an emulator in the foreground until SIGTERM or KeyboardInterrupt."""
-    app, server = _build(config)
+    app, server, finisher = _build(config)
+    finisher.start()
     port = server.server_address[1]
     host = config.host if config.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
     previous = None
@@ -142,5 +149,7 @@ def serve(config: EmulatorConfig) -> None:
             app.closed = True
         server.close_all()
         server.server_close()
+        finisher.stop()
+        app.release()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

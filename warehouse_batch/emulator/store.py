@@ -2,7 +2,14 @@
 
 The store keeps every record in memory for fast access and writes each change
 through to the backend (see :mod:`.persist`), so that a new store built over
-the same directory continues where the last one stopped.
+the same directory continues where the last one stopped. Records stay small: the
+per-request data of a batch (its requests, processing order, results and the outcome of
+each request) lives in blobs on disk and is read only while a batch is created or ends.
+
+The processed log (every request of every ended batch, with its outcome) is kept as one
+blob per batch, ``processed/<batch_id>``, one ``<outcome>\t<custom_id as JSON>`` line per
+request in processing order, plus one small log entry per batch naming it; it is expanded
+into ``{protocol, batch_id, custom_id, outcome, billed}`` entries only when asked for.
 
 Records are plain dicts. Every file and batch gets a ``seq`` number from one
 monotonic counter; "newest first" means "highest seq first", which stays
@@ -12,7 +19,10 @@ still works.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import json
+from array import array
+from contextlib import AbstractContextManager
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from .ids import object_id
 from .persist import Backend
@@ -39,7 +49,6 @@ class Store:
             if rec:
                 self.batches[rec["id"]] = rec
         self._cache = set(self.meta.get("cache", []))
-        self._request_log = backend.read_log(REQUEST_LOG)
         self._processed_log = backend.read_log(PROCESSED_LOG)
         self.id_seed = 0  # set by the emulator from config.seed
 
@@ -93,8 +102,16 @@ class Store:
         self.backend.write_doc(f"files/{rec['id']}", rec)
 
     def file_data(self, file_id: str) -> bytes:
-        """Return the stored bytes of a file."""
+        """Return the stored bytes of a file (small files only; large ones are opened)."""
         return self.backend.read_blob(f"files/{file_id}") or b""
+
+    def open_file(self, file_id: str) -> BinaryIO | None:
+        """Open a file's bytes for reading (the caller closes the handle), or None."""
+        return self.backend.open_blob(f"files/{file_id}")
+
+    def file_writer(self, file_id: str) -> AbstractContextManager[BinaryIO]:
+        """Write a file's bytes through a handle (they appear when the block ends cleanly)."""
+        return self.backend.blob_writer(f"files/{file_id}")
 
     def remove_file(self, file_id: str) -> None:
         """Delete a file and its bytes, keeping a tombstone for cursors."""
@@ -120,6 +137,30 @@ class Store:
         """Return an auxiliary blob (empty if missing)."""
         return self.backend.read_blob(key) or b""
 
+    def open_blob(self, key: str) -> BinaryIO | None:
+        """Open an auxiliary blob for reading (the caller closes it), or None."""
+        return self.backend.open_blob(key)
+
+    def blob_writer(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """Write an auxiliary blob through a handle."""
+        return self.backend.blob_writer(key)
+
+    def copy_file_to_blob(self, file_id: str, key: str) -> None:
+        """Keep a file's current bytes as an auxiliary blob (a batch's requests), cheaply."""
+        self.backend.link_blob(f"files/{file_id}", key)
+
+    def put_order(self, batch_id: str, order: list[int]) -> None:
+        """Save a batch's processing order (request indexes) as a compact blob."""
+        self.backend.write_blob(f"plans/{batch_id}", array("I", order).tobytes())
+
+    def order(self, rec: dict[str, Any]) -> array:
+        """Return a batch's processing order (request indexes)."""
+        if "order" in rec:  # a record written before orders moved to blobs
+            return array("I", rec["order"])
+        out = array("I")
+        out.frombytes(self.backend.read_blob(f"plans/{rec['id']}") or b"")
+        return out
+
     def remove_batch(self, batch_id: str) -> None:
         """Delete a batch and its blobs, keeping a tombstone for cursors."""
         rec = self.batches.pop(batch_id, None)
@@ -130,25 +171,53 @@ class Store:
         self.backend.delete_doc(f"batches/{batch_id}")
         self.backend.delete_blob(f"requests/{batch_id}")
         self.backend.delete_blob(f"results/{batch_id}")
+        self.backend.delete_blob(f"plans/{batch_id}")
 
     # -- logs --------------------------------------------------------------
     def log_request(self, entry: dict[str, Any]) -> None:
         """Record one received provider call."""
-        self._request_log.append(entry)
         self.backend.append_log(REQUEST_LOG, [entry])
 
-    def log_processed(self, entries: list[dict[str, Any]]) -> None:
-        """Record the per-request outcomes of a batch that just ended."""
-        self._processed_log.extend(entries)
-        self.backend.append_log(PROCESSED_LOG, entries)
+    def log_processed(self, protocol: str, batch_id: str, outcomes: Iterable[tuple[str, str]]) -> None:
+        """Record the per-request (custom_id, outcome) pairs of a batch that just ended,
+        in processing order (see the module docstring for the format)."""
+        dumps = json.dumps
+        with self.backend.blob_writer(f"processed/{batch_id}") as handle:
+            chunk: list[str] = []
+            for custom_id, outcome in outcomes:
+                chunk.append(f"{outcome}\t{dumps(custom_id)}\n")
+                if len(chunk) >= 4096:
+                    handle.write("".join(chunk).encode("utf-8"))
+                    chunk.clear()
+            handle.write("".join(chunk).encode("utf-8"))
+        segment = {"protocol": protocol, "batch_id": batch_id, "segment": True}
+        self._processed_log.append(segment)
+        self.backend.append_log(PROCESSED_LOG, [segment])
 
     def request_log(self) -> list[dict[str, Any]]:
         """Return all received provider calls, oldest first."""
-        return list(self._request_log)
+        return self.backend.read_log(REQUEST_LOG)
 
     def processed_log(self) -> list[dict[str, Any]]:
         """Return all per-request outcomes of ended batches, oldest first."""
-        return list(self._processed_log)
+        return list(self.iter_processed())
+
+    def iter_processed(self) -> Iterator[dict[str, Any]]:
+        """Yield the per-request outcomes of ended batches, oldest first, one batch in memory
+        at a time."""
+        for entry in list(self._processed_log):
+            if not entry.get("segment"):  # an entry written before the log became per batch
+                yield entry
+                continue
+            protocol, batch_id = entry["protocol"], entry["batch_id"]
+            handle = self.backend.open_blob(f"processed/{batch_id}")
+            if handle is None:
+                continue
+            with handle:
+                for raw in handle:
+                    outcome, _, custom_id = raw.decode("utf-8").rstrip("\n").partition("\t")
+                    yield {"protocol": protocol, "batch_id": batch_id, "custom_id": json.loads(custom_id),
+                           "outcome": outcome, "billed": outcome == "succeeded"}
 
     # -- reset -------------------------------------------------------------
     def reset(self) -> None:
@@ -158,7 +227,6 @@ class Store:
         self.files.clear()
         self.batches.clear()
         self._cache.clear()
-        self._request_log.clear()
         self._processed_log.clear()
         self.meta = {"counter": counter, "tombstones": {}, "cache": []}
         self._save_meta()

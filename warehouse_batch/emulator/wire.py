@@ -13,8 +13,11 @@ Error shapes (exactly as the SDKs expect them):
 from __future__ import annotations
 
 import json
+import mmap
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 
 class BadJSON(ValueError):
@@ -23,13 +26,31 @@ class BadJSON(ValueError):
 
 @dataclass
 class Request:
-    """One received HTTP request (header names are lower-cased)."""
+    """One received HTTP request (header names are lower-cased).
+
+    A large upload is not held in memory: the server writes it to a spool file and sets
+    ``body_file`` (``body`` stays empty); :meth:`raw_body` gives either form.
+    """
 
     method: str
     path: str
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes = b""
+    body_file: str | None = None
+
+    @contextmanager
+    def raw_body(self) -> Iterator[Any]:
+        """Yield the body as ``bytes`` or as a read-only memory map of the spool file."""
+        if self.body_file is None:
+            yield self.body
+            return
+        with open(self.body_file, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size == 0:  # an empty file cannot be mapped
+                yield b""
+                return
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+                yield view
 
     def header(self, name: str) -> str | None:
         """Return a header value by case-insensitive name."""
@@ -51,12 +72,17 @@ class Request:
 
 @dataclass
 class Response:
-    """A response to send; ``drop`` closes the connection without answering."""
+    """A response to send; ``drop`` closes the connection without answering.
+
+    ``file`` (an open handle, sent from its start to its end, then closed) replaces ``body``
+    for large downloads, so a result file is streamed from disk rather than read into memory.
+    """
 
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
+    file: BinaryIO | None = None
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
