@@ -106,8 +106,8 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
         store_new(con, prepared, "wb_chunked", "wb_send", base, run_id, now)
         ranges = chunk_ranges(con, "wb_chunked", base)
         batch_id = f"{sql_literal(stem + '_')} || printf('%04d', chunk)"
-        con.execute(f"""INSERT INTO {SCHEMA}.batch_requests
-            SELECT {batch_id}, request_hash, custom_id FROM wb_chunked""")
+        con.execute(f"""INSERT INTO {SCHEMA}.batch_requests (batch_id, request_hash)
+            SELECT {batch_id}, request_hash FROM wb_chunked""")
         con.execute(f"""INSERT INTO {SCHEMA}.batches
             (batch_id, run_id, job_name, provider, endpoint, model, chunk, state,
              request_count, bytes, est_tokens, created_at)
@@ -402,8 +402,8 @@ def recover_tagged(con: duckdb.DuckDBPyConnection, prepared: Prepared,
         created = dt.datetime.strptime(m["ts"], "%Y%m%dT%H%M%S") if m else now_utc()
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(f"""INSERT INTO {SCHEMA}.batch_requests
-                SELECT DISTINCT ON (request_hash) ?, request_hash, custom_id
+            con.execute(f"""INSERT INTO {SCHEMA}.batch_requests (batch_id, request_hash)
+                SELECT DISTINCT ON (request_hash) ?, request_hash
                 FROM {SCHEMA}.requests
                 WHERE custom_id IN (SELECT unnest(?::VARCHAR[]))
                   AND request_hash NOT IN (SELECT request_hash FROM {SCHEMA}.batch_requests

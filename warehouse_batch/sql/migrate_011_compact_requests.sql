@@ -2,8 +2,8 @@
 -- A request body is the job's body template with the row's prompt spliced in. `requests`
 -- now stores the prompt and the template's two halves (the same for every request of a job,
 -- so DuckDB keeps them once per row group); `body` and `custom_id` are virtual columns that
--- splice them (the exact bytes sent) and derive the id from the hash. Rows written before
--- this version keep their verbatim body in `body_text`.
+-- splice them (the exact bytes sent) and derive the id from the hash (`batch_requests`'
+-- `custom_id` too). Rows written before this version keep their verbatim body in `body_text`.
 -- `seq` numbers requests in the order they were stored, each batch's new requests
 -- contiguous, so writing a batch's payload reads only the row groups that hold them.
 -- `requests` and `batch_requests` lose their primary-key indexes (as attempts and results did
@@ -16,8 +16,9 @@ CREATE TABLE warehouse_batch.requests_v11 (
     provider     VARCHAR NOT NULL,
     endpoint     VARCHAR NOT NULL,
     model        VARCHAR NOT NULL,
-    body         VARCHAR GENERATED ALWAYS AS (coalesce(body_text,
-                     body_prefix || CAST(to_json(prompt) AS VARCHAR) || body_suffix)) VIRTUAL,
+    body         VARCHAR GENERATED ALWAYS AS (coalesce(body_text, CASE WHEN prompt IS NOT NULL
+                     THEN concat(body_prefix, CAST(to_json(prompt) AS VARCHAR), body_suffix)
+                     END)) VIRTUAL,
     job_name     VARCHAR NOT NULL,   -- the job that first needed it
     first_run_id VARCHAR,
     created_at   TIMESTAMP NOT NULL,
@@ -38,9 +39,9 @@ ALTER TABLE warehouse_batch.requests_v11 RENAME TO requests;
 CREATE TABLE warehouse_batch.batch_requests_v11 (
     batch_id     VARCHAR NOT NULL,
     request_hash VARCHAR NOT NULL,
-    custom_id    VARCHAR NOT NULL
+    custom_id    VARCHAR GENERATED ALWAYS AS ('wb_' || substr(request_hash, 1, 48)) VIRTUAL
 );
-INSERT INTO warehouse_batch.batch_requests_v11
-    SELECT batch_id, request_hash, custom_id FROM warehouse_batch.batch_requests;
+INSERT INTO warehouse_batch.batch_requests_v11 (batch_id, request_hash)
+    SELECT batch_id, request_hash FROM warehouse_batch.batch_requests;
 DROP TABLE warehouse_batch.batch_requests;
 ALTER TABLE warehouse_batch.batch_requests_v11 RENAME TO batch_requests;
