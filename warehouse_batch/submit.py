@@ -32,7 +32,7 @@ import duckdb
 
 from . import capacity, faults
 from .errors import AmbiguousCreateError, LookupUndecidedError, ProviderError
-from .identity import sql_literal
+from .identity import custom_id_sql, sql_literal
 from .chunking import assign_chunks
 from .classify import build_send_table, classify
 from .jsonl import line_nbytes_sql, line_sql, write_payload
@@ -83,7 +83,8 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
     and stores nothing per request but what `request_store` keeps: the bodies are spliced
     again when each batch's payload is written."""
     spec, provider = prepared.spec, prepared.provider
-    nbytes = line_nbytes_sql(provider, "s.custom_id", body_nbytes_sql(prepared, "s.prompt"))
+    nbytes = line_nbytes_sql(provider, custom_id_sql("s.request_hash"),
+                             body_nbytes_sql(prepared, "s.prompt"))
     now = now_utc()
     # a run submits once per pass of `run --wait`, perhaps hundreds of times: 64 random bits
     # keep ids unique (49 characters; metadata values may hold 512, file names more)
@@ -96,12 +97,13 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
         # `sid` is the request's row in wb_send (its prompt), `old_seq` its stored number.
         con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_todo AS
             SELECT *, {capacity.est_tokens_sql('nbytes')} AS ntok FROM (
-                SELECT s.rowid AS sid, s.request_hash, s.custom_id, {nbytes} + 1 AS nbytes,
+                SELECT s.rowid AS sid, s.request_hash, {nbytes} + 1 AS nbytes,
                        r.seq AS old_seq
                 FROM wb_send s LEFT JOIN (SELECT request_hash, seq FROM {SCHEMA}.requests) r
                     USING (request_hash))""")
         capacity.fail_oversized(con, "wb_todo", token_limit, provider.name, spec.model)
         assign_chunks(con, "SELECT * FROM wb_todo", limits, position="sid")
+        con.execute("DROP TABLE wb_todo")   # 10M rows: hold one narrow copy, not two
         base = next_seq(con)
         store_new(con, prepared, "wb_chunked", "wb_send", base, run_id, now)
         ranges = chunk_ranges(con, "wb_chunked", base)
@@ -123,7 +125,6 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
     except Exception:
         con.execute("ROLLBACK")
         raise
-    con.execute("DROP TABLE IF EXISTS wb_todo")
     con.execute("DROP TABLE IF EXISTS wb_chunked")
     faults.checkpoint("after_intent")
     return intents
