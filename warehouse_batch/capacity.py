@@ -25,6 +25,7 @@ from typing import Iterable
 import duckdb
 
 from .errors import ProviderError
+from .identity import custom_id_sql
 from .providers.base import LedgerBatch, Limits, Provider
 from .state import SCHEMA, now_utc
 
@@ -139,7 +140,7 @@ def oversized_message(tokens_sql: str, limit: int, provider: str, model: str) ->
 
 def fail_oversized(con: duckdb.DuckDBPyConnection, todo: str, limit: int | None, provider: str,
                    model: str) -> int:
-    """Requests of temp table `todo` (request_hash, custom_id, ntok) that alone pass `limit`
+    """Requests of temp table `todo` (request_hash, ntok) that alone pass `limit`
     end failed, permanently (not retryable), and leave `todo`. Returns how many."""
     if limit is None:
         return 0
@@ -150,7 +151,8 @@ def fail_oversized(con: duckdb.DuckDBPyConnection, todo: str, limit: int | None,
         AND request_hash IN (SELECT request_hash FROM {todo} WHERE ntok > ?)""", [limit])
     con.execute(f"""INSERT INTO {SCHEMA}.results (request_hash, custom_id, status,
             retryable, error_type, error_code, error_message, attempts, failures, updated_at)
-        SELECT request_hash, custom_id, 'failed', false, 'capacity', '{OVERSIZED_CODE}',
+        SELECT request_hash, {custom_id_sql('request_hash')}, 'failed', false, 'capacity',
+               '{OVERSIZED_CODE}',
                {oversized_message('ntok', limit, provider, model)}, 0, 0, ?
         FROM {todo} WHERE ntok > ?""", [now_utc(), limit])
     con.execute(f"DELETE FROM {todo} WHERE ntok > ?", [limit])

@@ -21,22 +21,29 @@ def chunk_sizes(sizes: list[int], tokens: list[int], limits: Limits) -> list[int
     return out
 
 
-def assign_chunks(con: duckdb.DuckDBPyConnection, source_sql: str,
-                  limits: Limits) -> tuple[int, int, int]:
+def assign_chunks(con: duckdb.DuckDBPyConnection, source_sql: str, limits: Limits,
+                  position: str | None = None) -> tuple[int, int, int]:
     """Temp table `wb_chunked` (source columns + `chunk`); returns (chunks, bytes, tokens).
 
     `source_sql` yields request_hash, custom_id, nbytes, ntok. Chunks are cut by request count
     in SQL; only when a byte or token limit would then be passed does a greedy pass over the
     sizes (in Python, over two integer lists) recut them.
+
+    `position` names a source column numbering the requests 0, 1, 2, … (gaps allowed) in the
+    order to cut them: chunks are then cut from it without a sort, chunk numbers never
+    decrease as it grows, and they may skip a number (a block whose requests all left).
     """
+    order = position or "rowid"
+    number = (f"{position} // {limits.max_requests}" if position else
+              f"(row_number() OVER () - 1) // {limits.max_requests}")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_chunked AS
-        SELECT *, CAST((row_number() OVER () - 1) // {limits.max_requests} AS INTEGER) AS chunk
-        FROM ({source_sql})""")
+        SELECT *, CAST({number} AS INTEGER) AS chunk FROM ({source_sql})""")
     worst = con.execute("""SELECT max(b), max(t) FROM (
         SELECT sum(nbytes) AS b, sum(ntok) AS t FROM wb_chunked GROUP BY chunk)""").fetchone()
     if worst[0] is not None and (worst[0] > limits.max_bytes or (
             limits.max_tokens is not None and worst[1] > limits.max_tokens)):
-        rows = con.execute("SELECT rowid, nbytes, ntok FROM wb_chunked ORDER BY rowid").fetchall()
+        rows = con.execute(f"SELECT rowid, nbytes, ntok FROM wb_chunked "
+                           f"ORDER BY {order}").fetchall()
         chunks = chunk_sizes([r[1] for r in rows], [r[2] for r in rows], limits)
         con.register("wb_recut", pa.table({"rid": [r[0] for r in rows], "chunk": chunks}))
         con.execute("""CREATE OR REPLACE TEMP TABLE wb_chunked AS

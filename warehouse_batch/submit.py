@@ -32,14 +32,16 @@ import duckdb
 
 from . import capacity, faults
 from .errors import AmbiguousCreateError, LookupUndecidedError, ProviderError
-from .identity import sql_literal
+from .identity import custom_id_sql, sql_literal
 from .chunking import assign_chunks
 from .classify import build_send_table, classify
-from .jsonl import line_sql, write_payload
+from .jsonl import line_nbytes_sql, line_sql, write_payload
 from .ledger import (BatchProviders, known_batch_ids, unfinished_batches, update_batch)
 from .outcomes import record_batch_failure
 from .providers.base import (LedgerBatch, Provider, RemoteBatch)
 from .prepared import Prepared
+from .request_store import (SeqRange, batch_ranges, body_nbytes_sql, chunk_ranges, next_seq,
+                            store_new)
 from .state import SCHEMA, fetch_dicts, now_utc
 
 
@@ -65,11 +67,24 @@ def new_run_id() -> str:
     return now_utc().strftime("r%Y%m%dT%H%M%S") + "_" + secrets.token_hex(3)
 
 
-def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str) -> list[str]:
-    """Write requests, intents and the job's row mapping in one transaction; returns batch ids."""
+@dataclass
+class Intents:
+    """Batches `create_intents` recorded, in order, with the `requests.seq` range of each
+    (what its payload reads)."""
+
+    batch_ids: list[str] = field(default_factory=list)
+    ranges: dict[str, SeqRange] = field(default_factory=dict)
+
+
+def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str) -> Intents:
+    """Write requests, intents and the job's row mapping in one transaction.
+
+    Works from temp table `wb_send` (built by the caller from the current classification)
+    and stores nothing per request but what `request_store` keeps: the bodies are spliced
+    again when each batch's payload is written."""
     spec, provider = prepared.spec, prepared.provider
-    body = prepared.body_sql("prompt")
-    line = line_sql(provider, "custom_id", "body")
+    nbytes = line_nbytes_sql(provider, custom_id_sql("s.request_hash"),
+                             body_nbytes_sql(prepared, "s.prompt"))
     now = now_utc()
     # a run submits once per pass of `run --wait`, perhaps hundreds of times: 64 random bits
     # keep ids unique (49 characters; metadata values may hold 512, file names more)
@@ -77,24 +92,24 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
     limits, token_limit = capacity.budget_limits(con, provider)
     con.execute("BEGIN TRANSACTION")
     try:
-        build_send_table(con)
         # tokens are estimated from bytes (capacity.est_tokens_sql, the one estimate used
-        # everywhere): conservative for enqueued-token budgets and cost estimates
+        # everywhere): conservative for enqueued-token budgets and cost estimates.
+        # `sid` is the request's row in wb_send (its prompt), `old_seq` its stored number.
         con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_todo AS
             SELECT *, {capacity.est_tokens_sql('nbytes')} AS ntok FROM (
-                SELECT request_hash, custom_id, body, strlen({line}) + 1 AS nbytes
-                FROM (SELECT request_hash, custom_id, prompt, {body} AS body FROM wb_send))""")
-        con.execute(f"""INSERT INTO {SCHEMA}.requests
-            SELECT request_hash, custom_id, ?, ?, ?, body, ?, ?, ? FROM wb_todo t
-            WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.requests r
-                              WHERE r.request_hash = t.request_hash)""",
-                    [provider.name, provider.endpoint_path(), spec.model, spec.name, run_id, now])
+                SELECT s.rowid AS sid, s.request_hash, {nbytes} + 1 AS nbytes,
+                       r.seq AS old_seq
+                FROM wb_send s LEFT JOIN (SELECT request_hash, seq FROM {SCHEMA}.requests) r
+                    USING (request_hash))""")
         capacity.fail_oversized(con, "wb_todo", token_limit, provider.name, spec.model)
-        chunks, _, _ = assign_chunks(con, "SELECT request_hash, custom_id, nbytes, ntok "
-                                          "FROM wb_todo", limits)
+        assign_chunks(con, "SELECT * FROM wb_todo", limits, position="sid")
+        con.execute("DROP TABLE wb_todo")   # 10M rows: hold one narrow copy, not two
+        base = next_seq(con)
+        store_new(con, prepared, "wb_chunked", "wb_send", base, run_id, now)
+        ranges = chunk_ranges(con, "wb_chunked", base)
         batch_id = f"{sql_literal(stem + '_')} || printf('%04d', chunk)"
-        con.execute(f"""INSERT INTO {SCHEMA}.batch_requests
-            SELECT {batch_id}, request_hash, custom_id FROM wb_chunked""")
+        con.execute(f"""INSERT INTO {SCHEMA}.batch_requests (batch_id, request_hash)
+            SELECT {batch_id}, request_hash FROM wb_chunked""")
         con.execute(f"""INSERT INTO {SCHEMA}.batches
             (batch_id, run_id, job_name, provider, endpoint, model, chunk, state,
              request_count, bytes, est_tokens, created_at)
@@ -103,15 +118,15 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
             FROM wb_chunked GROUP BY chunk""",
                     [run_id, spec.name, provider.name, provider.endpoint_path(), spec.model,
                      now])
-        batch_ids = [f"{stem}_{c:04d}" for c in range(chunks)]
+        intents = Intents([f"{stem}_{c:04d}" for c in sorted(ranges)],
+                          {f"{stem}_{c:04d}": r for c, r in ranges.items()})
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
-    con.execute("DROP TABLE IF EXISTS wb_todo")
     con.execute("DROP TABLE IF EXISTS wb_chunked")
     faults.checkpoint("after_intent")
-    return batch_ids
+    return intents
 
 
 def can_advance(con: duckdb.DuckDBPyConnection, job_provider: Provider,
@@ -239,12 +254,17 @@ def resume_unfinished(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdi
     """Carry every half-submitted batch of the job (a crash, an ambiguous create) forward,
     each through the provider recorded for it."""
     providers = BatchProviders(prepared.provider)
-    for batch in unfinished_batches(con, prepared.spec.name):
+    batches = unfinished_batches(con, prepared.spec.name)
+    ranges = batch_ranges(con, [b.batch_id for b in batches])
+    for batch in batches:
         provider = providers.for_batch(batch)
         payload = write_payload(con, line_sql(provider, "br.custom_id", "r.body"),
-                                batch.batch_id, workdir)
+                                batch.batch_id, workdir, ranges.get(batch.batch_id))
         was = batch.state
-        state = advance(con, provider, batch, payload, resuming=True)
+        try:
+            state = advance(con, provider, batch, payload, resuming=True)
+        finally:
+            payload.unlink(missing_ok=True)
         if state != "waiting":
             log(f"resumed batch {batch.batch_id} (was {was})")
             report.batches_resumed += 1
@@ -279,7 +299,7 @@ def recut_oversized(con: duckdb.DuckDBPyConnection, prepared: Prepared,
 
 
 def recover_orphans(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdir: Path,
-                    report: SubmitReport) -> None:
+                    report: SubmitReport) -> bool:
     """Before any create: find requests still recorded in a batch whose ledger row is missing
     (deleted) or damaged (submitted without a provider id), so they cannot be paid twice.
 
@@ -287,7 +307,8 @@ def recover_orphans(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdir:
     run, its start time and the chunk) and looked up like a lost create: OpenAI by its tag
     (proof), Anthropic by shape (an ended candidate is proven by its custom_ids; a running one
     is adopted unproven; several leave the row in `creating`, its requests held, until they
-    end). Found nowhere, the row is `lost` and its requests are sent again.
+    end). Found nowhere, the row is `lost` and its requests are sent again. Returns whether
+    any row was rebuilt or looked up (the ledger changed).
     """
     con.execute(f"""UPDATE {SCHEMA}.batches SET state = 'creating',
             error = 'damaged ledger row (submitted without a provider batch id): looked up again'
@@ -323,20 +344,23 @@ def recover_orphans(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdir:
                      "ledger row rebuilt: it was missing while its requests were recorded"])
         damaged.append(o["batch_id"])
     if not damaged:
-        return
+        return False
     providers = BatchProviders(prepared.provider)
     rows = fetch_dicts(con, f"SELECT * FROM {SCHEMA}.batches WHERE batch_id IN "
                             f"(SELECT unnest(?::VARCHAR[])) ORDER BY batch_id", [damaged])
+    ranges = batch_ranges(con, damaged)
     for batch in (LedgerBatch.from_row(r) for r in rows):
         provider = providers.for_batch(batch)
         payload = write_payload(con, line_sql(provider, "br.custom_id", "r.body"),
-                                batch.batch_id, workdir)
+                                batch.batch_id, workdir, ranges.get(batch.batch_id))
         try:
             found = provider.find_batch(batch, payload, known_batch_ids(con))
         except LookupUndecidedError as e:
             update_batch(con, batch.batch_id, error=str(e))
             report.warnings.append(f"batch {batch.batch_id} (ledger row rebuilt): {e}")
             continue
+        finally:
+            payload.unlink(missing_ok=True)
         if found is not None:
             _record_submitted(con, batch, found, adopted=True)
             if con.execute(f"SELECT count(*) FROM {SCHEMA}.attempts WHERE batch_id = ?",
@@ -353,6 +377,7 @@ def recover_orphans(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdir:
                    f"{batch.request_count:,} request(s) will be sent again")
         update_batch(con, batch.batch_id, state="lost", error=message, ended_at=now_utc())
         report.warnings.append(message)
+    return True
 
 
 def recover_tagged(con: duckdb.DuckDBPyConnection, prepared: Prepared,
@@ -369,8 +394,8 @@ def recover_tagged(con: duckdb.DuckDBPyConnection, prepared: Prepared,
         created = dt.datetime.strptime(m["ts"], "%Y%m%dT%H%M%S") if m else now_utc()
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(f"""INSERT INTO {SCHEMA}.batch_requests
-                SELECT DISTINCT ON (request_hash) ?, request_hash, custom_id
+            con.execute(f"""INSERT INTO {SCHEMA}.batch_requests (batch_id, request_hash)
+                SELECT DISTINCT ON (request_hash) ?, request_hash
                 FROM {SCHEMA}.requests
                 WHERE custom_id IN (SELECT unnest(?::VARCHAR[]))
                   AND request_hash NOT IN (SELECT request_hash FROM {SCHEMA}.batch_requests
@@ -397,28 +422,45 @@ def recover_tagged(con: duckdb.DuckDBPyConnection, prepared: Prepared,
 
 def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
                 log: Callable[[str], None] = lambda m: None) -> SubmitReport:
-    """Resume unfinished batches of this job, then submit everything that needs sending."""
+    """Resume unfinished batches of this job, then submit everything that needs sending.
+
+    New batches go as a pipeline: once every intent is committed, each batch's payload is
+    written, uploaded and created before the next one is written (and deleted after), so the
+    first upload does not wait for the last payload and the disk holds one at a time."""
     provider = prepared.provider
     report = SubmitReport()
     capacity.learn_from_ledger(con)
     capacity.release_oversized(con)
     recut_oversized(con, prepared, report)
-    if unfinished_batches(con, prepared.spec.name) or _has_work(con, prepared):
+    unfinished = bool(unfinished_batches(con, prepared.spec.name))
+    # whether wb_plan / wb_send reflect the ledger as it is now (classifying 10M rows is
+    # not free: it is done again only when resuming or recovering changed the ledger)
+    classified = not unfinished
+    if unfinished or _has_work(con, prepared):
         provider.preflight()
     with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:
-        recover_orphans(con, prepared, Path(tmp), report)
+        if recover_orphans(con, prepared, Path(tmp), report):
+            classified = False
         resume_unfinished(con, prepared, Path(tmp), report, log)
-        classify(con, prepared)   # in-flight requests changed: classify again
-        if build_send_table(con) and recover_tagged(con, prepared, report):
+        if not classified:   # in-flight requests changed: classify again
             classify(con, prepared)
-        ids = create_intents(con, prepared, run_id)
+            build_send_table(con)
+        if con.execute("SELECT count(*) FROM wb_send").fetchone()[0] \
+                and recover_tagged(con, prepared, report):
+            classify(con, prepared)
+            build_send_table(con)
+        intents = create_intents(con, prepared, run_id)
         batches = [LedgerBatch.from_row(r) for r in fetch_dicts(
             con, f"SELECT * FROM {SCHEMA}.batches WHERE batch_id IN "
-                 f"(SELECT unnest(?::VARCHAR[])) ORDER BY batch_id", [ids])]
+                 f"(SELECT unnest(?::VARCHAR[])) ORDER BY batch_id", [intents.batch_ids])]
         line = line_sql(prepared.provider, "br.custom_id", "r.body")
         for i, batch in enumerate(batches, 1):
-            payload = write_payload(con, line, batch.batch_id, Path(tmp))
-            state = advance(con, provider, batch, payload, resuming=False)
+            payload = write_payload(con, line, batch.batch_id, Path(tmp),
+                                    intents.ranges.get(batch.batch_id))
+            try:
+                state = advance(con, provider, batch, payload, resuming=False)
+            finally:
+                payload.unlink(missing_ok=True)
             if state != "waiting":
                 log(f"submitted batch {i}/{len(batches)}: {batch.request_count:,} requests, "
                     f"{batch.bytes / 1e6:,.1f} MB")

@@ -234,7 +234,7 @@ class _Ids:
     def __init__(self, batch_id: str) -> None:
         self._line = digester(batch_id)
         self._salt = digester(0, batch_id)
-        self._request = f"\x1frequest".encode("utf-8")
+        self._request = "\x1frequest".encode("utf-8")
         self._prefix = f"{batch_id}\x1f"
 
     def line_id(self, cid: str) -> str:

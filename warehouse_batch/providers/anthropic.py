@@ -229,14 +229,20 @@ class AnthropicProvider(Provider):
 
     def create(self, batch: LedgerBatch, payload: Path) -> RemoteBatch:
         import anthropic
+        from anthropic.types.messages import MessageBatch
 
-        requests = [json.loads(line) for line in _lines(payload)]
+        # The request body is the payload's lines as they are (`{"requests": [line, ...]}`),
+        # written next to it and streamed from disk: no per-request Python objects, and the
+        # bytes sent are exactly the payload's.
+        body = _request_body(payload)
         # SDK retries are off: a retried POST can create a second, paid batch (no idempotency
         # key, batch-apis.md §0.1). The ledger retries, after looking for the batch.
         client = self.client.with_options(max_retries=0)
         action = f"creating batch {batch.batch_id}"
         try:
-            b = client.messages.batches.create(requests=requests)
+            with open(body, "rb") as fh:
+                b = client.post("/v1/messages/batches", cast_to=MessageBatch, content=fh,
+                                options={"headers": {"Content-Type": "application/json"}})
         except anthropic.APIConnectionError as e:   # includes timeouts
             raise AmbiguousCreateError(redact(
                 f"{action}: Anthropic may or may not have created it ({e})")) from None
@@ -247,6 +253,8 @@ class AnthropicProvider(Provider):
                                                                   request_id=e.request_id)
                                            ) from None
             raise translate_error(e, action) from None
+        finally:
+            body.unlink(missing_ok=True)
         return self._remote(b)
 
     def find_batch(self, batch: LedgerBatch, payload: Path | None = None,
@@ -363,6 +371,19 @@ class AnthropicProvider(Provider):
             ended=b.processing_status == "ended", counts=b.request_counts.model_dump(),
             error=error, created_at=b.created_at.timestamp() if b.created_at else None,
             raw=b.model_dump(mode="json"))
+
+
+def _request_body(payload: Path) -> Path:
+    """`{"requests": [<line>, ...]}` from the payload's JSONL lines, as a file beside it."""
+    path = payload.with_name(payload.name + ".create.json")
+    with open(path, "wb") as out:
+        out.write(b'{"requests":[')
+        for i, line in enumerate(_lines(payload)):
+            if i:
+                out.write(b",")
+            out.write(line.rstrip(b"\r\n"))
+        out.write(b"]}")
+    return path
 
 
 def _lines(payload: Path) -> Iterator[bytes]:

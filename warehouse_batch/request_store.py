@@ -1,0 +1,94 @@
+"""The `requests` table: every distinct request once, stored compactly (migration 011).
+
+A request's body is the job's body template (the provider's body for the job, serialised as
+canonical JSON) with the row's prompt spliced in as a JSON string. `requests` stores the
+prompt and the template's two halves; its virtual column `body` splices them again, so a
+payload is rebuilt byte for byte on every retry without each ~600-byte body being stored in
+full (the halves are the same for every request of a job: DuckDB keeps them once per row
+group). `custom_id` is virtual too (derived from `request_hash`).
+
+`seq` numbers the requests in the order they were stored, each new batch's requests
+contiguous, so a payload read filtered on its batch's `seq` range (`chunk_ranges`,
+`batch_ranges`) touches only the row groups that hold them instead of every stored prompt.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+
+from .identity import canonical_json, json_string_sql
+from .prepared import Prepared
+from .providers.base import PROMPT_PLACEHOLDER
+from .state import SCHEMA
+
+SeqRange = tuple[int, int]
+
+
+def body_halves(prepared: Prepared) -> tuple[str, str]:
+    """The job's canonical body text before and after the prompt's JSON string: the same
+    template `Prepared.body_sql` fills, so `before || to_json(prompt) || after` is the body
+    whose hash is the request's identity."""
+    body = prepared.provider.build_body(prepared.system_text, PROMPT_PLACEHOLDER)
+    text, token = canonical_json(body), canonical_json(PROMPT_PLACEHOLDER)
+    if text.count(token) != 1:
+        raise ValueError("the prompt must occur once in the request body")
+    before, after = text.split(token)
+    return before, after
+
+
+def body_nbytes_sql(prepared: Prepared, prompt_expr: str) -> str:
+    """SQL for the UTF-8 byte length of a request body, without building the body."""
+    before, after = body_halves(prepared)
+    fixed = len(before.encode("utf-8")) + len(after.encode("utf-8"))
+    return f"({fixed} + strlen({json_string_sql(prompt_expr)}))"
+
+
+def next_seq(con: duckdb.DuckDBPyConnection) -> int:
+    """The first `seq` free for new requests."""
+    return con.execute(f"SELECT coalesce(max(seq), 0) + 1 FROM {SCHEMA}.requests").fetchone()[0]
+
+
+def store_new(con: duckdb.DuckDBPyConnection, prepared: Prepared, chunked: str, send: str,
+              base: int, run_id: str, now: dt.datetime) -> None:
+    """Store the requests of temp table `chunked` (sid, old_seq, ...) that are not stored yet
+    (`old_seq` NULL), their prompts read from temp table `send` by row id (`sid`), each
+    numbered `base + sid`. Chunks are cut in `sid` order, so a batch's new requests get
+    contiguous numbers (stored in about that order: DuckDB keeps each scanned block together,
+    which is all the row-group ranges need; no sort is paid for)."""
+    spec, provider = prepared.spec, prepared.provider
+    before, after = body_halves(prepared)
+    con.execute(f"""INSERT INTO {SCHEMA}.requests (request_hash, provider, endpoint, model,
+            job_name, first_run_id, created_at, seq, prompt, body_prefix, body_suffix)
+        SELECT s.request_hash, ?, ?, ?, ?, ?, ?, {int(base)} + s.rowid, s.prompt, ?, ?
+        FROM {send} s
+        WHERE s.rowid IN (SELECT sid FROM {chunked} WHERE old_seq IS NULL)""",
+                [provider.name, provider.endpoint_path(), spec.model, spec.name, run_id, now,
+                 before, after])
+
+
+def chunk_ranges(con: duckdb.DuckDBPyConnection, chunked: str, base: int) -> dict[int, SeqRange]:
+    """For each chunk of temp table `chunked` (after `store_new`), the `seq` range of its
+    requests."""
+    seq = f"coalesce(old_seq, {int(base)} + sid)"
+    return {c: (lo, hi) for c, lo, hi in con.execute(
+        f"SELECT chunk, min({seq}), max({seq}) FROM {chunked} GROUP BY chunk").fetchall()}
+
+
+def batch_ranges(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> dict[str, SeqRange]:
+    """The `seq` range of each batch's requests, read from the ledger (one pass over the
+    stored hashes, for batches resumed or rebuilt)."""
+    if not batch_ids:
+        return {}
+    return {b: (lo, hi) for b, lo, hi in con.execute(f"""
+        SELECT br.batch_id, min(r.seq), max(r.seq)
+        FROM {SCHEMA}.batch_requests br JOIN {SCHEMA}.requests r USING (request_hash)
+        WHERE br.batch_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1""",
+                                                     [batch_ids]).fetchall()}
+
+
+def seq_filter_sql(alias: str, seq_range: SeqRange | None) -> str:
+    """A WHERE conjunct restricting `alias.seq` to a range ('' when there is none)."""
+    if seq_range is None:
+        return ""
+    return f" AND {alias}.seq BETWEEN {int(seq_range[0])} AND {int(seq_range[1])}"
