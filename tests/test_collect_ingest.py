@@ -11,7 +11,17 @@ import duckdb
 import pytest
 
 from warehouse_batch.collect import collect_ready
+from warehouse_batch.identity import custom_id_for, sha256_hex
 from warehouse_batch.state import ensure_schema, now_utc
+
+_NAMES: dict[str, str] = {}   # custom_id -> the short name a test uses for it
+
+
+def cid(name: str) -> str:
+    """The custom_id of request `name` (custom_ids derive from request hashes)."""
+    c = custom_id_for(sha256_hex(name))
+    _NAMES[c] = name
+    return c
 
 collect_module = sys.modules["warehouse_batch.collect"]   # the package exports a `collect`
 
@@ -22,7 +32,7 @@ def answer(cid: str, text: str, status: int = 200) -> str:
                           "finish_reason": "stop"}],
              "usage": {"prompt_tokens": 5, "completion_tokens": 1}} if status == 200 else
             {"error": {"message": "server error", "type": "server_error"}})
-    return json.dumps({"id": "x", "custom_id": cid,
+    return json.dumps({"id": "x", "custom_id": globals()["cid"](cid),
                        "response": {"status_code": status, "body": body}, "error": None})
 
 
@@ -53,7 +63,7 @@ class FakeProvider:
 
 def ledger(path: Path, batches: dict[str, list[str]]) -> duckdb.DuckDBPyConnection:
     """A DuckDB file whose ledger holds submitted batches `bN` (provider id `pN`) with the
-    given custom_ids (request_hash `h_<custom_id>`)."""
+    given requests (named; request_hash = sha256 of the name, custom_id derived from it)."""
     con = duckdb.connect(str(path))
     ensure_schema(con)
     for batch_id, cids in batches.items():
@@ -63,13 +73,14 @@ def ledger(path: Path, batches: dict[str, list[str]]) -> duckdb.DuckDBPyConnecti
             0, 'submitted', ?, 0, ?, ?)""",
                     [batch_id, len(cids), now_utc(), "p" + batch_id[1:]])
         for cid in cids:
-            con.execute("INSERT INTO warehouse_batch.batch_requests VALUES (?, ?, ?)",
-                        [batch_id, "h_" + cid, cid])
+            con.execute("INSERT INTO warehouse_batch.batch_requests (batch_id, request_hash) "
+                        "VALUES (?, ?)", [batch_id, sha256_hex(cid)])
+            globals()["cid"](cid)   # remember its name
     return con
 
 
 def results(con) -> dict[str, tuple]:
-    return {r[0]: r[1:] for r in con.execute(
+    return {_NAMES.get(r[0], r[0]): r[1:] for r in con.execute(
         "SELECT custom_id, status, response_text, attempts FROM warehouse_batch.results")
         .fetchall()}
 
@@ -93,8 +104,8 @@ def test_odd_lines_and_a_repeated_custom_id(tmp_path):
                             "c4": ("succeeded", "four", 1)}
     assert (report.succeeded, report.not_processed) == (3, 1)
     assert any("1 result line(s) were not valid JSON" in w for w in report.warnings)
-    assert con.execute("SELECT outcome FROM warehouse_batch.attempts WHERE custom_id = 'c3'"
-                       ).fetchall() == [("missing",)]
+    assert con.execute("SELECT outcome FROM warehouse_batch.attempts WHERE custom_id = ?",
+                       [cid("c3")]).fetchall() == [("missing",)]
 
 
 def test_a_cached_failure_is_merged_not_duplicated(tmp_path):
