@@ -44,7 +44,7 @@ CONTROL_KEYS = {
     "output_schema", "columns", "output_columns",
     # provider settings (see the README's provider table)
     "base_url", "api_version", "anthropic_version", "cache_system_prompt",
-    # answer checking (collect.check_answers; not hashed: it judges answers, sends nothing)
+    # answer checking (outcomes.answer_check_sql; not hashed: it judges answers, sends nothing)
     "allow_truncated",
     # how much memory DuckDB may use before spilling to disk (db.memory_settings)
     "memory_limit",
