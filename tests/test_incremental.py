@@ -5,6 +5,7 @@ checked is what was read, rendered, sent and written.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from helpers import EmulatorClock, Job, billed_counts, write_job
 from warehouse_batch import api
+from warehouse_batch.errors import JobFileError
 from warehouse_batch.identity import canonical_json
 from warehouse_batch.jsonl import line_sql
 from warehouse_batch.db import connect
@@ -141,16 +143,16 @@ def test_body_bytes_match_the_upload_lines(tmp_path, emulator, prompt):
     finally:
         con.close()
     assert got[0] == got[1]
-    assert canonical_json(__import__("json").loads(one)) == one
+    assert canonical_json(json.loads(one)) == one
 
 
 def test_memory_limit_from_the_job_file_and_the_command_line(tmp_path, emulator):
     job = Job(tmp_path, emulator, extra=", memory_limit='300MB'")
     assert api.load(job.path, job.options()).memory_limit == "300MB"
     assert api.load(job.path, job.options(memory_limit="2GB")).memory_limit == "2GB"
-    bad = Job(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path, emulator,
-              extra=", memory_limit='lots'")
-    with pytest.raises(Exception, match=r"memory_limit.*not a memory size"):
+    (tmp_path / "x").mkdir()
+    bad = Job(tmp_path / "x", emulator, extra=", memory_limit='lots'")
+    with pytest.raises(JobFileError, match=r"memory_limit.*not a memory size"):
         api.load(bad.path, bad.options())
 
 

@@ -27,7 +27,7 @@ import duckdb
 from .columns import answer_column_names, parsed_sql
 from .identity import sql_literal
 from .jobrows import mark_answered
-from .ownership import OutputTable, record_shape, require_owner
+from .ownership import OutputTable, existing_kind, record_shape, require_owner
 from .prepared import Prepared
 from .providers.base import Provider
 from .spec import JobSpec
@@ -200,11 +200,7 @@ def update_answers(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Prov
     touched since `since`. None when the table is not there: the caller must prepare the job
     and build it."""
     table = require_owner(con, spec)
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? "
-        "AND lower(schema_name) = ? AND lower(table_name) = ?",
-        [table.catalog, *table.key]).fetchone()[0]
-    if not exists:
+    if existing_kind(con, table) != "table":
         return None
     _answers(con, spec, f"{touched_sql(spec.name, since)} UNION ALL SELECT _request_hash "
                         f"FROM {table.qualified} WHERE _status = 'failed'")

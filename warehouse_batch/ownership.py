@@ -126,7 +126,7 @@ def check_output(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> OutputTable:
                      f"UPDATE {SCHEMA}.outputs SET job_file = {sql_literal(mine)} "
                      f"WHERE table_schema = {sql_literal(out.key[0])} "
                      f"AND table_name = {sql_literal(out.key[1])}")
-    kind = _existing(con, out)
+    kind = existing_kind(con, out)
     if kind == "view":
         _refuse(spec, f"{out} is a view; the output must be a table of the job's own",
                 hint="give the output table another name")
@@ -192,7 +192,7 @@ def stored_shape(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> str | None:
     """The column shape recorded when the job's output table was last built in full
     (`source.output_shape`); None when the table does not exist or has none recorded."""
     out = resolve_output(con, spec)
-    if _existing(con, out) != "table":
+    if existing_kind(con, out) != "table":
         return None
     row = con.execute(f"SELECT shape FROM {SCHEMA}.outputs WHERE table_schema = ? "
                       "AND table_name = ?", list(out.key)).fetchone()
@@ -320,7 +320,7 @@ def _owner(con: duckdb.DuckDBPyConnection, out: OutputTable) -> Owner | None:
     return Owner(*row) if row else None
 
 
-def _existing(con: duckdb.DuckDBPyConnection, out: OutputTable) -> str | None:
+def existing_kind(con: duckdb.DuckDBPyConnection, out: OutputTable) -> str | None:
     """'table', 'view', or None: what the file holds under the output's name."""
     row = con.execute("""
         SELECT 'table' FROM duckdb_tables()
