@@ -57,3 +57,26 @@ def test_file_is_readable_by_duckdb_1_4_format(tmp_path):
     con.close()
     # DuckDB 2.0 would otherwise write a format DuckDB 1.x tools cannot open
     assert version.startswith("v1.4"), version
+
+
+@pytest.mark.parametrize("storage", ["v1.0.0", "v1.4.0"])
+def test_a_file_in_an_older_storage_format_runs_a_job_end_to_end(tmp_path, fast_emulator,
+                                                                  storage):
+    """A warehouse file written by DuckDB 1.1 (or created with DuckDB 1.x's default
+    compatibility format) has no ZSTD strings: the migrations that ask for ZSTD fall back to
+    DuckDB's default compression there instead of failing with a binder error."""
+    from helpers import Job
+
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(":memory:")
+    con.execute(f"ATTACH '{path}' AS w (STORAGE_VERSION '{storage}')")
+    con.execute("CREATE TABLE w.reviews AS SELECT range + 1 AS id, 'fine ' || range AS text "
+                "FROM range(5)")
+    con.close()
+    job = Job(tmp_path, fast_emulator)
+    report = job.run()
+    assert report.rows.succeeded == 5
+    compressions = {c for (c,) in job.sql(
+        "SELECT DISTINCT compression FROM pragma_storage_info('warehouse_batch.requests') "
+        "WHERE column_name = 'prompt' AND segment_type = 'VARCHAR'")}
+    assert ("ZSTD" in compressions) == (storage == "v1.4.0"), compressions

@@ -17,21 +17,17 @@ def classify(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> None:
                 {"max_attempts": prepared.spec.max_attempts})
 
 
-def build_send_table(con: duckdb.DuckDBPyConnection, with_prompt: bool = True) -> int:
-    """Temp table `wb_send`: each distinct request that needs sending, once, with its row id,
-    prompt and body size (`body_bytes`; `with_prompt=False` leaves the prompt out, for a
-    plan). Returns the number of requests.
-
-    Grouping carries only the row id (the prompt is joined back afterwards): grouping wide
-    strings is what made this slow at a million rows.
-    """
+def build_send_table(con: duckdb.DuckDBPyConnection) -> int:
+    """Temp table `wb_send`: each distinct request that needs sending, once, with its row id
+    (`_rid`: its prompt is in view `wb_prompt`) and body size (`body_bytes`). Returns the
+    number of requests. Grouping carries only the row id: grouping wide strings is what made
+    this slow at a million rows."""
     cats = ", ".join(f"'{c}'" for c in SEND_CATEGORIES)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_first AS
         SELECT min(_rid) AS _rid FROM wb_plan WHERE category IN ({cats})
         GROUP BY request_hash""")
-    prompt = "c.prompt" if with_prompt else "CAST(NULL AS VARCHAR) AS prompt"
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_send AS
-        SELECT c._rid, c.request_hash, c.custom_id, {prompt}, c.body_bytes
+    con.execute("""CREATE OR REPLACE TEMP TABLE wb_send AS
+        SELECT c._rid, c.request_hash, c.custom_id, c.body_bytes
         FROM wb_current c JOIN wb_first f USING (_rid)""")
     con.execute("DROP TABLE wb_first")
     return con.execute("SELECT count(*) FROM wb_send").fetchone()[0]

@@ -102,7 +102,7 @@ def refuse_keys_in_requests(con: duckdb.DuckDBPyConnection, system_text: str | N
                             system_location: Location, row_text_sql: str | None = None) -> None:
     """Refuse the job if a rendered request would carry an API key.
 
-    `wb_current.prompt` holds the rendered prompts, `system_text` the system prompt and
+    View `wb_prompt` gives the rendered prompts, `system_text` the system prompt and
     `static_body` the request body around the prompt (parameters, schema). `row_text_sql`,
     a condition over `wb_src s` with `{key}` standing for the key value, finds the key in the
     row's columns: a key in a column the prompt does not use would still be written to the
@@ -122,9 +122,8 @@ def refuse_keys_in_requests(con: duckdb.DuckDBPyConnection, system_text: str | N
     con.execute("CREATE OR REPLACE TEMP TABLE wb_key_values (name VARCHAR, value VARCHAR)")
     try:
         con.executemany("INSERT INTO wb_key_values VALUES (?, ?)", list(values.items()))
-        hits = con.execute("""SELECT w.key_json, k.name FROM wb_current w
+        hits = con.execute("""SELECT w.key_json, k.name FROM wb_prompt w
             JOIN wb_key_values k ON contains(w.prompt, k.value)
-            WHERE w.prompt IS NOT NULL
             ORDER BY w.row_number LIMIT 11""").fetchall()
         if not hits and row_text_sql:
             hits = con.execute(f"""SELECT s.__wb_key, k.name FROM wb_src s

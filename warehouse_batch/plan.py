@@ -71,7 +71,7 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
     classify(con, prepared)
     counts = dict(con.execute("SELECT category, count(*) FROM wb_plan GROUP BY 1").fetchall())
     to_send_rows = sum(counts.get(c, 0) for c in SEND_CATEGORIES)
-    requests = build_send_table(con, with_prompt=False)
+    requests = build_send_table(con)
     sized = (f"SELECT *, {capacity.est_tokens_sql('nbytes')} AS ntok FROM (SELECT "
              f"request_hash, custom_id, body_bytes + {prepared.line_overhead()} AS nbytes "
              "FROM wb_send)")
@@ -86,9 +86,10 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
         "SELECT sum(ntok) FROM wb_chunked GROUP BY chunk ORDER BY chunk").fetchall()]
     cost = estimate_cost(con, prepared, requests, ntok)
     sample = None
-    for source in ("wb_current WHERE _rid = (SELECT _rid FROM wb_send ORDER BY custom_id "
-                   "LIMIT 1)", "wb_current WHERE prompt IS NOT NULL ORDER BY _rid"):
-        first = con.execute(f"SELECT custom_id, {prepared.body_sql('prompt')} FROM {source} "
+    for source in ("WHERE c._rid = (SELECT _rid FROM wb_send ORDER BY custom_id LIMIT 1)",
+                   "ORDER BY c._rid"):
+        first = con.execute(f"SELECT c.custom_id, {prepared.body_sql('p.prompt')} "
+                            f"FROM wb_current c JOIN wb_prompt p USING (_rid) {source} "
                             "LIMIT 1").fetchone()
         if first is not None:
             sample = prepared.provider.envelope(first[0], json.loads(first[1]))

@@ -290,11 +290,15 @@ def _template_line(tb: TracebackType | None) -> int | None:
 
 
 def check_sql_prompts(con: duckdb.DuckDBPyConnection, ct: CompiledTemplate,
-                      table: str = "wb_prompts") -> None:
-    """The budgets, for prompts rendered set-based in SQL (`table` has key_json, prompt)."""
+                      table: str = "wb_prompts", nbytes_table: str | None = None) -> None:
+    """The budgets, for prompts rendered set-based in SQL (`table` has _rid, key_json,
+    prompt; `nbytes_table`, if given, has each prompt's byte length as `prompt_bytes`, so
+    the common case reads no prompt)."""
     # strlen (bytes) bounds length (characters) from above and needs no UTF-8 decoding:
     # characters are counted only when the bytes come near a budget
     longest, total = con.execute(
+        f"SELECT max(prompt_bytes), coalesce(sum(prompt_bytes), 0) FROM {nbytes_table}"
+        if nbytes_table else
         f"SELECT max(strlen(prompt)), coalesce(sum(strlen(prompt)), 0) FROM {table}"
     ).fetchone()
     if (longest or 0) > MAX_PROMPT_CHARS or total > ct.max_job_chars:

@@ -17,7 +17,7 @@ import datetime as dt
 
 import duckdb
 
-from .identity import canonical_json, json_string_sql
+from .identity import canonical_json
 from .prepared import Prepared
 from .providers.base import PROMPT_PLACEHOLDER
 from .state import SCHEMA
@@ -37,13 +37,6 @@ def body_halves(prepared: Prepared) -> tuple[str, str]:
     return before, after
 
 
-def body_nbytes_sql(prepared: Prepared, prompt_expr: str) -> str:
-    """SQL for the UTF-8 byte length of a request body, without building the body."""
-    before, after = body_halves(prepared)
-    fixed = len(before.encode("utf-8")) + len(after.encode("utf-8"))
-    return f"({fixed} + strlen({json_string_sql(prompt_expr)}))"
-
-
 def next_seq(con: duckdb.DuckDBPyConnection) -> int:
     """The first `seq` free for new requests."""
     return con.execute(f"SELECT coalesce(max(seq), 0) + 1 FROM {SCHEMA}.requests").fetchone()[0]
@@ -52,17 +45,18 @@ def next_seq(con: duckdb.DuckDBPyConnection) -> int:
 def store_new(con: duckdb.DuckDBPyConnection, prepared: Prepared, chunked: str, send: str,
               base: int, run_id: str, now: dt.datetime) -> None:
     """Store the requests of temp table `chunked` (sid, old_seq, ...) that are not stored yet
-    (`old_seq` NULL), their prompts read from temp table `send` by row id (`sid`), each
-    numbered `base + sid`. Chunks are cut in `sid` order, so a batch's new requests get
+    (`old_seq` NULL), found in temp table `send` by row id (`sid`), their prompts read from
+    view `wb_prompt` (by `_rid`), each numbered `base + sid`. Chunks are cut in `sid` order, so a batch's new requests get
     contiguous numbers (stored in about that order: DuckDB keeps each scanned block together,
     which is all the row-group ranges need; no sort is paid for)."""
     spec, provider = prepared.spec, prepared.provider
     before, after = body_halves(prepared)
     con.execute(f"""INSERT INTO {SCHEMA}.requests (request_hash, provider, endpoint, model,
             job_name, first_run_id, created_at, seq, prompt, body_prefix, body_suffix)
-        SELECT s.request_hash, ?, ?, ?, ?, ?, ?, {int(base)} + s.rowid, s.prompt, ?, ?
-        FROM {send} s
-        WHERE s.rowid IN (SELECT sid FROM {chunked} WHERE old_seq IS NULL)""",
+        SELECT s.request_hash, ?, ?, ?, ?, ?, ?, {int(base)} + s.sid, p.prompt, ?, ?
+        FROM (SELECT rowid AS sid, _rid, request_hash FROM {send}
+              WHERE rowid IN (SELECT sid FROM {chunked} WHERE old_seq IS NULL)) s
+        JOIN wb_prompt p USING (_rid)""",
                 [provider.name, provider.endpoint_path(), spec.model, spec.name, run_id, now,
                  before, after])
 

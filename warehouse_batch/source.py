@@ -17,10 +17,14 @@ same pass; a row whose fingerprint matches the one in `job_rows` keeps its recor
                 `keep_rows`; the others need nothing: `Prepared.answered` counts them):
                 `_rid` (rowid in wb_src), `row_number`,
                 `row_key_hash` (as recorded; NULL for a new key: `jobrows` computes it),
-                `key_json`, `request_hash`, `custom_id`, `prompt` (NULL for
-                answered unchanged rows: they are never sent), `body_bytes` (the request
-                body's length in bytes, where there is a prompt), `input_fp`,
-                `prev_request_hash`, `unchanged`, `answered`.
+                `key_json`, `request_hash`, `custom_id`, `body_bytes` and
+                `prompt_bytes` (the request body's and the prompt's length in bytes; NULL
+                for answered unchanged rows: they are never sent), `input_fp`,
+                `prev_request_hash`, `unchanged`, `answered`;
+* `wb_prompt`   a view: the prompt of each row rendered now (`_rid`, `row_number`,
+                `key_json`, `prompt`), computed again by each reader instead of stored (from
+                `wb_src` by the compiled SQL template, or from `wb_prompts` where Jinja
+                rendered them).
 """
 from __future__ import annotations
 
@@ -136,29 +140,37 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
         "count(*) FILTER (WHERE NOT __wb_hollow) FROM wb_src").fetchone()
     _check_keys(con, spec, types)
 
+    # Prompts are not kept in a temp table (at a million rows they spill): view `wb_prompt`
+    # (_rid, row_number, key_json, prompt: rows rendered now) computes them again per reader.
     if prompt_sql is not None:
-        render = f"CASE WHEN s.__wb_hollow THEN NULL ELSE {prompt_sql} END"
-        joined = ""
+        con.execute(f"""CREATE OR REPLACE TEMP VIEW wb_prompt AS
+            SELECT s.rowid AS _rid, s.__wb_n AS row_number, s.__wb_key AS key_json,
+                   {prompt_sql} AS prompt
+            FROM wb_src s WHERE NOT s.__wb_hollow""")
+        render, joined = f"CASE WHEN s.__wb_hollow THEN NULL ELSE {prompt_sql} END", ""
     else:
         _render_in_python(con, spec, columns, prompt, prepared.rendered, log)
+        con.execute("""CREATE OR REPLACE TEMP VIEW wb_prompt AS
+            SELECT p._rid, s.__wb_n AS row_number, s.__wb_key AS key_json, p.prompt
+            FROM wb_prompts p JOIN wb_src s ON s.rowid = p._rid""")
         render, joined = "p.prompt", "LEFT JOIN wb_prompts p ON p._rid = s.rowid"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_current AS
         SELECT *, {custom_id_sql('request_hash')} AS custom_id FROM (
             SELECT _rid, row_number, key_json, row_key_hash,
                    CASE WHEN unchanged THEN prev_request_hash ELSE sha256(ident)
-                   END AS request_hash, prompt,
+                   END AS request_hash,
                    strlen(ident) - {prepared.identity_overhead()} AS body_bytes,
+                   strlen(prompt) AS prompt_bytes,
                    input_fp, prev_request_hash, unchanged, answered
-            FROM (SELECT *, {prepared.identity_sql('prompt')} AS ident FROM (SELECT s.rowid AS _rid, s.__wb_n AS row_number, s.__wb_key AS key_json,
-                         s.__wb_prev_rkh AS row_key_hash,
-                         {render} AS prompt, s.__wb_fp AS input_fp,
-                         s.__wb_prev AS prev_request_hash, s.__wb_same AS unchanged,
-                     s.__wb_hollow AS answered
-                  FROM wb_src s {joined}
-                  {'' if keep_rows else 'WHERE NOT s.__wb_hollow'})))""")
-    con.execute("DROP TABLE IF EXISTS wb_prompts")
+            FROM (SELECT *, {prepared.identity_sql('prompt')} AS ident FROM (
+                SELECT s.rowid AS _rid, s.__wb_n AS row_number, s.__wb_key AS key_json,
+                       s.__wb_prev_rkh AS row_key_hash, {render} AS prompt,
+                       s.__wb_fp AS input_fp, s.__wb_prev AS prev_request_hash,
+                       s.__wb_same AS unchanged, s.__wb_hollow AS answered
+                FROM wb_src s {joined}
+                {'' if keep_rows else 'WHERE NOT s.__wb_hollow'})))""")
     if prompt_sql is not None:
-        check_sql_prompts(con, prompt, "wb_current")
+        check_sql_prompts(con, prompt, "wb_prompt", "wb_current")
     check_prepared(con, prepared, prompt)   # no API key in a request, before it is stored or sent
     return prepared
 

@@ -18,6 +18,7 @@ from .errors import StateError
 
 SCHEMA = "warehouse_batch"
 _MIGRATION_RE = re.compile(r"migrate_(\d{3})_(\w+)\.sql$")
+_ZSTD_CLAUSE = re.compile(r"\s+USING\s+COMPRESSION\s+zstd\b", re.IGNORECASE)
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -43,9 +44,12 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
         raise StateError(
             f"the state schema in this file is version {max(applied)}, newer than this "
             f"warehouse-batch understands ({newest}); upgrade warehouse-batch")
+    zstd = zstd_available(con)
     for version, name, sql in known:
         if version in applied:
             continue
+        if not zstd:   # the file's format predates ZSTD strings: default compression then
+            sql = _ZSTD_CLAUSE.sub("", sql)
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(sql)
@@ -58,6 +62,18 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
     _check_tables(con, known)
     refresh_prices(con)
     return newest
+
+
+def zstd_available(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the current database's storage format has ZSTD string compression (v1.2.0 and
+    later). A file in an older format (written by DuckDB 1.1 or before, or attached with an
+    older STORAGE_VERSION, which DuckDB 1.x did by default) refuses `USING COMPRESSION zstd`
+    with a binder error and silently stores a forced one uncompressed."""
+    row = con.execute("SELECT tags FROM duckdb_databases() "
+                      "WHERE database_name = current_database()").fetchone()
+    version = ((row[0] if row else None) or {}).get("storage_version", "")
+    m = re.match(r"v(\d+)\.(\d+)", version)
+    return bool(m) and (int(m.group(1)), int(m.group(2))) >= (1, 2)
 
 
 def _check_tables(con: duckdb.DuckDBPyConnection, known: list[tuple[int, str, str]]) -> None:

@@ -32,7 +32,7 @@ import duckdb
 
 from . import capacity, faults
 from .errors import AmbiguousCreateError, LookupUndecidedError, ProviderError
-from .identity import custom_id_sql, sql_literal
+from .identity import sql_literal
 from .chunking import assign_chunks
 from .classify import build_send_table, classify
 from .jsonl import line_nbytes_sql, line_sql, write_payload
@@ -40,7 +40,7 @@ from .ledger import (BatchProviders, known_batch_ids, unfinished_batches, update
 from .outcomes import record_batch_failure
 from .providers.base import (LedgerBatch, Provider, RemoteBatch)
 from .prepared import Prepared
-from .request_store import (SeqRange, batch_ranges, body_nbytes_sql, chunk_ranges, next_seq,
+from .request_store import (SeqRange, batch_ranges, chunk_ranges, next_seq,
                             store_new)
 from .state import SCHEMA, fetch_dicts, now_utc
 
@@ -83,8 +83,7 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
     and stores nothing per request but what `request_store` keeps: the bodies are spliced
     again when each batch's payload is written."""
     spec, provider = prepared.spec, prepared.provider
-    nbytes = line_nbytes_sql(provider, custom_id_sql("s.request_hash"),
-                             body_nbytes_sql(prepared, "s.prompt"))
+    nbytes = line_nbytes_sql(provider, "s.custom_id", "s.body_bytes")
     now = now_utc()
     # a run submits once per pass of `run --wait`, perhaps hundreds of times: 64 random bits
     # keep ids unique (49 characters; metadata values may hold 512, file names more)
@@ -94,7 +93,7 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
     try:
         # tokens are estimated from bytes (capacity.est_tokens_sql, the one estimate used
         # everywhere): conservative for enqueued-token budgets and cost estimates.
-        # `sid` is the request's row in wb_send (its prompt), `old_seq` its stored number.
+        # `sid` is the request's row in wb_send, `old_seq` its stored number.
         con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_todo AS
             SELECT *, {capacity.est_tokens_sql('nbytes')} AS ntok FROM (
                 SELECT s.rowid AS sid, s.request_hash, {nbytes} + 1 AS nbytes,
