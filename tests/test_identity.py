@@ -61,9 +61,10 @@ ROWS = """SELECT * FROM (VALUES (1, 'Kettle', 'I love it "a lot"\n', 4.5, true),
 def test_request_hash_sql_equals_reference(tmp_path, prompt, mode):
     con, prepared, provider = _prepared(tmp_path, prompt, ROWS)
     assert prepared.render_mode == mode
-    rows = con.execute("SELECT c.prompt, c.request_hash, c.custom_id, sha256(c.key_json), s.id "
-                       "FROM wb_current c JOIN wb_src s ON s.rowid = c._rid ORDER BY s.id"
-                       ).fetchall()
+    rows = con.execute(f"SELECT p.prompt, c.request_hash, "
+                       f"{identity.custom_id_sql('c.request_hash')}, sha256(c.key_json), s.id "
+                       "FROM wb_current c JOIN wb_src s ON s.rowid = c._rid "
+                       "JOIN wb_prompt p USING (_rid) ORDER BY s.id").fetchall()
     assert len(rows) == 3
     for prompt_text, rhash, cid, khash, key in rows:
         body = provider.build_body("sys", prompt_text)

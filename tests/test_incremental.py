@@ -15,7 +15,7 @@ import pytest
 from helpers import EmulatorClock, Job, billed_counts, write_job
 from warehouse_batch import api
 from warehouse_batch.errors import JobFileError
-from warehouse_batch.identity import canonical_json
+from warehouse_batch.identity import canonical_json, custom_id_sql
 from warehouse_batch.jsonl import line_sql
 from warehouse_batch.db import connect
 from warehouse_batch.source import prepare
@@ -135,11 +135,13 @@ def test_body_bytes_match_the_upload_lines(tmp_path, emulator, prompt):
     con = connect(job.db)
     try:
         prepared = prepare(con, spec, job.provider())
-        line = line_sql(prepared.provider, "custom_id", prepared.body_sql("prompt"))
+        line = line_sql(prepared.provider, custom_id_sql("request_hash"),
+                        prepared.body_sql("prompt"))
+        rows = "wb_current JOIN wb_prompt USING (_rid)"
         got = con.execute(f"SELECT sum(strlen({line}) + 1), "
-                          f"sum(body_bytes + {prepared.line_overhead()}) FROM wb_current"
+                          f"sum(body_bytes + {prepared.line_overhead()}) FROM {rows}"
                           ).fetchone()
-        one = con.execute(f"SELECT {line} FROM wb_current ORDER BY _rid LIMIT 1").fetchone()[0]
+        one = con.execute(f"SELECT {line} FROM {rows} ORDER BY _rid LIMIT 1").fetchone()[0]
     finally:
         con.close()
     assert got[0] == got[1]

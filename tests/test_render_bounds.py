@@ -41,8 +41,8 @@ def _prompts(tmp_path, sql: str, prompt: str) -> tuple[str, dict[int, str]]:
     con = duckdb.connect()
     ensure_schema(con)
     prepared = prepare(con, spec, get_provider(spec, env={"OPENAI_API_KEY": "x"}))
-    rows = con.execute("SELECT s.id, c.prompt FROM wb_current c JOIN wb_src s "
-                       "ON s.rowid = c._rid ORDER BY s.id").fetchall()
+    rows = con.execute("SELECT s.id, p.prompt FROM wb_prompt p JOIN wb_src s "
+                       "ON s.rowid = p._rid ORDER BY s.id").fetchall()
     return prepared.render_mode, dict(rows)
 
 

@@ -58,7 +58,7 @@ def test_uploaded_payloads_are_the_ledger_rebuilt_with_or_without_range(tmp_path
     con = connect(job.db)
     try:
         ranges = batch_ranges(con, [b[0] for b in batches])
-        line = line_sql(job.provider(), "br.custom_id", "r.body")
+        line = line_sql(job.provider(), "r.custom_id", "r.body")
         for batch_id, file_id, nbytes, count in batches:
             sent = client.files.content(file_id).content
             assert len(sent) == nbytes                  # the size the chunks were cut by
@@ -66,6 +66,10 @@ def test_uploaded_payloads_are_the_ledger_rebuilt_with_or_without_range(tmp_path
             narrowed = write_payload(con, line, batch_id, tmp_path, ranges[batch_id])
             assert narrowed.read_bytes() == sent
             narrowed.unlink()
+            # a batch stored in one go is exactly its range: read without batch_requests
+            exact = write_payload(con, line, batch_id, tmp_path, ranges[batch_id], exact=True)
+            assert exact.read_bytes() == sent
+            exact.unlink()
             whole = write_payload(con, line, batch_id, tmp_path)
             assert whole.read_bytes() == sent
             whole.unlink()
@@ -123,7 +127,7 @@ def test_bodies_stored_before_version_11_are_kept(tmp_path):
                 return {"custom_id": custom_id, "method": "POST",
                         "url": "/v1/chat/completions", "body": b}
 
-        path = write_payload(con, line_sql(Envelope(), "br.custom_id", "r.body"),
+        path = write_payload(con, line_sql(Envelope(), "r.custom_id", "r.body"),
                              "wbb_old_0000", tmp_path)
         expected = identity.canonical_json(Envelope().envelope(cid, json.loads(body)))
         assert path.read_bytes() == (expected + "\n").encode("utf-8")

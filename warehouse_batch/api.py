@@ -506,7 +506,7 @@ def cancel(job_path: str, options: Options | None = None) -> CancelReport:
             provider = providers.for_batch(batch)
             found = None
             if batch.state == "creating":   # it may exist: cancel it rather than forget it
-                payload = write_payload(con, line_sql(provider, "br.custom_id", "r.body"),
+                payload = write_payload(con, line_sql(provider, "r.custom_id", "r.body"),
                                         batch.batch_id, Path(tmp))
                 try:
                     found = provider.find_batch(batch, payload, known_batch_ids(con))

@@ -27,7 +27,7 @@ def build_send_table(con: duckdb.DuckDBPyConnection) -> int:
         SELECT min(_rid) AS _rid FROM wb_plan WHERE category IN ({cats})
         GROUP BY request_hash""")
     con.execute("""CREATE OR REPLACE TEMP TABLE wb_send AS
-        SELECT c._rid, c.request_hash, c.custom_id, c.body_bytes
+        SELECT c._rid, c.request_hash, c.body_bytes
         FROM wb_current c JOIN wb_first f USING (_rid)""")
     con.execute("DROP TABLE wb_first")
     return con.execute("SELECT count(*) FROM wb_send").fetchone()[0]

@@ -48,16 +48,22 @@ def line_nbytes_sql(provider: Provider, custom_id_expr: str, body_nbytes_expr: s
 
 
 def write_payload(con: duckdb.DuckDBPyConnection, prepared_line_sql: str, batch_id: str,
-                  dest: Path, seq_range: SeqRange | None = None) -> Path:
+                  dest: Path, seq_range: SeqRange | None = None, exact: bool = False) -> Path:
     """The batch's JSONL, rebuilt from the ledger: identical bytes on every (re)try.
+    `prepared_line_sql` reads `requests r` (`line_sql(provider, "r.custom_id", "r.body")`).
 
-    `seq_range` (the `requests.seq` range holding the batch's requests, `request_store`) only
-    narrows what is read: without it every stored request is scanned for the batch's."""
+    `seq_range` (the `requests.seq` range holding the batch's requests, `request_store`)
+    narrows what is read: without it every stored request is scanned for the batch's. With
+    `exact`, the batch's requests are that range and nothing else (a new batch of requests
+    stored just now), so `batch_requests` is not read at all."""
     path = dest / f"{batch_id}.jsonl"
+    members = ("" if exact and seq_range is not None else
+               f"SEMI JOIN (SELECT request_hash FROM {SCHEMA}.batch_requests "
+               f"WHERE batch_id = {sql_literal(batch_id)}) br USING (request_hash)")
     con.execute(f"""COPY (SELECT {prepared_line_sql} AS line
-        FROM {SCHEMA}.batch_requests br JOIN {SCHEMA}.requests r USING (request_hash)
-        WHERE br.batch_id = {sql_literal(batch_id)}{seq_filter_sql('r', seq_range)}
-        ORDER BY br.custom_id)
+        FROM {SCHEMA}.requests r {members}
+        WHERE true{seq_filter_sql('r', seq_range)}
+        ORDER BY r.custom_id)
         TO {sql_literal(str(path))} (FORMAT csv, HEADER false, QUOTE '', ESCAPE '',
                                      DELIMITER '{CSV_DELIM}')""")
     return path

@@ -32,7 +32,7 @@ from .prepared import Prepared
 from .providers.base import Provider
 from .spec import JobSpec
 from .sqlutil import load_sql, quote_ident
-from .state import SCHEMA
+from .state import SCHEMA, zstd_available
 
 
 _SUCCEEDED = "SELECT request_hash FROM wb_answers WHERE status = 'succeeded'"
@@ -149,6 +149,21 @@ def _in_transaction(con: duckdb.DuckDBPyConnection, steps) -> None:
         raise
 
 
+def _build(con: duckdb.DuckDBPyConnection, table: OutputTable, rows_sql: str) -> None:
+    """Create (or replace) the output table from `rows_sql`, its text columns compressed with
+    ZSTD where the file's format has it: at a million rows DuckDB's default analysis of
+    dictionary/FSST compression cost more CPU (3.4 s against 2.2 s) for a larger table, and
+    scans read both as fast. Rows written later by updates get DuckDB's default choice."""
+    zstd = zstd_available(con, table.catalog)
+    if zstd:
+        con.execute("SET force_compression = 'zstd'")
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {table.qualified} AS {rows_sql}")
+    finally:
+        if zstd:
+            con.execute("RESET force_compression")
+
+
 def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared,
                  since: dt.datetime | None = None) -> RowCounts:
     """Bring the output table up to date after `source.prepare`; returns row counts.
@@ -164,7 +179,7 @@ def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared,
         mark_answered(con, spec.name, _SUCCEEDED)
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(table.catalog)}."
                     f"{quote_ident(table.schema)}")
-        con.execute(f"CREATE OR REPLACE TABLE {table.qualified} AS {_rows_sql(prepared)}")
+        _build(con, table, _rows_sql(prepared))
         record_shape(con, spec, prepared.shape)
         return count_rows(con, table, spec.max_attempts)
     touched = ("SELECT request_hash FROM wb_current" if since is None

@@ -9,6 +9,7 @@ import duckdb
 from . import capacity
 from .chunking import assign_chunks
 from .classify import SEND_CATEGORIES, build_send_table, classify
+from .identity import custom_id_sql
 from .prepared import Prepared
 
 
@@ -73,7 +74,7 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
     to_send_rows = sum(counts.get(c, 0) for c in SEND_CATEGORIES)
     requests = build_send_table(con)
     sized = (f"SELECT *, {capacity.est_tokens_sql('nbytes')} AS ntok FROM (SELECT "
-             f"request_hash, custom_id, body_bytes + {prepared.line_overhead()} AS nbytes "
+             f"request_hash, body_bytes + {prepared.line_overhead()} AS nbytes "
              "FROM wb_send)")
     limits, token_limit = capacity.budget_limits(con, prepared.provider)
     over = 0
@@ -86,9 +87,11 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
         "SELECT sum(ntok) FROM wb_chunked GROUP BY chunk ORDER BY chunk").fetchall()]
     cost = estimate_cost(con, prepared, requests, ntok)
     sample = None
-    for source in ("WHERE c._rid = (SELECT _rid FROM wb_send ORDER BY custom_id LIMIT 1)",
+    # the first line of the first batch (custom_ids sort as their request hashes)
+    for source in ("WHERE c._rid = (SELECT _rid FROM wb_send ORDER BY request_hash LIMIT 1)",
                    "ORDER BY c._rid"):
-        first = con.execute(f"SELECT c.custom_id, {prepared.body_sql('p.prompt')} "
+        first = con.execute(f"SELECT {custom_id_sql('c.request_hash')}, "
+                            f"{prepared.body_sql('p.prompt')} "
                             f"FROM wb_current c JOIN wb_prompt p USING (_rid) {source} "
                             "LIMIT 1").fetchone()
         if first is not None:

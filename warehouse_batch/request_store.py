@@ -61,12 +61,16 @@ def store_new(con: duckdb.DuckDBPyConnection, prepared: Prepared, chunked: str, 
                  before, after])
 
 
-def chunk_ranges(con: duckdb.DuckDBPyConnection, chunked: str, base: int) -> dict[int, SeqRange]:
+def chunk_ranges(con: duckdb.DuckDBPyConnection, chunked: str,
+                 base: int) -> tuple[dict[int, SeqRange], set[int]]:
     """For each chunk of temp table `chunked` (after `store_new`), the `seq` range of its
-    requests."""
+    requests; and the chunks whose requests are exactly their range (all stored just now,
+    no gap), whose payload can be read by range alone."""
     seq = f"coalesce(old_seq, {int(base)} + sid)"
-    return {c: (lo, hi) for c, lo, hi in con.execute(
-        f"SELECT chunk, min({seq}), max({seq}) FROM {chunked} GROUP BY chunk").fetchall()}
+    rows = con.execute(f"SELECT chunk, min({seq}), max({seq}), count(*), count(old_seq) "
+                       f"FROM {chunked} GROUP BY chunk").fetchall()
+    return ({c: (lo, hi) for c, lo, hi, _, _ in rows},
+            {c for c, lo, hi, n, old in rows if old == 0 and hi - lo + 1 == n})
 
 
 def batch_ranges(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> dict[str, SeqRange]:

@@ -17,7 +17,8 @@ same pass; a row whose fingerprint matches the one in `job_rows` keeps its recor
                 `keep_rows`; the others need nothing: `Prepared.answered` counts them):
                 `_rid` (rowid in wb_src), `row_number`,
                 `row_key_hash` (as recorded; NULL for a new key: `jobrows` computes it),
-                `key_json`, `request_hash`, `custom_id`, `body_bytes` and
+                `key_json`, `request_hash` (its custom_id is derived:
+                `identity.custom_id_sql`), `body_bytes` and
                 `prompt_bytes` (the request body's and the prompt's length in bytes; NULL
                 for answered unchanged rows: they are never sent), `input_fp`,
                 `prev_request_hash`, `unchanged`, `answered`;
@@ -38,7 +39,7 @@ import pyarrow as pa
 
 from .db import read_only
 from .errors import DataError, JobFileError, Location
-from .identity import custom_id_sql, key_json_sql, sha256_hex, sql_literal
+from .identity import key_json_sql, sha256_hex, sql_literal
 from .columns import STATE_COLUMNS, answer_column_names, check_projection
 from .keys import refuse_keys_in_requests
 from .ownership import stored_shape
@@ -155,7 +156,6 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
             FROM wb_prompts p JOIN wb_src s ON s.rowid = p._rid""")
         render, joined = "p.prompt", "LEFT JOIN wb_prompts p ON p._rid = s.rowid"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_current AS
-        SELECT *, {custom_id_sql('request_hash')} AS custom_id FROM (
             SELECT _rid, row_number, key_json, row_key_hash,
                    CASE WHEN unchanged THEN prev_request_hash ELSE sha256(ident)
                    END AS request_hash,
@@ -168,7 +168,7 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
                        s.__wb_fp AS input_fp, s.__wb_prev AS prev_request_hash,
                        s.__wb_same AS unchanged, s.__wb_hollow AS answered
                 FROM wb_src s {joined}
-                {'' if keep_rows else 'WHERE NOT s.__wb_hollow'})))""")
+                {'' if keep_rows else 'WHERE NOT s.__wb_hollow'}))""")
     if prompt_sql is not None:
         check_sql_prompts(con, prompt, "wb_prompt", "wb_current")
     check_prepared(con, prepared, prompt)   # no API key in a request, before it is stored or sent

@@ -64,13 +64,15 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
     return newest
 
 
-def zstd_available(con: duckdb.DuckDBPyConnection) -> bool:
+def zstd_available(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> bool:
     """Whether the current database's storage format has ZSTD string compression (v1.2.0 and
     later). A file in an older format (written by DuckDB 1.1 or before, or attached with an
     older STORAGE_VERSION, which DuckDB 1.x did by default) refuses `USING COMPRESSION zstd`
-    with a binder error and silently stores a forced one uncompressed."""
+    with a binder error and silently stores a forced one uncompressed. `catalog`: an
+    attached database other than the current one."""
     row = con.execute("SELECT tags FROM duckdb_databases() "
-                      "WHERE database_name = current_database()").fetchone()
+                      "WHERE database_name = coalesce(?, current_database())",
+                      [catalog]).fetchone()
     version = ((row[0] if row else None) or {}).get("storage_version", "")
     m = re.match(r"v(\d+)\.(\d+)", version)
     return bool(m) and (int(m.group(1)), int(m.group(2))) >= (1, 2)

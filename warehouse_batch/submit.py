@@ -32,7 +32,7 @@ import duckdb
 
 from . import capacity, faults
 from .errors import AmbiguousCreateError, LookupUndecidedError, ProviderError
-from .identity import sql_literal
+from .identity import custom_id_sql, sql_literal
 from .chunking import assign_chunks
 from .classify import build_send_table, classify
 from .jsonl import line_nbytes_sql, line_sql, write_payload
@@ -74,6 +74,7 @@ class Intents:
 
     batch_ids: list[str] = field(default_factory=list)
     ranges: dict[str, SeqRange] = field(default_factory=dict)
+    exact: set[str] = field(default_factory=set)   # batches whose requests are their range
 
 
 def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str) -> Intents:
@@ -83,7 +84,7 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
     and stores nothing per request but what `request_store` keeps: the bodies are spliced
     again when each batch's payload is written."""
     spec, provider = prepared.spec, prepared.provider
-    nbytes = line_nbytes_sql(provider, "s.custom_id", "s.body_bytes")
+    nbytes = line_nbytes_sql(provider, custom_id_sql("s.request_hash"), "s.body_bytes")
     now = now_utc()
     # a run submits once per pass of `run --wait`, perhaps hundreds of times: 64 random bits
     # keep ids unique (49 characters; metadata values may hold 512, file names more)
@@ -105,7 +106,7 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
         con.execute("DROP TABLE wb_todo")   # 10M rows: hold one narrow copy, not two
         base = next_seq(con)
         store_new(con, prepared, "wb_chunked", "wb_send", base, run_id, now)
-        ranges = chunk_ranges(con, "wb_chunked", base)
+        ranges, exact = chunk_ranges(con, "wb_chunked", base)
         batch_id = f"{sql_literal(stem + '_')} || printf('%04d', chunk)"
         con.execute(f"""INSERT INTO {SCHEMA}.batch_requests (batch_id, request_hash)
             SELECT {batch_id}, request_hash FROM wb_chunked""")
@@ -118,7 +119,8 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
                     [run_id, spec.name, provider.name, provider.endpoint_path(), spec.model,
                      now])
         intents = Intents([f"{stem}_{c:04d}" for c in sorted(ranges)],
-                          {f"{stem}_{c:04d}": r for c, r in ranges.items()})
+                          {f"{stem}_{c:04d}": r for c, r in ranges.items()},
+                          {f"{stem}_{c:04d}" for c in exact})
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
@@ -257,7 +259,7 @@ def resume_unfinished(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdi
     ranges = batch_ranges(con, [b.batch_id for b in batches])
     for batch in batches:
         provider = providers.for_batch(batch)
-        payload = write_payload(con, line_sql(provider, "br.custom_id", "r.body"),
+        payload = write_payload(con, line_sql(provider, "r.custom_id", "r.body"),
                                 batch.batch_id, workdir, ranges.get(batch.batch_id))
         was = batch.state
         try:
@@ -316,17 +318,24 @@ def recover_orphans(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdir:
     damaged = [r["batch_id"] for r in fetch_dicts(con, f"""SELECT batch_id FROM {SCHEMA}.batches
         WHERE job_name = ? AND state = 'creating' AND starts_with(error, 'damaged ledger row')""",
                                                   [prepared.spec.name])]
-    orphans = fetch_dicts(con, f"""SELECT br.batch_id, count(*) AS request_count,
+    # batches recorded in batch_requests but not in batches: almost always none, found from
+    # the batch ids alone (a dictionary-compressed column) before any request is looked at
+    missing = [r[0] for r in con.execute(
+        f"""SELECT DISTINCT batch_id FROM {SCHEMA}.batch_requests
+            WHERE batch_id NOT IN (SELECT batch_id FROM {SCHEMA}.batches)""").fetchall()]
+    orphans = [] if not missing else fetch_dicts(con, f"""SELECT br.batch_id,
+            count(*) AS request_count,
             any_value(r.provider) AS provider, any_value(r.endpoint) AS endpoint,
             any_value(r.model) AS model, coalesce(sum(strlen(r.body)), 0) AS bytes,
             max(r.created_at) AS created_at
         FROM {SCHEMA}.batch_requests br LEFT JOIN {SCHEMA}.requests r USING (request_hash)
         WHERE br.batch_id IN (SELECT batch_id FROM {SCHEMA}.batch_requests
-                              WHERE request_hash IN (SELECT request_hash FROM wb_current)
+                              WHERE batch_id IN (SELECT unnest(?::VARCHAR[]))
+                                AND request_hash IN (SELECT request_hash FROM wb_current)
                                 AND request_hash NOT IN (SELECT request_hash
                                     FROM {SCHEMA}.results WHERE status = 'succeeded'))
-          AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.batches b WHERE b.batch_id = br.batch_id)
-        GROUP BY br.batch_id ORDER BY br.batch_id""")
+          AND br.batch_id IN (SELECT unnest(?::VARCHAR[]))
+        GROUP BY br.batch_id ORDER BY br.batch_id""", [missing, missing])
     for o in orphans:
         m = _BATCH_ID_RE.fullmatch(o["batch_id"])
         created = o["created_at"] or now_utc()
@@ -350,7 +359,7 @@ def recover_orphans(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdir:
     ranges = batch_ranges(con, damaged)
     for batch in (LedgerBatch.from_row(r) for r in rows):
         provider = providers.for_batch(batch)
-        payload = write_payload(con, line_sql(provider, "br.custom_id", "r.body"),
+        payload = write_payload(con, line_sql(provider, "r.custom_id", "r.body"),
                                 batch.batch_id, workdir, ranges.get(batch.batch_id))
         try:
             found = provider.find_batch(batch, payload, known_batch_ids(con))
@@ -452,10 +461,11 @@ def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
         batches = [LedgerBatch.from_row(r) for r in fetch_dicts(
             con, f"SELECT * FROM {SCHEMA}.batches WHERE batch_id IN "
                  f"(SELECT unnest(?::VARCHAR[])) ORDER BY batch_id", [intents.batch_ids])]
-        line = line_sql(prepared.provider, "br.custom_id", "r.body")
+        line = line_sql(prepared.provider, "r.custom_id", "r.body")
         for i, batch in enumerate(batches, 1):
             payload = write_payload(con, line, batch.batch_id, Path(tmp),
-                                    intents.ranges.get(batch.batch_id))
+                                    intents.ranges.get(batch.batch_id),
+                                    batch.batch_id in intents.exact)
             try:
                 state = advance(con, provider, batch, payload, resuming=False)
             finally:
