@@ -158,6 +158,28 @@ def test_memory_limit_from_the_job_file_and_the_command_line(tmp_path, emulator)
         api.load(bad.path, bad.options())
 
 
+def test_running_out_of_the_memory_limit_is_a_clear_error_and_loses_nothing(tmp_path,
+                                                                              emulator):
+    """DuckDB failing within the memory limit exits 2 naming the limit and how to raise it
+    (it was a traceback and exit 1); the answers already in the file stay."""
+    import subprocess
+    import sys
+
+    from helpers import emulator_env
+
+    job = Job(tmp_path, emulator)
+    job.run()
+    before = rows_of(job.db)
+    for command in ("plan", "submit", "status"):
+        done = subprocess.run([sys.executable, "-m", "warehouse_batch.cli", command, job.path,
+                               "--db", job.db, "--memory-limit", "1MB"],
+                              env=emulator_env(emulator), capture_output=True, text=True)
+        assert done.returncode == 2, (command, done.stderr)
+        assert "ran out of memory within the limit of 1MB" in done.stderr, done.stderr
+        assert "--memory-limit" in done.stderr and "Traceback" not in done.stderr
+    assert rows_of(job.db) == before
+
+
 def test_job_rows_record_the_documented_row_key_hash(tmp_path, emulator):
     from warehouse_batch import identity
     import json

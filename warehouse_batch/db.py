@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from .errors import StateError
+from .errors import MemoryLimitError, StateError
 from .identity import sql_literal
 from .sqlutil import quote_ident
 from .state import ensure_schema, schema_current
@@ -158,12 +158,46 @@ def session(path: str, *, create: bool = True,
     """A connection held only for one phase of work, then closed (releasing the file lock).
     With `create=False` a file that does not exist is not created (see `connect_stand_in`)."""
     missing = path != ":memory:" and not os.path.exists(path)
-    con = (connect_stand_in(path, memory_limit) if missing and not create
-           else connect(path, memory_limit=memory_limit))
+    with _memory_guard(path, memory_limit):
+        con = (connect_stand_in(path, memory_limit) if missing and not create
+               else connect(path, memory_limit=memory_limit))
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+@contextmanager
+def _memory_guard(path: str, memory_limit: str | None) -> Iterator[None]:
+    """Turn DuckDB running out of its memory limit into a `MemoryLimitError` (exit 2, naming
+    the limit and how to raise it) instead of a traceback."""
     try:
-        yield con
-    finally:
-        con.close()
+        yield
+    except duckdb.Error as e:
+        if _out_of_memory(e):
+            raise _memory_error(path, memory_limit) from e
+        raise
+
+
+def _out_of_memory(error: BaseException | None) -> bool:
+    """Whether DuckDB ran out of its memory limit: an OutOfMemoryException, or one that ended
+    a transaction (a failed commit "could not allocate block", then a failed rollback)."""
+    while error is not None:
+        if isinstance(error, duckdb.OutOfMemoryException) or (
+                isinstance(error, duckdb.Error) and "could not allocate block" in str(error)):
+            return True
+        error = error.__context__
+    return False
+
+
+def _memory_error(path: str, memory_limit: str | None) -> MemoryLimitError:
+    settings = memory_settings(path, memory_limit)
+    return MemoryLimitError(
+        f"DuckDB ran out of memory within the limit of {settings['memory_limit']} (what it "
+        f"could not spill to {settings['temp_directory']}); the step rolled back, nothing "
+        "recorded was lost",
+        hint=f"raise the limit with --memory-limit (or the job's memory_limit, or "
+             f"${MEMORY_ENV}) and run the same command again")
 
 
 @contextmanager
@@ -175,10 +209,11 @@ def reading(path: str, memory_limit: str | None = None
     if path == ":memory:" or not os.path.exists(path):
         yield None
         return
-    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
-                                             **memory_settings(path, memory_limit)})
-    try:
-        _attach(con, path, attach_alias(path), read_only=True)
-        yield con if schema_current(con) else None
-    finally:
-        con.close()
+    with _memory_guard(path, memory_limit):
+        con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                                 **memory_settings(path, memory_limit)})
+        try:
+            _attach(con, path, attach_alias(path), read_only=True)
+            yield con if schema_current(con) else None
+        finally:
+            con.close()

@@ -179,3 +179,9 @@ class UnreachableError(ProviderError):
     @property
     def exit_code(self) -> int:  # type: ignore[override]
         return EXIT_PROVIDER
+
+
+class MemoryLimitError(UserError):
+    """DuckDB could not do a step within the command's memory limit (and could not spill it).
+    The step's transaction rolled back, so nothing recorded is lost; a higher limit (or fewer
+    rows per command) lets the same command go through."""
