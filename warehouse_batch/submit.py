@@ -101,6 +101,9 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
                        r.seq AS old_seq
                 FROM wb_send s LEFT JOIN (SELECT request_hash, seq FROM {SCHEMA}.requests) r
                     USING (request_hash))""")
+        # the classification is not read again in this pass (a later pass classifies anew):
+        # at a million rows its ~100 MB are better left to the inserts below
+        con.execute("DROP TABLE IF EXISTS wb_plan")
         capacity.fail_oversized(con, "wb_todo", token_limit, provider.name, spec.model)
         assign_chunks(con, "SELECT * FROM wb_todo", limits, position="sid")
         con.execute("DROP TABLE wb_todo")   # 10M rows: hold one narrow copy, not two
@@ -126,6 +129,7 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
         con.execute("ROLLBACK")
         raise
     con.execute("DROP TABLE IF EXISTS wb_chunked")
+    con.execute("DROP TABLE IF EXISTS wb_send")
     faults.checkpoint("after_intent")
     return intents
 
