@@ -25,7 +25,7 @@ def assign_chunks(con: duckdb.DuckDBPyConnection, source_sql: str, limits: Limit
                   position: str | None = None) -> tuple[int, int, int]:
     """Temp table `wb_chunked` (source columns + `chunk`); returns (chunks, bytes, tokens).
 
-    `source_sql` yields request_hash, nbytes, ntok. Chunks are cut by request count
+    `source_sql` yields nbytes and ntok (and whatever else the caller needs kept). Chunks are cut by request count
     in SQL; only when a byte or token limit would then be passed does a greedy pass over the
     sizes (in Python, over two integer lists) recut them.
 

@@ -74,8 +74,7 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
     to_send_rows = sum(counts.get(c, 0) for c in SEND_CATEGORIES)
     requests = build_send_table(con)
     sized = (f"SELECT *, {capacity.est_tokens_sql('nbytes')} AS ntok FROM (SELECT "
-             f"request_hash, body_bytes + {prepared.line_overhead()} AS nbytes "
-             "FROM wb_send)")
+             f"body_bytes + {prepared.line_overhead()} AS nbytes FROM wb_send)")
     limits, token_limit = capacity.budget_limits(con, prepared.provider)
     over = 0
     if token_limit is not None:
