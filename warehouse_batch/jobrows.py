@@ -19,9 +19,8 @@ def record_job_rows(con: duckdb.DuckDBPyConnection, job_name: str, run_id: str,
         con.execute(f"""DELETE FROM {SCHEMA}.job_rows WHERE job_name = ? AND key_json IN
             (SELECT key_json FROM wb_current WHERE NOT unchanged)""", [job_name])
         con.execute(f"""INSERT INTO {SCHEMA}.job_rows
-                (job_name, row_key_hash, key_json, request_hash, run_id, input_fp, answered)
-            SELECT ?, coalesce(c.row_key_hash, sha256(c.key_json)), c.key_json, c.request_hash,
-                   ?, c.input_fp,
+                (job_name, key_json, request_hash, run_id, input_fp, answered)
+            SELECT ?, c.key_json, c.request_hash, ?, c.input_fp,
                    coalesce(r.status = 'succeeded', false)
             FROM wb_current c LEFT JOIN {SCHEMA}.results r USING (request_hash)
             WHERE NOT c.unchanged""", [job_name, run_id])

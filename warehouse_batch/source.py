@@ -13,10 +13,9 @@ same pass; a row whose fingerprint matches the one in `job_rows` keeps its recor
                 `__wb_same` (fingerprint unchanged) and `__wb_hollow` (unchanged and
                 answered: the non-key columns of such rows are NULL unless the output table
                 is being built in full, `keep_rows`);
-* `wb_current`  one row per source row that is not answered and unchanged (every row when
-                `keep_rows`; the others need nothing: `Prepared.answered` counts them):
+* `wb_current`  one row per source row, except those unchanged and answered (every row when
+                `keep_rows`; the others need nothing, they are only counted):
                 `_rid` (rowid in wb_src), `row_number`,
-                `row_key_hash` (as recorded; NULL for a new key: `jobrows` computes it),
                 `key_json`, `request_hash` (its custom_id is derived:
                 `identity.custom_id_sql`), `body_bytes` and
                 `prompt_bytes` (the request body's and the prompt's length in bytes; NULL
@@ -156,7 +155,7 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
             FROM wb_prompts p JOIN wb_src s ON s.rowid = p._rid""")
         render, joined = "p.prompt", "LEFT JOIN wb_prompts p ON p._rid = s.rowid"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_current AS
-            SELECT _rid, row_number, key_json, row_key_hash,
+            SELECT _rid, row_number, key_json,
                    CASE WHEN unchanged THEN prev_request_hash ELSE sha256(ident)
                    END AS request_hash,
                    strlen(ident) - {prepared.identity_overhead()} AS body_bytes,
@@ -164,7 +163,7 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
                    input_fp, prev_request_hash, unchanged, answered
             FROM (SELECT *, {prepared.identity_sql('prompt')} AS ident FROM (
                 SELECT s.rowid AS _rid, s.__wb_n AS row_number, s.__wb_key AS key_json,
-                       s.__wb_prev_rkh AS row_key_hash, {render} AS prompt,
+                       {render} AS prompt,
                        s.__wb_fp AS input_fp, s.__wb_prev AS prev_request_hash,
                        s.__wb_same AS unchanged, s.__wb_hollow AS answered
                 FROM wb_src s {joined}
@@ -222,10 +221,10 @@ def _scan_sql(prepared: Prepared, salt: int) -> str:
     return f"""WITH q AS (SELECT *, row_number() OVER () AS __wb_n FROM ({spec.sql}) __wb_q),
         s AS (SELECT *, {key_sql} AS __wb_key, hash({salt}, {', '.join(cols)}) AS __wb_fp
               FROM q),
-        p AS (SELECT key_json, input_fp, request_hash, row_key_hash, answered AS done
+        p AS (SELECT key_json, input_fp, request_hash, answered AS done
               FROM {SCHEMA}.job_rows WHERE job_name = {sql_literal(spec.name)})
         SELECT {kept}, s.__wb_n, s.__wb_key, s.__wb_fp, {keep('p.request_hash')} AS __wb_prev,
-               {keep('p.row_key_hash')} AS __wb_prev_rkh, {same} AS __wb_same,
+               {same} AS __wb_same,
                {hollow} AS __wb_hollow
         FROM s LEFT JOIN p ON p.key_json = s.__wb_key"""
 
