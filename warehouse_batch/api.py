@@ -35,7 +35,7 @@ from .ownership import (check_output, claim_output, record_job_hash, refuse_fore
                         resolve_output, stored_job_hash, stored_shape)
 from .paths import make_scope
 from .pollfacts import remember
-from .pollpath import job_batches
+from .pollpath import job_batches, record_polls
 from .plan import PlanReport, build_plan
 from .providers.base import LedgerBatch, get_provider
 from .source import prepare
@@ -328,8 +328,7 @@ def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport
             return False
         polled.append((batch, remote))
     with session(options.db, memory_limit=spec.memory_limit) as con:
-        for batch, remote in polled:
-            record_poll(con, batch, remote)
+        record_polls(con, polled)
         _remember(con, spec, options)
         set_command(con, report.run_id, options.retry_failed)
         report.rows = count_rows(con, table, spec.max_attempts)

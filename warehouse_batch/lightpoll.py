@@ -16,7 +16,9 @@ translation with retryability.
 """
 from __future__ import annotations
 
+import functools
 import json
+import ssl
 import urllib.error
 import urllib.request
 from http.client import HTTPException
@@ -36,7 +38,14 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)   # ProxyHandler included: *_proxy honoured
+@functools.lru_cache(maxsize=None)
+def _opener(https: bool) -> urllib.request.OpenerDirector:
+    """One opener per process (ProxyHandler included: *_proxy honoured). For HTTPS it holds
+    one TLS context: urllib would otherwise load the CA certificates for every request."""
+    handlers: list[Any] = [_NoRedirect]
+    if https:
+        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context()))
+    return urllib.request.build_opener(*handlers)
 
 
 def light_retrieve(provider: Provider, batch: LedgerBatch) -> RemoteBatch | None:
@@ -90,7 +99,8 @@ def _get_json(route: LightPoll) -> Any:
     request = urllib.request.Request(route.url, method="GET",
                                      headers={**route.headers, "Accept": "application/json"})
     try:
-        with _OPENER.open(request, timeout=TIMEOUT_SECONDS) as response:
+        opener = _opener(route.url.startswith("https:"))
+        with opener.open(request, timeout=TIMEOUT_SECONDS) as response:
             if response.status != 200:
                 return None
             body = response.read(MAX_ANSWER_BYTES + 1)

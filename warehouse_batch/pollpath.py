@@ -201,10 +201,9 @@ def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
                 return None   # ended, or not a plain answer: the library decides
             polled.append((batch, remote))
         with session(req.db, memory_limit=req.memory_limit) as con:
-            for batch, remote in polled:
-                record_poll(con, batch, remote)
+            record_polls(con, polled)
             listed = job_batches(con, facts.name) if req.command == "status" else []
-    except WarehouseBatchError:
+    except (WarehouseBatchError, duckdb.Error):
         return None   # e.g. the file is locked: the library path says so properly
     return _Found(facts, rows, [r for _, r in polled], listed)
 
@@ -235,6 +234,19 @@ def _row_counts(con: duckdb.DuckDBPyConnection, qualified: str) -> Rows | None:
         return None
     rows, succeeded = sum(counts.values()), counts.get("succeeded", 0)
     return Rows(rows=rows, succeeded=succeeded, pending=rows - succeeded)
+
+
+def record_polls(con: duckdb.DuckDBPyConnection,
+                 polled: list[tuple[LedgerBatch, RemoteBatch]]) -> None:
+    """Record what the polls found, in one transaction (one commit, not one per batch)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for batch, remote in polled:
+            record_poll(con, batch, remote)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def job_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[dict]:
