@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 
 import duckdb
 
-from .db import reading, session
+from .db import connect, reading
 from .errors import EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, WarehouseBatchError
 from .ledger import BatchProviders, record_poll, submitted_batches, unfinished_batches
 from .lightpoll import light_retrieve
@@ -200,9 +200,13 @@ def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
             if remote is None:
                 return None   # ended, or not a plain answer: the library decides
             polled.append((batch, remote))
-        with session(req.db, memory_limit=req.memory_limit) as con:
+        # the read-only look found the state schema current: no migration check here
+        con = connect(req.db, migrate=False, memory_limit=req.memory_limit)
+        try:
             record_polls(con, polled)
             listed = job_batches(con, facts.name) if req.command == "status" else []
+        finally:
+            con.close()
     except (WarehouseBatchError, duckdb.Error):
         return None   # e.g. the file is locked: the library path says so properly
     return _Found(facts, rows, [r for _, r in polled], listed)
