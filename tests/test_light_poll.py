@@ -290,3 +290,21 @@ def test_the_cheap_poll_reads_no_source(tmp_path, emulator):
     for command in ("status", "collect", "run"):
         code, _, err, imported = _cli(job, command)
         assert code == 75 and imported == set(), (command, err)
+
+
+@pytest.mark.parametrize("provider,model,prefix", PROVIDERS)
+def test_the_library_polls_without_the_sdk_too(tmp_path, emulator, provider, model, prefix):
+    """`api.status` / `api.collect` / `api.run` (what Dagster or Airflow call) ask with the
+    plain GET while batches run: a fresh process never imports the SDK."""
+    job = _job(tmp_path, emulator, provider, model)
+    api.submit(job.path, job.options())
+    script = ("import sys\n"
+              "from warehouse_batch import api\n"
+              f"o = api.Options(db={job.db!r})\n"
+              f"codes = [api.status({job.path!r}, o).exit_code,\n"
+              f"         api.collect({job.path!r}, o).exit_code,\n"
+              f"         api.run({job.path!r}, o).exit_code]\n"
+              "print(codes, 'openai' in sys.modules, 'anthropic' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       env=emulator_env(emulator, **job.env), timeout=120)
+    assert p.stdout.split("\n")[0] == "[75, 75, 75] False False", p.stderr
