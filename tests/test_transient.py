@@ -67,13 +67,15 @@ def test_rate_limited_creates_and_flaky_requests_end_with_every_row_succeeded(
     assert job.sql("SELECT DISTINCT state FROM warehouse_batch.batches") == [("collected",)]
 
 
+# The first poll asks twice (a plain GET, then the SDK: lightpoll), so 3 failed GETs make
+# 2 failed polls.
 FAULTS = {
-    "openai": [{"method": "GET", "path": "/v1/batches/*", "status": 503, "count": 2,
+    "openai": [{"method": "GET", "path": "/v1/batches/*", "status": 503, "count": 3,
                 "x_should_retry": False},
                {"method": "GET", "path": "/v1/files/*/content", "status": 429, "count": 1,
                 "retry_after": 45, "x_should_retry": False}],
     "anthropic": [{"method": "GET", "path": "/v1/messages/batches/*", "status": 529,
-                   "count": 2, "x_should_retry": False},
+                   "count": 3, "x_should_retry": False},
                   {"method": "GET", "path": "/v1/messages/batches/*/results", "status": 429,
                    "count": 1, "retry_after": 45, "x_should_retry": False}],
 }
@@ -188,8 +190,10 @@ def test_transient_trouble_on_any_call_exits_75_never_3(tmp_path, fast_emulator)
     env = emulator_env(fast_emulator)
     assert _cli(["submit", job, "--db", db], env).returncode == 0
     for command in ("collect", "status", "run"):
+        # a poll asks up to three times: the CLI's plain GET (pollpath), the library's
+        # (lightpoll), then the SDK, whose failure is the one reported
         fast_emulator.admin("POST", "/_emulator/faults", {
-            "method": "GET", "path": "/v1/batches/*", "status": 500, "count": 1,
+            "method": "GET", "path": "/v1/batches/*", "status": 500, "count": 3,
             "x_should_retry": False})
         p = _cli([command, job, "--db", db, "--json"], env)
         assert p.returncode == 75, (command, p.stderr)

@@ -25,6 +25,7 @@ from .errors import (EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, LookupUndecidedErr
 from .jobrows import mark_answered, record_job_rows
 from .keys import redact
 from .jsonl import line_sql, write_payload
+from .lightpoll import retrieve
 from .ledger import (BatchProviders, is_not_found, known_batch_ids, lost_batches, mark_lost,
                      record_poll, submitted_batches,
                      unfinished_batches, update_batch)
@@ -33,6 +34,8 @@ from .output import (RowCounts, count_rows, drop_output, touched_sql, update_ans
 from .ownership import (check_output, claim_output, record_job_hash, refuse_foreign,
                         resolve_output, stored_job_hash, stored_shape)
 from .paths import make_scope
+from .pollfacts import remember
+from .pollpath import job_batches, record_polls
 from .plan import PlanReport, build_plan
 from .providers.base import LedgerBatch, get_provider
 from .source import prepare
@@ -268,6 +271,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
             raise error
         report.rows = _bring_output_up_to_date(con, spec, provider, prepared, since, options)
         record_job_hash(con, spec, spec.fingerprint())
+        _remember(con, spec, options)   # so the next poll need not read the job in full
         _finish_run(con, report)
     return True
 
@@ -312,7 +316,7 @@ def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport
     polled = []
     for batch in batches:
         try:
-            remote = providers.for_batch(batch).retrieve(batch)
+            remote = retrieve(providers.for_batch(batch), batch)   # SDK unless running
         except ProviderError as e:
             if is_not_found(e) or not _transient(e, first):
                 return False   # the full pass confirms a lost batch, or reports the error
@@ -324,8 +328,8 @@ def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport
             return False
         polled.append((batch, remote))
     with session(options.db, memory_limit=spec.memory_limit) as con:
-        for batch, remote in polled:
-            record_poll(con, batch, remote)
+        record_polls(con, polled)
+        _remember(con, spec, options)
         set_command(con, report.run_id, options.retry_failed)
         report.rows = count_rows(con, table, spec.max_attempts)
     report.polls += 1
@@ -335,6 +339,13 @@ def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport
     if report.stopped is None:
         options.log(f"{len(polled)} batch(es) in progress, none ended: nothing else to do")
     return True
+
+
+def _remember(con: duckdb.DuckDBPyConnection, spec: JobSpec, options: Options) -> None:
+    """Record what a later poll needs of this job (`pollfacts`): the CLI's cheap poll
+    (`pollpath`) then neither parses the job file nor imports the pipeline."""
+    out = resolve_output(con, spec)
+    remember(con, spec, (out.schema, out.table), options.vars, options.max_attempts)
 
 
 def _transient(error: ProviderError, first: bool) -> bool:
@@ -434,7 +445,7 @@ def status(job_path: str, options: Options | None = None, refresh: bool = True) 
     providers = BatchProviders(provider)
     for batch in batches:
         try:
-            polled.append((batch, providers.for_batch(batch).retrieve(batch)))
+            polled.append((batch, retrieve(providers.for_batch(batch), batch)))
         except ProviderError as e:
             if not is_not_found(e):
                 raise
@@ -443,6 +454,7 @@ def status(job_path: str, options: Options | None = None, refresh: bool = True) 
         with session(options.db, memory_limit=spec.memory_limit) as con:
             for batch, remote in polled:
                 record_poll(con, batch, remote)
+            _remember(con, spec, options)
             late = gone if readable else (submitted_batches(con, spec.name) if refresh else [])
             for batch in late:
                 if poll(con, providers.for_batch(batch), batch) is None:
@@ -457,14 +469,7 @@ def status(job_path: str, options: Options | None = None, refresh: bool = True) 
 def _standing(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> tuple[list[dict], RowCounts]:
     """The job's batches (ledger rows) and its rows by status: the output table's counts,
     or, before it exists, the last submit's rows against the answer cache."""
-    batches = fetch_dicts(con, f"""SELECT batch_id, provider, provider_batch_id, state,
-        provider_status, proven, request_count, bytes, counts, created_at, submitted_at,
-        collected_at, error FROM {SCHEMA}.batches WHERE job_name = ? ORDER BY batch_id""",
-                          [spec.name])
-    for b in batches:
-        b["counts"] = json.loads(b["counts"]) if b["counts"] else None
-        for k in ("created_at", "submitted_at", "collected_at"):
-            b[k] = b[k].isoformat() if b[k] else None
+    batches = job_batches(con, spec.name)
     if stored_shape(con, spec) is not None:
         set_command(con, None, False)
         return batches, count_rows(con, resolve_output(con, spec), spec.max_attempts)

@@ -16,16 +16,26 @@ import json
 import math
 import sys
 import time
-from typing import Any, Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from . import api
 from . import __version__
 from .clock import Backoff
-from .db import check_memory_limit
+from .db import check_memory_limit, default_db_path
 from .errors import EXIT_INTERNAL, EXIT_PENDING, EXIT_USER, WarehouseBatchError
 from .keys import redact
+from .pollpath import PollReport, PollRequest, try_poll, try_status
+
+if TYPE_CHECKING:
+    from . import api
+
+
+def _api() -> ModuleType:
+    """The library (`warehouse_batch.api`), imported by the commands that need it."""
+    from . import api   # here, not at the top, for start-up time: a poll skips it (pollpath)
+    return api
 
 
 def _emit(obj: Any, as_json: bool, human: Callable[[], None]) -> None:
@@ -115,7 +125,7 @@ def job_options(f: Callable) -> Callable:
 def _options(db, vars_, quiet, max_attempts, batch_max_requests, batch_max_bytes,
              batch_max_tokens, enqueued_token_limit=None, allow_paths=(), allow_hosts=(),
              memory_limit=None, **extra) -> api.Options:
-    opts = api.Options(vars=_parse_vars(vars_), max_attempts=max_attempts,
+    opts = _api().Options(vars=_parse_vars(vars_), max_attempts=max_attempts,
                        memory_limit=memory_limit,
                        enqueued_token_limit=enqueued_token_limit,
                        batch_max_requests=batch_max_requests, batch_max_bytes=batch_max_bytes,
@@ -124,6 +134,16 @@ def _options(db, vars_, quiet, max_attempts, batch_max_requests, batch_max_bytes
     if db:
         opts.db = db
     return opts
+
+
+def _poll_request(command: str, job: str, db, vars_, quiet, max_attempts, allow_paths=(),
+                  allow_hosts=(), memory_limit=None, **ignored) -> PollRequest:
+    """The cheap poll's view of the options (see `pollpath`); the chunk limits and the
+    enqueued-token limit do not bear on a poll."""
+    return PollRequest(job=job, db=db or default_db_path(), command=command,
+                       vars=_parse_vars(vars_), max_attempts=max_attempts,
+                       allowed_paths=tuple(allow_paths), allowed_hosts=tuple(allow_hosts),
+                       memory_limit=memory_limit, log=_logger(quiet))
 
 
 def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -192,7 +212,7 @@ _retry_failed = click.option(
 def plan(job, as_json, retry_failed, **kw) -> None:
     """Show what a run would send: rows new/changed/done, batches, one rendered request."""
     def body():
-        report = api.plan(job, _options(**kw, retry_failed=retry_failed))
+        report = _api().plan(job, _options(**kw, retry_failed=retry_failed))
         _emit(report, as_json, lambda: _print_plan(report))
     _guard(as_json, body)
 
@@ -225,7 +245,7 @@ def _print_plan(r) -> None:
         click.echo(json.dumps(r.sample_request, indent=2, ensure_ascii=False))
 
 
-def _print_run(r: api.RunReport) -> None:
+def _print_run(r: api.RunReport | PollReport) -> None:
     s, c, rows = r.submitted, r.collected, r.rows
     click.echo(f"job {r.job} ({r.command}, run {r.run_id})")
     click.echo(f"  submitted   {s.requests_submitted:,} requests in {s.batches_created} new "
@@ -244,19 +264,25 @@ def _print_run(r: api.RunReport) -> None:
         click.echo("  work is still pending: run `collect` (or `run --wait`) later", err=True)
 
 
-def _lifecycle(name: str, fn: Callable, doc: str, extra: list[Callable] | None = None):
+def _lifecycle(name: str, doc: str, extra: list[Callable] | None = None):
     def command(job, as_json, **kw):
         run_kw = {k: kw.pop(k) for k in ("wait", "max_wait", "poll_interval") if k in kw}
         full_refresh = kw.pop("full_refresh", False)
         retry_failed = kw.pop("retry_failed", False)
 
         def body():
-            opts = _options(**kw, full_refresh=full_refresh, retry_failed=retry_failed)
-            if name == "run":
-                report = fn(job, opts, wait=run_kw["wait"], max_wait=run_kw["max_wait"],
-                            backoff=Backoff(initial=run_kw["poll_interval"]))
-            else:
-                report = fn(job, opts)
+            report = None
+            if name in ("collect", "run") and not (run_kw.get("wait") or full_refresh
+                                                   or retry_failed):
+                report = try_poll(_poll_request(name, job, **kw))   # None: more than a poll is needed
+            if report is None:
+                opts = _options(**kw, full_refresh=full_refresh, retry_failed=retry_failed)
+                fn = getattr(_api(), name)
+                if name == "run":
+                    report = fn(job, opts, wait=run_kw["wait"], max_wait=run_kw["max_wait"],
+                                backoff=Backoff(initial=run_kw["poll_interval"]))
+                else:
+                    report = fn(job, opts)
             _emit(report, as_json, lambda: _print_run(report))
             if report.stopped is not None:
                 click.echo(f"stopped: the provider had transient trouble: "
@@ -275,13 +301,13 @@ def _lifecycle(name: str, fn: Callable, doc: str, extra: list[Callable] | None =
 _full_refresh = click.option("--full-refresh", is_flag=True,
                              help="drop and rebuild the output table and forget which rows "
                                   "changed; cached answers are reused, nothing is paid twice")
-_lifecycle("submit", api.submit, "Submit every row that needs an answer, then exit (no waiting).",
+_lifecycle("submit", "Submit every row that needs an answer, then exit (no waiting).",
            [_full_refresh, _retry_failed])
-_lifecycle("collect", api.collect,
+_lifecycle("collect",
            "Ingest every batch that has ended and rebuild the output table. Sends nothing.")
-_lifecycle("reconcile", api.reconcile,
+_lifecycle("reconcile",
            "Finish what a crashed process left (lost uploads and creates), then collect.")
-_lifecycle("run", api.run,
+_lifecycle("run",
            "Collect what is ready, submit what is needed, collect again. With --wait, keep "
            "polling (exponential backoff with jitter) until every row is answered or failed.",
            [_full_refresh, _retry_failed,
@@ -301,7 +327,11 @@ _lifecycle("run", api.run,
 def status(job, as_json, no_refresh, **kw) -> None:
     """Show the job's batches (as the provider reports them) and its rows by status."""
     def body():
-        report = api.status(job, _options(**kw), refresh=not no_refresh)
+        report = None
+        if not no_refresh:
+            report = try_status(_poll_request("status", job, **kw))   # None: more than a poll is needed
+        if report is None:
+            report = _api().status(job, _options(**kw), refresh=not no_refresh)
 
         def human():
             click.echo(f"job {report.job}: {report.rows.rows:,} rows, {report.rows.succeeded:,} "
@@ -323,7 +353,7 @@ def status(job, as_json, no_refresh, **kw) -> None:
 def cancel(job, as_json, **kw) -> None:
     """Cancel the job's running batches. Answers already produced stay collectable."""
     def body():
-        report = api.cancel(job, _options(**kw))
+        report = _api().cancel(job, _options(**kw))
         _emit(report, as_json, lambda: click.echo(
             f"cancelled {len(report.cancelled)} batch(es), abandoned {len(report.abandoned)} "
             "never-created one(s); run `collect` to keep the partial answers"))

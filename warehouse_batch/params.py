@@ -20,11 +20,13 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import JobFileError
 from .models import longest_prefix
-from .spec import JobSpec
+
+if TYPE_CHECKING:   # annotations only: providers import this module on the poll path
+    from .spec import JobSpec
 
 
 @dataclass(frozen=True)

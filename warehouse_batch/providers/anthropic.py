@@ -41,7 +41,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from ..errors import (AmbiguousCreateError, ConfigurationError, JobFileError,
                       LookupUndecidedError, ProviderError,
@@ -49,11 +49,13 @@ from ..errors import (AmbiguousCreateError, ConfigurationError, JobFileError,
 from ..keys import redact
 from .. import params
 from ..schema import anthropic_form
-from .base import (LedgerBatch, Limits, Provider, RemoteBatch, error_info, register,
-                   status_error, unreachable_error)
+from .base import (LedgerBatch, LightPoll, Limits, Provider, RemoteBatch, error_info, register,
+                   sdk_url, status_error, unreachable_error)
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 PINNED_VERSION = "2023-06-01"            # the API version that still takes sampling parameters
+SDK_VERSION = "2026-10-21"               # the anthropic-version the installed SDK sends (§0.2)
+IN_PROGRESS = frozenset({"in_progress", "canceling"})
 SAMPLING_KEYS = ("temperature", "top_p", "top_k")   # refused under 2026-10-21 (§0.2)
 FIND_SKEW_SECONDS = 600                  # look this far before the intent for clock skew
 CACHE_CONTROL = {"type": "ephemeral", "ttl": "1h"}  # batches outlive the 5-minute TTL (§2.9)
@@ -294,6 +296,24 @@ class AnthropicProvider(Provider):
         b = self._call(f"polling batch {batch.provider_batch_id}",
                        self.client.messages.batches.retrieve, batch.provider_batch_id)
         return self._remote(b)
+
+    def light_poll(self, batch: LedgerBatch) -> LightPoll | None:
+        """GET {base}/v1/messages/batches/{id} with the headers the SDK sends: the key as
+        `Authorization: Bearer` (SDK 2.x sends both ANTHROPIC_API_KEY and
+        ANTHROPIC_AUTH_TOKEN that way, batch-apis.md §2) and `anthropic-version` (ours if
+        pinned, else the SDK's)."""
+        secret = self.require_env(*self.api_key_env)
+        base = self.base_url()
+        if _ends_in_v1(base):
+            return None   # make_client refuses it, with the reason
+        url = sdk_url(base, "/v1/messages/batches/" + quote(batch.provider_batch_id or "",
+                                                             safe=""))
+        if url is None:
+            return None
+        version = self.options.get("anthropic_version") or SDK_VERSION
+        return LightPoll(url=url, headers={"Authorization": f"Bearer {secret}",
+                                           "anthropic-version": version},
+                         status_field="processing_status", in_progress=IN_PROGRESS)
 
     def download_results(self, batch: LedgerBatch, remote: RemoteBatch,
                          dest: Path) -> list[Path]:

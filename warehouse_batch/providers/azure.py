@@ -21,10 +21,11 @@ Azure OpenAI Global Batch (§3.3):
 from __future__ import annotations
 
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from ..errors import ConfigurationError, JobFileError
-from .base import Limits, register
-from .openai import OpenAIProvider
+from .base import LedgerBatch, LightPoll, Limits, register, sdk_url
+from .openai import IN_PROGRESS, OpenAIProvider
 
 AZURE_DEFAULT_API_VERSION = "2024-10-21"   # the GA version with Global Batch (§3.3)
 
@@ -64,6 +65,19 @@ class AzureOpenAIProvider(OpenAIProvider):
                      "base_url='…' in the config block")
         return openai.AzureOpenAI(azure_endpoint=endpoint, api_version=self.api_version(),
                                   api_key=key, max_retries=2)
+
+    def light_poll(self, batch: LedgerBatch) -> LightPoll | None:
+        """GET {endpoint}/openai/batches/{id}?api-version=… with the `api-key` header, as
+        `AzureOpenAI` sends it (API keys only: other credentials go through the SDK)."""
+        key = self.require_env(*self.api_key_env)
+        endpoint = self.base_url()
+        url = (sdk_url(endpoint.rstrip("/") + "/openai", self.batch_path(batch)) if endpoint
+               else None)
+        if url is None:
+            return None
+        return LightPoll(url=f"{url}?api-version={quote(self.api_version(), safe='')}",
+                         headers={**self.sdk_env_headers(), "api-key": key},
+                         status_field="status", in_progress=IN_PROGRESS)
 
 
 @register

@@ -22,13 +22,15 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 from urllib.parse import urlsplit
 
 from ..errors import (ConfigurationError, JobFileError, ProviderError, ProviderErrorInfo,
                       UnreachableError)
 from ..keys import redact, register_key_env, remember_key
-from ..spec import JobSpec
+
+if TYPE_CHECKING:   # annotations only: a poll builds providers without parsing SQL (pollpath)
+    from ..spec import JobSpec
 
 PROMPT_PLACEHOLDER = "\u0000warehouse-batch:prompt\u0000"
 CUSTOM_ID_PLACEHOLDER = "\u0000warehouse-batch:custom_id\u0000"
@@ -89,6 +91,23 @@ class RemoteBatch:
     created_at: float | None = None
     raw: dict = field(default_factory=dict)
     proven: bool = True            # False: a lookup matched it by shape only (not yet ours)
+
+
+@dataclass(frozen=True)
+class LightPoll:
+    """How to ask for one batch's state with a plain HTTPS GET, without the provider's SDK
+    (importing an SDK costs more CPU than a whole poll should: see `lightpoll`).
+
+    Declared by each provider (`Provider.light_poll`) from the settings and environment its
+    SDK client is built from, with the headers that client sends. Only a state listed in
+    `in_progress` is taken from the answer: anything else (an ended batch, an unknown
+    state, an error) is asked again through the SDK, which does everything else."""
+
+    url: str
+    headers: dict[str, str]
+    status_field: str                 # the JSON field holding the provider's state word
+    in_progress: frozenset[str]       # states meaning "not ended yet"
+    counts_field: str = "request_counts"
 
 
 @dataclass
@@ -199,6 +218,12 @@ class Provider(ABC):
     def retrieve(self, batch: LedgerBatch) -> RemoteBatch:
         """The batch's current state."""
 
+    def light_poll(self, batch: LedgerBatch) -> LightPoll | None:
+        """How to poll `batch` without the SDK (`lightpoll`), or None: through the SDK only.
+        May raise a WarehouseBatchError (no key, a refused base URL): the SDK path then
+        reports it."""
+        return None
+
     @abstractmethod
     def download_results(self, batch: LedgerBatch, remote: RemoteBatch,
                          dest: Path) -> list[Path]:
@@ -263,6 +288,15 @@ class Provider(ABC):
 
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})   # plus every 5xx, as both SDKs retry them
+
+
+def sdk_url(base: str, path: str) -> str | None:
+    """`path` under `base` as the SDKs join them (base with a trailing slash, then the path
+    without its leading one); None for a base with a query or fragment (left to the SDK)."""
+    parts = urlsplit(base)
+    if parts.query or parts.fragment or parts.scheme not in ("http", "https"):
+        return None
+    return (base if base.endswith("/") else base + "/") + path.lstrip("/")
 
 
 def status_error(action: str, status: int, message: str, info: ProviderErrorInfo,

@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
+from urllib.parse import quote
 
 from ..errors import (AmbiguousCreateError, ConfigurationError, JobFileError, LookupUndecidedError,
                       ProviderError)
 from ..keys import redact
 from .. import params
 from ..schema import openai_strict
-from .base import (LedgerBatch, Limits, Provider, RemoteBatch, TaggedBatch, error_info,
-                   register, status_error, unreachable_error)
+from .base import (LedgerBatch, LightPoll, Limits, Provider, RemoteBatch, TaggedBatch,
+                   error_info, register, sdk_url, status_error, unreachable_error)
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
+IN_PROGRESS = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
+DEFAULT_BASE_URL = "https://api.openai.com/v1"   # the SDK's, when no base URL is set
+# Headers the SDK adds from its own environment (openai.OpenAI reads os.environ for them)
+SDK_ENV_HEADERS = (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID"))
 CAPACITY_CODES = {"token_limit_exceeded"}
 METADATA_TAG = "warehouse_batch"   # metadata key holding our batch_id: how lost creates are found
 FIND_WINDOW_SECONDS = 3600         # look this far before the intent for clock skew
@@ -287,6 +293,31 @@ class OpenAIProvider(Provider):
         b = self._call(f"polling batch {batch.provider_batch_id}", self.client.batches.retrieve,
                        batch.provider_batch_id)
         return self._remote(b)
+
+    def light_poll(self, batch: LedgerBatch) -> LightPoll | None:
+        """GET {base}/batches/{id} with the SDK's headers: `Authorization: Bearer`, and
+        `OpenAI-Organization` / `OpenAI-Project` when OPENAI_ORG_ID / OPENAI_PROJECT_ID are
+        set (the SDK reads them from the process environment)."""
+        key = self.require_env(*self.api_key_env)
+        url = sdk_url(self.sdk_base_url(), self.batch_path(batch))
+        if url is None:
+            return None
+        return LightPoll(url=url, headers={**self.sdk_env_headers(),
+                                           "Authorization": f"Bearer {key}"},
+                         status_field="status", in_progress=IN_PROGRESS)
+
+    def sdk_base_url(self) -> str:
+        """The base URL the SDK client ends up with: ours, else the SDK's own default
+        (which reads OPENAI_BASE_URL from the process environment)."""
+        return self.base_url() or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+
+    def batch_path(self, batch: LedgerBatch) -> str:
+        return "batches/" + quote(batch.provider_batch_id or "", safe="")
+
+    @staticmethod
+    def sdk_env_headers() -> dict[str, str]:
+        return {header: os.environ[var] for header, var in SDK_ENV_HEADERS
+                if os.environ.get(var) is not None}
 
     def download_results(self, batch: LedgerBatch, remote: RemoteBatch,
                          dest: Path) -> list[Path]:

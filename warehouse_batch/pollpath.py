@@ -1,0 +1,271 @@
+"""The cheap poll: `status`, and `collect`/`run` while no batch has ended, in a process that
+imports neither the job parser, the pipeline stages nor any provider SDK.
+
+A sensor or cron job polls far more often than anything ends, so a poll that finds every
+batch still running should cost little more than starting Python and DuckDB. `cli.py` tries
+this module first for `status`, `collect` and `run` (without `--wait`): it takes the job's
+facts from its last full read (`pollfacts`), reads the ledger read-only, asks the provider
+for each batch with a plain GET (`lightpoll`), and, only if every batch is still in
+progress, records the polls in one short write and returns a report shaped exactly like the
+library's (`api.StatusReport` / `api.RunReport`). Anything else returns None and the CLI
+takes the library's ordinary path (`api`), which decides and does everything: a batch that
+ended or is unknown, facts that are missing or stale, an output table missing, rows that
+failed (their count depends on the attempt budget), a provider answer it does not expect.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
+
+import duckdb
+
+from .db import connect, reading
+from .errors import EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, WarehouseBatchError
+from .ledger import BatchProviders, record_poll, submitted_batches, unfinished_batches
+from .lightpoll import light_retrieve
+from .paths import make_scope
+from .pollfacts import JobFacts, recall
+from .providers.base import LedgerBatch, RemoteBatch, get_provider
+from .sqlutil import quote_ident
+from .state import SCHEMA, fetch_dicts, now_utc
+
+
+@dataclass
+class PollRequest:
+    """A poll as the command line asks for it (the subset of `api.Options` it needs)."""
+
+    job: str
+    db: str
+    command: str                          # 'status', 'collect' or 'run'
+    vars: dict[str, Any] = field(default_factory=dict)
+    max_attempts: int | None = None
+    allowed_paths: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    memory_limit: str | None = None
+    env: Mapping[str, str] | None = None
+    log: Callable[[str], None] = lambda message: None
+
+
+# -- reports, shaped as api.RunReport / api.StatusReport (tests/test_light_poll.py holds
+# -- them to the library's, field by field) ----------------------------------------------------
+
+@dataclass
+class Rows:
+    rows: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    pending: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class NothingSubmitted:
+    batches_created: int = 0
+    batches_resumed: int = 0
+    batches_pending_create: int = 0
+    batches_waiting: int = 0
+    waiting: list[str] = field(default_factory=list)
+    requests_submitted: int = 0
+    bytes_submitted: int = 0
+    batch_ids: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Polled:
+    batches_polled: int = 0
+    batches_collected: int = 0
+    batches_in_progress: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    not_processed: int = 0
+    batches_released: int = 0
+    lost: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    statuses: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PollReport:
+    """What `collect` / `run` report when they only polled (as `api.RunReport`)."""
+
+    run_id: str
+    job: str
+    command: str
+    rows: Rows = field(default_factory=Rows)
+    submitted: NothingSubmitted = field(default_factory=NothingSubmitted)
+    collected: Polled = field(default_factory=Polled)
+    polls: int = 0
+    rows_rendered: int = 0
+    table: str = ""
+    stopped: str | None = None
+    transient_errors: int = 0
+    retry_after: float | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.rows.pending:
+            return EXIT_PENDING
+        return EXIT_FAILED_ROWS if self.rows.failed else EXIT_OK
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["status"] = "pending" if self.rows.pending else (
+            "failed" if self.rows.failed else "succeeded")
+        return d
+
+
+@dataclass
+class StatusView:
+    """What `status` reports (as `api.StatusReport`)."""
+
+    job: str
+    batches: list[dict]
+    rows: Rows
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.rows.pending:
+            return EXIT_PENDING
+        return EXIT_FAILED_ROWS if self.rows.failed else EXIT_OK
+
+    def to_dict(self) -> dict:
+        return {"job": self.job, "batches": self.batches, "rows": self.rows.to_dict(),
+                "warnings": self.warnings}
+
+
+# -- the poll ----------------------------------------------------------------------------------
+
+def try_status(req: PollRequest) -> StatusView | None:
+    """`status` when every batch of the job is still running, else None."""
+    found = _poll(req, may_send=False)
+    if found is None:
+        return None
+    return StatusView(found.facts.name, found.batches, found.rows)
+
+
+def try_poll(req: PollRequest) -> PollReport | None:
+    """`collect` (or `run`: `may_send`) when it would only poll: every batch of the job is
+    still running (and, for `run`, nothing is half-submitted and the job file is unchanged
+    since the source was last read); else None."""
+    found = _poll(req, may_send=req.command == "run")
+    if found is None:
+        return None
+    report = PollReport(run_id=new_run_id(), job=found.facts.name, command=req.command,
+                        table=found.facts.name, rows=found.rows, polls=1)
+    c = report.collected
+    c.batches_polled = c.batches_in_progress = len(found.remotes)
+    c.statuses = {r.provider_batch_id: r.status for r in found.remotes}
+    req.log(f"{len(found.remotes)} batch(es) in progress, none ended: nothing else to do")
+    return report
+
+
+@dataclass
+class _Found:
+    facts: JobFacts
+    rows: Rows
+    remotes: list[RemoteBatch]
+    batches: list[dict]          # every batch of the job, as recorded after the polls
+
+
+def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
+    """Poll the job's batches if this process can decide alone that nothing else is to be
+    done; record the polls and return what was found, else None."""
+    scope = make_scope(req.job, req.env, req.allowed_paths, req.allowed_hosts)
+    try:
+        with reading(req.db, req.memory_limit) as con:
+            if con is None:
+                return None
+            facts = recall(con, req.job, scope, req.vars, req.max_attempts)
+            if facts is None:
+                return None
+            batches = submitted_batches(con, facts.name)
+            if not batches or (may_send and unfinished_batches(con, facts.name)):
+                return None
+            output = _output(con, facts)
+            if output is None or (may_send and output[1] != facts.fingerprint):
+                return None
+            rows = _row_counts(con, output[0])
+            if rows is None:
+                return None
+        providers = BatchProviders(get_provider(facts, req.env))   # type: ignore[arg-type]
+        polled: list[tuple[LedgerBatch, RemoteBatch]] = []
+        for batch in batches:
+            remote = light_retrieve(providers.for_batch(batch), batch)
+            if remote is None:
+                return None   # ended, or not a plain answer: the library decides
+            polled.append((batch, remote))
+        # the read-only look found the state schema current: no migration check here
+        con = connect(req.db, migrate=False, memory_limit=req.memory_limit)
+        try:
+            record_polls(con, polled)
+            listed = job_batches(con, facts.name) if req.command == "status" else []
+        finally:
+            con.close()
+    except (WarehouseBatchError, duckdb.Error):
+        return None   # e.g. the file is locked: the library path says so properly
+    return _Found(facts, rows, [r for _, r in polled], listed)
+
+
+def _output(con: duckdb.DuckDBPyConnection, facts: JobFacts) -> tuple[str, str | None] | None:
+    """The output table (qualified) and the job hash recorded with it, when it exists and
+    was built in full (has a shape); else None."""
+    catalog = con.execute("SELECT current_database()").fetchone()[0]
+    key = [facts.table_schema.lower(), facts.table_name.lower()]
+    exists = con.execute("""SELECT count(*) FROM duckdb_tables() WHERE database_name = ?
+        AND NOT temporary AND lower(schema_name) = ? AND lower(table_name) = ?""",
+                         [catalog, *key]).fetchone()[0]
+    row = con.execute(f"SELECT shape, job_hash FROM {SCHEMA}.outputs WHERE table_schema = ? "
+                      "AND table_name = ?", key).fetchone()
+    if not exists or row is None or row[0] is None:
+        return None
+    qualified = ".".join(quote_ident(p) for p in (catalog, facts.table_schema,
+                                                  facts.table_name))
+    return qualified, row[1]
+
+
+def _row_counts(con: duckdb.DuckDBPyConnection, qualified: str) -> Rows | None:
+    """The output table's rows by `_status`; None when some show `failed` (whether they
+    are final depends on the attempt budget: `output.count_rows` judges them)."""
+    counts = dict(con.execute(f"SELECT _status, count(*) FROM {qualified} GROUP BY 1")
+                  .fetchall())
+    if counts.get("failed"):
+        return None
+    rows, succeeded = sum(counts.values()), counts.get("succeeded", 0)
+    return Rows(rows=rows, succeeded=succeeded, pending=rows - succeeded)
+
+
+def record_polls(con: duckdb.DuckDBPyConnection,
+                 polled: list[tuple[LedgerBatch, RemoteBatch]]) -> None:
+    """Record what the polls found, in one transaction (one commit, not one per batch)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for batch, remote in polled:
+            record_poll(con, batch, remote)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def job_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[dict]:
+    """Every batch of the job as `status` shows it (ledger rows, JSON-ready)."""
+    batches = fetch_dicts(con, f"""SELECT batch_id, provider, provider_batch_id, state,
+        provider_status, proven, request_count, bytes, counts, created_at, submitted_at,
+        collected_at, error FROM {SCHEMA}.batches WHERE job_name = ? ORDER BY batch_id""",
+                          [job_name])
+    for b in batches:
+        b["counts"] = json.loads(b["counts"]) if b["counts"] else None
+        for k in ("created_at", "submitted_at", "collected_at"):
+            b[k] = b[k].isoformat() if b[k] else None
+    return batches
+
+
+def new_run_id() -> str:
+    """A run id as `submit.new_run_id` makes them (a poll writes no `runs` row)."""
+    return now_utc().strftime("r%Y%m%dT%H%M%S") + "_" + secrets.token_hex(3)
