@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ from .plan import PlanReport, build_plan
 from .providers.base import LedgerBatch, get_provider
 from .source import prepare
 from .spec import JobSpec, load_job
-from .state import SCHEMA, fetch_dicts, now_utc
+from .state import SCHEMA, now_utc
 from .submit import (SubmitReport, can_advance, discard_input, new_run_id,
                      recover_orphans, resume_unfinished, submit_work)
 
