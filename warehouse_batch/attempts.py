@@ -17,7 +17,7 @@ changes (row, prompt, model, parameters), or the command runs with `retry_failed
 permanent failure recorded by an earlier command is sent once more (a second permanent
 failure in the same command is final).
 
-The SQL that classifies rows (`sql/plan_rows.sql`, `sql/output_status.sql`) reads the
+The SQL that classifies rows (`sql/plan_rows.sql`, `sql/answers.sql`) reads the
 command's run id and `retry_failed` from DuckDB session variables set here; unset (as for
 `plan` and `status`) means "a new command": every retryable failure would be sent again.
 """
@@ -29,5 +29,7 @@ import duckdb
 def set_command(con: duckdb.DuckDBPyConnection, run_id: str | None,
                 retry_failed: bool = False) -> None:
     """Tell the classifying SQL which command it is working for (see the module docstring)."""
-    con.execute("SET VARIABLE wb_run_id = ?", [run_id])
-    con.execute("SET VARIABLE wb_retry_failed = ?", [bool(retry_failed)])
+    # typed even when NULL: DuckDB 1.4 binds an untyped NULL variable as INTEGER, and then
+    # casts run_id (VARCHAR) to INTEGER to compare them, which fails
+    con.execute("SET VARIABLE wb_run_id = CAST(? AS VARCHAR)", [run_id])
+    con.execute("SET VARIABLE wb_retry_failed = CAST(? AS BOOLEAN)", [bool(retry_failed)])
