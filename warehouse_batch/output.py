@@ -33,6 +33,7 @@ from .providers.base import Provider
 from .spec import JobSpec
 from .sqlutil import load_sql, quote_ident
 from .state import SCHEMA
+from .threads import single_threaded
 
 
 _SUCCEEDED = "SELECT request_hash FROM wb_answers WHERE status = 'succeeded'"
@@ -202,11 +203,12 @@ def update_answers(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Prov
     table = require_owner(con, spec)
     if existing_kind(con, table) != "table":
         return None
-    _answers(con, spec, f"{touched_sql(spec.name, since)} UNION ALL SELECT _request_hash "
-                        f"FROM {table.qualified} WHERE _status = 'failed'")
-    mark_answered(con, spec.name, _SUCCEEDED)
-    _in_transaction(con, lambda: _update_answers(con, spec, provider, table))
-    return count_rows(con, table, spec.max_attempts)
+    with single_threaded(con):   # joins of the collected requests: see threads.py
+        _answers(con, spec, f"{touched_sql(spec.name, since)} UNION ALL SELECT _request_hash "
+                            f"FROM {table.qualified} WHERE _status = 'failed'")
+        mark_answered(con, spec.name, _SUCCEEDED)
+        _in_transaction(con, lambda: _update_answers(con, spec, provider, table))
+        return count_rows(con, table, spec.max_attempts)
 
 
 def drop_output(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> None:
