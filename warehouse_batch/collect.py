@@ -31,7 +31,7 @@ from .outcomes import build_outcomes, fail_all, merge_outcomes
 from .providers.base import LedgerBatch, Provider, RemoteBatch
 from .sqlutil import load_sql
 from .state import SCHEMA, now_utc
-from .threads import single_threaded
+from .tuning import collect_tuning
 
 COMMIT_ROWS = 1_000_000   # requests recorded per transaction (see CommitGroup)
 
@@ -74,7 +74,7 @@ def collect_ready(con: duckdb.DuckDBPyConnection, provider: Provider, job_name: 
     those that have ended, recording them in transactions of about COMMIT_ROWS requests."""
     report = CollectReport()
     providers = BatchProviders(provider)
-    with single_threaded(con), CommitGroup(con, report) as group:
+    with collect_tuning(con), CommitGroup(con, report) as group:
         for batch in submitted_batches(con, job_name):
             batch_provider = providers.for_batch(batch)
             remote = poll(con, batch_provider, batch)

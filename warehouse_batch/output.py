@@ -33,7 +33,7 @@ from .providers.base import Provider
 from .spec import JobSpec
 from .sqlutil import load_sql, quote_ident
 from .state import SCHEMA
-from .threads import single_threaded
+from .tuning import collect_tuning
 
 
 _SUCCEEDED = "SELECT request_hash FROM wb_answers WHERE status = 'succeeded'"
@@ -203,7 +203,7 @@ def update_answers(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Prov
     table = require_owner(con, spec)
     if existing_kind(con, table) != "table":
         return None
-    with single_threaded(con):   # joins of the collected requests: see threads.py
+    with collect_tuning(con):   # joins of the collected requests: see tuning.py
         _answers(con, spec, f"{touched_sql(spec.name, since)} UNION ALL SELECT _request_hash "
                             f"FROM {table.qualified} WHERE _status = 'failed'")
         mark_answered(con, spec.name, _SUCCEEDED)
