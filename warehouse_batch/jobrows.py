@@ -7,6 +7,7 @@ from __future__ import annotations
 import duckdb
 
 from .state import SCHEMA
+from .tuning import collect_tuning
 
 
 def record_job_rows(con: duckdb.DuckDBPyConnection, job_name: str, run_id: str,
@@ -42,7 +43,9 @@ def mark_answered(con: duckdb.DuckDBPyConnection, job_name: str, requests_sql: s
     if not con.execute(f"""SELECT EXISTS (SELECT 1 FROM {SCHEMA}.job_rows
             WHERE job_name = ? AND NOT coalesce(answered, false))""", [job_name]).fetchone()[0]:
         return
-    con.execute(f"""UPDATE {SCHEMA}.job_rows SET answered = true
-        WHERE job_name = ? AND NOT coalesce(answered, false) AND request_hash IN (
-            SELECT request_hash FROM {SCHEMA}.results
-            WHERE status = 'succeeded' AND request_hash IN ({requests_sql}))""", [job_name])
+    with collect_tuning(con):   # joins of up to every answer of the job: see tuning.py
+        con.execute(f"""UPDATE {SCHEMA}.job_rows SET answered = true
+            WHERE job_name = ? AND NOT coalesce(answered, false) AND request_hash IN (
+                SELECT request_hash FROM {SCHEMA}.results
+                WHERE status = 'succeeded' AND request_hash IN ({requests_sql}))""",
+                    [job_name])
