@@ -27,13 +27,13 @@ import duckdb
 from .columns import answer_column_names, parsed_sql
 from .identity import sql_literal
 from .jobrows import mark_answered
+from .tuning import collect_tuning   # (kept apart from the lines below: merges)
 from .ownership import OutputTable, existing_kind, record_shape, require_owner
 from .prepared import Prepared
 from .providers.base import Provider
 from .spec import JobSpec
 from .sqlutil import load_sql, quote_ident
 from .state import SCHEMA
-from .tuning import collect_tuning
 
 
 _SUCCEEDED = "SELECT request_hash FROM wb_answers WHERE status = 'succeeded'"
