@@ -27,7 +27,7 @@ import duckdb
 from .columns import answer_column_names, parsed_sql
 from .identity import sql_literal
 from .jobrows import mark_answered
-from .tuning import collect_tuning   # (kept apart from the lines below: merges)
+from .tuning import collect_tuning
 from .ownership import OutputTable, existing_kind, record_shape, require_owner
 from .prepared import Prepared
 from .providers.base import Provider
