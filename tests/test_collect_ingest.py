@@ -168,3 +168,33 @@ def test_a_commit_every_commit_rows_requests(tmp_path, monkeypatch):
     assert cleaned_at_commit[0] == ["b1", "b2"]     # committed (and cleaned) after two
     assert provider.cleaned == ["b1", "b2", "b3"]
     assert len(results(con)) == 6
+
+
+def test_a_line_that_is_not_json_beside_a_complete_batch_changes_nothing(tmp_path):
+    con = ledger(tmp_path / "w.duckdb", {"b1": ["c1", "c2"]})
+    text = "\n".join([answer("c1", "one"), "{not json", answer("c2", "two")]) + "\n"
+    report = collect_ready(con, FakeProvider({"p1": text}), "job")
+    assert results(con) == {"c1": ("succeeded", "one", 1), "c2": ("succeeded", "two", 1)}
+    assert (report.succeeded, report.not_processed) == (2, 0)
+
+
+def test_collect_leaves_duckdb_threads_as_it_found_them(tmp_path, monkeypatch):
+    # collect runs on one DuckDB thread (tuning.py) and gives the setting back, also on a
+    # failure
+    con = ledger(tmp_path / "w.duckdb", {"b1": ["c1"]})
+    con.execute("SET threads = 3")
+    seen = []
+    real = collect_module.build_outcomes
+
+    def spy(con, batch_id, provider=None):
+        seen.append(con.execute("SELECT current_setting('threads')").fetchone()[0])
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(collect_module, "build_outcomes", spy)
+    with pytest.raises(RuntimeError):
+        collect_ready(con, FakeProvider({"p1": answer("c1", "one")}), "job")
+    assert seen == [1]
+    assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 3
+    monkeypatch.setattr(collect_module, "build_outcomes", real)
+    collect_ready(con, FakeProvider({"p1": answer("c1", "one")}), "job")
+    assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 3

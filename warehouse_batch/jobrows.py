@@ -7,6 +7,7 @@ from __future__ import annotations
 import duckdb
 
 from .state import SCHEMA
+from .tuning import collect_tuning
 
 
 def record_job_rows(con: duckdb.DuckDBPyConnection, job_name: str, run_id: str,
@@ -33,8 +34,17 @@ def record_job_rows(con: duckdb.DuckDBPyConnection, job_name: str, run_id: str,
 
 def mark_answered(con: duckdb.DuckDBPyConnection, job_name: str, requests_sql: str) -> None:
     """Set `answered` on the job's rows whose request is among `requests_sql` (a query
-    yielding request_hash) and has a successful answer."""
-    con.execute(f"""UPDATE {SCHEMA}.job_rows SET answered = true
-        WHERE job_name = ? AND NOT coalesce(answered, false) AND request_hash IN (
-            SELECT request_hash FROM {SCHEMA}.results
-            WHERE status = 'succeeded' AND request_hash IN ({requests_sql}))""", [job_name])
+    yielding request_hash) and has a successful answer.
+
+    First asks whether any row of the job is still unanswered (one pass over two narrow
+    columns): when none is, as after a collect that already marked its answers, the lookup
+    of `requests_sql` in the answer cache is not paid for."""
+    if not con.execute(f"""SELECT EXISTS (SELECT 1 FROM {SCHEMA}.job_rows
+            WHERE job_name = ? AND NOT coalesce(answered, false))""", [job_name]).fetchone()[0]:
+        return
+    with collect_tuning(con):   # joins of up to every answer of the job: see tuning.py
+        con.execute(f"""UPDATE {SCHEMA}.job_rows SET answered = true
+            WHERE job_name = ? AND NOT coalesce(answered, false) AND request_hash IN (
+                SELECT request_hash FROM {SCHEMA}.results
+                WHERE status = 'succeeded' AND request_hash IN ({requests_sql}))""",
+                    [job_name])

@@ -69,30 +69,31 @@ def write_payload(con: duckdb.DuckDBPyConnection, prepared_line_sql: str, batch_
     return path
 
 
-def load_lines(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> int:
-    """Expose the valid JSON lines of `paths` as temp view `wb_lines(line)`; returns how many
-    non-blank lines were not JSON (they are left out).
+def load_lines(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> None:
+    """Expose the non-blank lines of `paths` as temp view `wb_lines(line)`, verbatim (a CR
+    before the LF trimmed).
 
     A view, not a table: the lines are read straight from the files by the one statement that
-    consumes them, so a batch's result file is never copied into memory (it can be GBs)."""
+    consumes them, so a batch's result file is never copied into memory (it can be GBs).
+    Lines are not checked here: the providers' results SQL parses each line once, with
+    `try()`, so a line that is not JSON comes out without a custom_id and is left out (its
+    request counts as not processed). Checking them up front cost a second parse of every
+    line; `invalid_lines` counts them when it matters."""
     if not paths:
         con.execute("CREATE OR REPLACE TEMP VIEW wb_lines AS "
                     "SELECT CAST(NULL AS VARCHAR) AS line WHERE false")
-        return 0
+        return
     files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
     # strict_mode off: a CRLF line in a LF file is read as the line (CR trimmed below) and an
     # empty row, instead of failing the batch. trim and rtrim copy the whole line: only a line
     # that may be blank (empty, or starting with a space: what trim removes) or ends with CR
     # pays for it.
-    raw = f"""SELECT CASE WHEN ends_with(line, chr(13)) THEN rtrim(line, chr(13))
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW wb_lines AS
+        SELECT CASE WHEN ends_with(line, chr(13)) THEN rtrim(line, chr(13))
                      ELSE line END AS line
         FROM read_csv({files}, columns={{'line': 'VARCHAR'}}, header=false,
                       delim='{CSV_DELIM}', quote='', escape='', auto_detect=false,
                       strict_mode=false)
         WHERE line IS NOT NULL
-          AND CASE WHEN ascii(line) IN (0, 32) THEN trim(line) <> '' ELSE true END"""
-    bad = con.execute(f"SELECT count(*) FROM ({raw}) WHERE NOT json_valid(line)").fetchone()[0]
-    # the filter costs a second parse of every line: only pay it when some line needs it
-    con.execute("CREATE OR REPLACE TEMP VIEW wb_lines AS "
-                + (f"SELECT line FROM ({raw}) WHERE json_valid(line)" if bad else raw))
-    return bad
+          AND CASE WHEN ascii(line) IN (0, 32) THEN trim(line) <> '' ELSE true END""")
+

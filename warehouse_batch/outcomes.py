@@ -97,8 +97,20 @@ def build_outcomes(con: duckdb.DuckDBPyConnection, batch_id: str,
     select = load_sql("batch_outcomes.sql")
     if provider is not None:
         select = answer_check_sql(provider, select)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE wb_outcomes AS {select}",
-                {"batch_id": batch_id, "missing_message": MISSING_MESSAGE})
+    # sides as written (see batch_outcomes.sql), unless the answer check joins the stored
+    # requests (typed answers): that join must keep DuckDB's choice
+    keep_sides = provider is None or provider.spec.output_schema is None
+    if keep_sides:
+        con.execute("SET disabled_optimizers = 'build_side_probe_side'")
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE wb_outcomes AS {select}",
+                    {"batch_id": batch_id, "missing_message": MISSING_MESSAGE})
+    finally:
+        if keep_sides:
+            try:
+                con.execute("RESET disabled_optimizers")
+            except duckdb.Error:   # an aborted transaction: the caller is failing anyway
+                pass
     rows, requests = con.execute("SELECT count(*), count(DISTINCT request_hash) "
                                  "FROM wb_outcomes").fetchone()
     if rows > requests:   # a custom_id repeated in the files: keep one line per request

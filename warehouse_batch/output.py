@@ -27,6 +27,7 @@ import duckdb
 from .columns import answer_column_names, parsed_sql
 from .identity import sql_literal
 from .jobrows import mark_answered
+from .tuning import collect_tuning
 from .ownership import OutputTable, existing_kind, record_shape, require_owner
 from .prepared import Prepared
 from .providers.base import Provider
@@ -217,11 +218,12 @@ def update_answers(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Prov
     table = require_owner(con, spec)
     if existing_kind(con, table) != "table":
         return None
-    _answers(con, spec, f"{touched_sql(spec.name, since)} UNION ALL SELECT _request_hash "
-                        f"FROM {table.qualified} WHERE _status = 'failed'")
-    mark_answered(con, spec.name, _SUCCEEDED)
-    _in_transaction(con, lambda: _update_answers(con, spec, provider, table))
-    return count_rows(con, table, spec.max_attempts)
+    with collect_tuning(con):   # joins of the collected requests: see tuning.py
+        _answers(con, spec, f"{touched_sql(spec.name, since)} UNION ALL SELECT _request_hash "
+                            f"FROM {table.qualified} WHERE _status = 'failed'")
+        mark_answered(con, spec.name, _SUCCEEDED)
+        _in_transaction(con, lambda: _update_answers(con, spec, provider, table))
+        return count_rows(con, table, spec.max_attempts)
 
 
 def drop_output(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> None:

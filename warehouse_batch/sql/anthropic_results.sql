@@ -1,6 +1,9 @@
 -- Anthropic Message Batches results lines -> warehouse-batch's normalised result rows
 -- (exactly the columns, types and order of openai_results.sql).
--- Input: temp view wb_lines(line VARCHAR) holding the valid JSON lines of the results stream.
+-- Input: temp view wb_lines(line VARCHAR) holding the non-blank lines of the results stream.
+-- A line that is not JSON parses (TRY_CAST) to NULL: it has no custom_id, so it matches no
+-- request. Rows without a custom_id are not filtered out here (a filter would be pushed below
+-- the parse and parse every line twice); consumers join on custom_id.
 -- A line is {"custom_id", "result": {"type": succeeded|errored|canceled|expired, ...}}
 -- (batch-apis.md §2.6). Anthropic spells it `canceled`; we say `cancelled`.
 -- Retry policy (field-facts.md, "Error classification"): an errored request whose
@@ -22,7 +25,7 @@
 -- content), and a line without a `result`, are `errored` (retryable) with error_type
 -- `no_answer` and a message saying what was missing.
 WITH parsed AS (
-    SELECT CAST(line AS JSON) AS j FROM wb_lines
+    SELECT TRY_CAST(line AS JSON) AS j FROM wb_lines
 ), fields AS (
     SELECT
         j ->> '$.custom_id'                   AS custom_id,
@@ -124,4 +127,3 @@ SELECT
     cache_write                                                         AS cache_creation_tokens,
     CAST(NULL AS FLOAT[])                                               AS embedding  -- none here
 FROM judged
-WHERE custom_id IS NOT NULL

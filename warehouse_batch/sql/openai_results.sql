@@ -16,12 +16,15 @@
 -- refusal) is recognised from those structs alone; the costlier checks that parse again
 -- (json_type: is the body an object, is `choices` an array) run only, lazily inside CASE,
 -- for the rare lines that are not one.
--- Input: temp view wb_lines(line VARCHAR) holding the valid JSON lines of both files.
+-- Input: temp view wb_lines(line VARCHAR) holding the non-blank lines of both files. A line
+-- that is not JSON parses (`try`) to NULL: it has no custom_id, so it matches no request.
+-- Rows without a custom_id are not filtered out here: DuckDB would push such a filter below
+-- the parse and parse every line twice. Consumers join on custom_id (NULL never matches).
 WITH parsed AS (
     SELECT line,
-           json_transform(line, '{"custom_id": "VARCHAR",
-                                  "response": {"status_code": "INTEGER", "body": "JSON"},
-                                  "error": {"code": "VARCHAR", "message": "VARCHAR"}}') AS j
+           try(json_transform(line, '{"custom_id": "VARCHAR",
+                                      "response": {"status_code": "INTEGER", "body": "JSON"},
+                                      "error": {"code": "VARCHAR", "message": "VARCHAR"}}')) AS j
     FROM wb_lines
 ), fields AS (
     SELECT
@@ -117,7 +120,7 @@ SELECT
         ELSE true                                    -- never ran (expired, cancelled, other)
     END AS retryable,
     status_code,
-    CASE WHEN ok THEN NULL
+    CASE WHEN ok OR custom_id IS NULL THEN NULL     -- (json_type would fail on a non-JSON line)
          WHEN non_answer IS NOT NULL THEN non_answer_type
          WHEN no_answer IS NOT NULL
               OR NOT (json_type(line, '$.response') IS NOT DISTINCT FROM 'OBJECT'
@@ -126,7 +129,8 @@ SELECT
          ELSE err_type END AS error_type,
     CASE WHEN NOT ok AND no_answer IS NULL AND non_answer IS NULL THEN err_code
     END AS error_code,
-    CASE WHEN non_answer IS NOT NULL THEN non_answer
+    CASE WHEN custom_id IS NULL THEN NULL
+         WHEN non_answer IS NOT NULL THEN non_answer
          WHEN no_answer IS NOT NULL THEN no_answer
          WHEN NOT ok THEN coalesce(err_message, 'HTTP ' || status_code,
              CASE WHEN json_type(line, '$.response') IS NOT DISTINCT FROM 'OBJECT' THEN
@@ -151,4 +155,3 @@ SELECT
     CAST(NULL AS BIGINT) AS cache_creation_tokens,
     CASE WHEN ok AND b.object = 'list' THEN b.data[1].embedding END AS embedding
 FROM classified
-WHERE custom_id IS NOT NULL
