@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from helpers import EmulatorClock, Job, emulator_env, provider_calls, write_job
-from warehouse_batch import api, pollpath
+from warehouse_batch import api
 from warehouse_batch.lightpoll import read_state
 from warehouse_batch.providers.base import LightPoll, sdk_url
 
@@ -271,14 +271,6 @@ def test_urls_are_joined_as_the_sdks_join_them():
     assert sdk_url("http://h/v1", "batches/b") == "http://h/v1/batches/b"
     assert sdk_url("http://h/v1/", "/batches/b") == "http://h/v1/batches/b"
     assert sdk_url("http://h/v1?x=1", "batches/b") is None
-
-
-def test_the_light_reports_have_the_library_reports_fields():
-    light = pollpath.PollReport(run_id="r", job="j", command="collect").to_dict()
-    library = api.RunReport(run_id="r", job="j", command="collect").to_dict()
-    assert light == library
-    assert pollpath.StatusView("j", [], pollpath.Rows()).to_dict() == \
-        api.StatusReport("j", [], api.RunReport("r", "j", "c").rows).to_dict()
 
 
 def test_the_cheap_poll_reads_no_source(tmp_path, emulator):

@@ -17,9 +17,9 @@ import duckdb
 
 from .attempts import set_command
 from .clock import Backoff, Clock, SystemClock, trouble_backoff
-from .collect import CollectReport, collect_ready, note_lost, poll
+from .collect import collect_ready, note_lost, poll
 from .db import default_db_path, reading, session
-from .errors import (EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, LookupUndecidedError,
+from .errors import (LookupUndecidedError,
                      ProviderError, UnreachableError, WarehouseBatchError)
 from .jobrows import mark_answered, record_job_rows
 from .keys import redact
@@ -28,8 +28,7 @@ from .lightpoll import retrieve
 from .ledger import (BatchProviders, is_not_found, known_batch_ids, lost_batches, mark_lost,
                      record_poll, submitted_batches,
                      unfinished_batches, update_batch)
-from .output import (RowCounts, count_rows, drop_output, touched_sql, update_answers,
-                     write_output)
+from .output import count_rows, drop_output, touched_sql, update_answers, write_output
 from .ownership import (check_output, claim_output, record_job_hash, refuse_foreign,
                         resolve_output, stored_job_hash, stored_shape)
 from .paths import make_scope
@@ -37,11 +36,12 @@ from .pollfacts import remember
 from .pollpath import job_batches, record_polls
 from .plan import PlanReport, build_plan
 from .providers.base import LedgerBatch, get_provider
+from .reports import (CollectReport, RowCounts, RunReport, StatusReport, new_run_id)
 from .source import prepare
 from .spec import JobSpec, load_job
 from .state import SCHEMA, now_utc
-from .submit import (SubmitReport, can_advance, discard_input, new_run_id,
-                     recover_orphans, resume_unfinished, submit_work)
+from .submit import (can_advance, discard_input, recover_orphans, resume_unfinished,
+                     submit_work)
 
 
 @dataclass
@@ -63,44 +63,6 @@ class Options:
     memory_limit: str | None = None       # DuckDB memory_limit (db.memory_settings)
     clock: Clock = field(default_factory=SystemClock)
     log: Callable[[str], None] = lambda message: None
-
-
-@dataclass
-class RunReport:
-    """What a submit / collect / run did, and where the job stands now."""
-
-    run_id: str
-    job: str
-    command: str
-    rows: RowCounts = field(default_factory=RowCounts)
-    submitted: SubmitReport = field(default_factory=SubmitReport)
-    collected: CollectReport = field(default_factory=CollectReport)
-    polls: int = 0
-    rows_rendered: int = 0           # prompts rendered (rows changed or not yet answered)
-    table: str = ""
-    stopped: str | None = None       # the transient provider error that ended the last pass
-    transient_errors: int = 0        # passes ended early by transient provider trouble
-    retry_after: float | None = None  # the wait the provider asked for with `stopped`
-
-    @property
-    def pending(self) -> bool:
-        return self.rows.pending > 0 or self.stopped is not None
-
-    @property
-    def exit_code(self) -> int:
-        if self.stopped is not None:
-            return EXIT_PENDING   # provider trouble: nothing to fix, come back later
-        if self.command == "submit":
-            return EXIT_OK
-        if self.rows.pending:
-            return EXIT_PENDING
-        return EXIT_FAILED_ROWS if self.rows.failed else EXIT_OK
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["status"] = "pending" if self.pending else ("failed" if self.rows.failed
-                                                      else "succeeded")
-        return d
 
 
 def load(job_path: str, options: Options | None = None) -> JobSpec:
@@ -410,24 +372,6 @@ def _finish_run(con: duckdb.DuckDBPyConnection, report: RunReport,
 
 
 # -- status, cancel, reconcile -----------------------------------------------------------------
-
-@dataclass
-class StatusReport:
-    job: str
-    batches: list[dict]   # every batch of the job, `lost` ones included (with the reason)
-    rows: RowCounts
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        if self.rows.pending:
-            return EXIT_PENDING
-        return EXIT_FAILED_ROWS if self.rows.failed else EXIT_OK
-
-    def to_dict(self) -> dict:
-        return {"job": self.job, "batches": self.batches, "rows": self.rows.to_dict(),
-                "warnings": self.warnings}
-
 
 def status(job_path: str, options: Options | None = None, refresh: bool = True) -> StatusReport:
     """Where the job stands: each batch (polled from the provider unless `refresh` is off)

@@ -26,7 +26,8 @@ from .clock import Backoff
 from .db import check_memory_limit, default_db_path
 from .errors import EXIT_INTERNAL, EXIT_PENDING, EXIT_USER, WarehouseBatchError
 from .keys import redact
-from .pollpath import PollReport, PollRequest, try_poll, try_status
+from .pollpath import PollRequest, try_poll, try_status
+from .reports import RunReport
 
 if TYPE_CHECKING:
     from . import api
@@ -245,7 +246,7 @@ def _print_plan(r) -> None:
         click.echo(json.dumps(r.sample_request, indent=2, ensure_ascii=False))
 
 
-def _print_run(r: api.RunReport | PollReport) -> None:
+def _print_run(r: RunReport) -> None:
     s, c, rows = r.submitted, r.collected, r.rows
     click.echo(f"job {r.job} ({r.command}, run {r.run_id})")
     click.echo(f"  submitted   {s.requests_submitted:,} requests in {s.batches_created} new "

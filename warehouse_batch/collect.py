@@ -17,12 +17,12 @@ exactly ours, or it is released as foreign and nothing is recorded from it.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import duckdb
 
+from .reports import CollectReport
 from . import faults
 from .jsonl import load_lines
 from .ledger import (BatchProviders, release_foreign, retrieve_or_lose, submitted_batches,
@@ -34,24 +34,6 @@ from .state import SCHEMA, now_utc
 from .tuning import collect_tuning
 
 COMMIT_ROWS = 1_000_000   # requests recorded per transaction (see CommitGroup)
-
-
-@dataclass
-class CollectReport:
-    batches_polled: int = 0
-    batches_collected: int = 0
-    batches_in_progress: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    not_processed: int = 0
-    batches_released: int = 0    # adopted batches proven foreign (their requests go again)
-    lost: list[dict] = field(default_factory=list)   # batches the provider no longer knows
-    warnings: list[str] = field(default_factory=list)
-    statuses: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 
 def poll(con: duckdb.DuckDBPyConnection, provider: Provider,

@@ -20,7 +20,6 @@ changing only the projection re-parses and sends nothing.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
 
 import duckdb
 
@@ -30,6 +29,7 @@ from .jobrows import mark_answered
 from .tuning import collect_tuning
 from .ownership import OutputTable, existing_kind, record_shape, require_owner
 from .prepared import Prepared
+from .reports import RowCounts
 from .providers.base import Provider
 from .spec import JobSpec
 from .sqlutil import load_sql, quote_ident
@@ -37,19 +37,6 @@ from .state import SCHEMA, zstd_available
 
 
 _SUCCEEDED = "SELECT request_hash FROM wb_answers WHERE status = 'succeeded'"
-
-
-@dataclass
-class RowCounts:
-    """How many selected rows are in each `_status`."""
-
-    rows: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    pending: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _answer_columns(spec: JobSpec, provider: Provider) -> tuple[list[tuple[str, str]], str]:

@@ -6,8 +6,8 @@ batch still running should cost little more than starting Python and DuckDB. `cl
 this module first for `status`, `collect` and `run` (without `--wait`): it takes the job's
 facts from its last full read (`pollfacts`), reads the ledger read-only, asks the provider
 for each batch with a plain GET (`lightpoll`), and, only if every batch is still in
-progress, records the polls in one short write and returns a report shaped exactly like the
-library's (`api.StatusReport` / `api.RunReport`). Anything else returns None and the CLI
+progress, records the polls in one short write and returns the library's own report
+(`reports.StatusReport` / `reports.RunReport`). Anything else returns None and the CLI
 takes the library's ordinary path (`api`), which decides and does everything: a batch that
 ended or is unknown, facts that are missing or stale, an output table missing, rows that
 failed (their count depends on the attempt budget), a provider answer it does not expect.
@@ -15,21 +15,21 @@ failed (their count depends on the attempt budget), a provider answer it does no
 from __future__ import annotations
 
 import json
-import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import duckdb
 
 from .db import connect, reading
-from .errors import EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING, WarehouseBatchError
+from .errors import WarehouseBatchError
 from .ledger import BatchProviders, record_poll, submitted_batches, unfinished_batches
 from .lightpoll import light_retrieve
 from .paths import make_scope
 from .pollfacts import JobFacts, recall
 from .providers.base import LedgerBatch, RemoteBatch, get_provider
+from .reports import RowCounts, RunReport, StatusReport, new_run_id
 from .sqlutil import quote_ident
-from .state import SCHEMA, fetch_dicts, now_utc
+from .state import SCHEMA, fetch_dicts
 
 
 @dataclass
@@ -48,115 +48,24 @@ class PollRequest:
     log: Callable[[str], None] = lambda message: None
 
 
-# -- reports, shaped as api.RunReport / api.StatusReport (tests/test_light_poll.py holds
-# -- them to the library's, field by field) ----------------------------------------------------
-
-@dataclass
-class Rows:
-    rows: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    pending: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class NothingSubmitted:
-    batches_created: int = 0
-    batches_resumed: int = 0
-    batches_pending_create: int = 0
-    batches_waiting: int = 0
-    waiting: list[str] = field(default_factory=list)
-    requests_submitted: int = 0
-    bytes_submitted: int = 0
-    batch_ids: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Polled:
-    batches_polled: int = 0
-    batches_collected: int = 0
-    batches_in_progress: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    not_processed: int = 0
-    batches_released: int = 0
-    lost: list[dict] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    statuses: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class PollReport:
-    """What `collect` / `run` report when they only polled (as `api.RunReport`)."""
-
-    run_id: str
-    job: str
-    command: str
-    rows: Rows = field(default_factory=Rows)
-    submitted: NothingSubmitted = field(default_factory=NothingSubmitted)
-    collected: Polled = field(default_factory=Polled)
-    polls: int = 0
-    rows_rendered: int = 0
-    table: str = ""
-    stopped: str | None = None
-    transient_errors: int = 0
-    retry_after: float | None = None
-
-    @property
-    def exit_code(self) -> int:
-        if self.rows.pending:
-            return EXIT_PENDING
-        return EXIT_FAILED_ROWS if self.rows.failed else EXIT_OK
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["status"] = "pending" if self.rows.pending else (
-            "failed" if self.rows.failed else "succeeded")
-        return d
-
-
-@dataclass
-class StatusView:
-    """What `status` reports (as `api.StatusReport`)."""
-
-    job: str
-    batches: list[dict]
-    rows: Rows
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        if self.rows.pending:
-            return EXIT_PENDING
-        return EXIT_FAILED_ROWS if self.rows.failed else EXIT_OK
-
-    def to_dict(self) -> dict:
-        return {"job": self.job, "batches": self.batches, "rows": self.rows.to_dict(),
-                "warnings": self.warnings}
-
-
 # -- the poll ----------------------------------------------------------------------------------
 
-def try_status(req: PollRequest) -> StatusView | None:
+def try_status(req: PollRequest) -> StatusReport | None:
     """`status` when every batch of the job is still running, else None."""
     found = _poll(req, may_send=False)
     if found is None:
         return None
-    return StatusView(found.facts.name, found.batches, found.rows)
+    return StatusReport(found.facts.name, found.batches, found.rows)
 
 
-def try_poll(req: PollRequest) -> PollReport | None:
+def try_poll(req: PollRequest) -> RunReport | None:
     """`collect` (or `run`: `may_send`) when it would only poll: every batch of the job is
     still running (and, for `run`, nothing is half-submitted and the job file is unchanged
     since the source was last read); else None."""
     found = _poll(req, may_send=req.command == "run")
     if found is None:
         return None
-    report = PollReport(run_id=new_run_id(), job=found.facts.name, command=req.command,
+    report = RunReport(run_id=new_run_id(), job=found.facts.name, command=req.command,
                         table=found.facts.name, rows=found.rows, polls=1)
     c = report.collected
     c.batches_polled = c.batches_in_progress = len(found.remotes)
@@ -168,7 +77,7 @@ def try_poll(req: PollRequest) -> PollReport | None:
 @dataclass
 class _Found:
     facts: JobFacts
-    rows: Rows
+    rows: RowCounts
     remotes: list[RemoteBatch]
     batches: list[dict]          # every batch of the job, as recorded after the polls
 
@@ -229,7 +138,7 @@ def _output(con: duckdb.DuckDBPyConnection, facts: JobFacts) -> tuple[str, str |
     return qualified, row[1]
 
 
-def _row_counts(con: duckdb.DuckDBPyConnection, qualified: str) -> Rows | None:
+def _row_counts(con: duckdb.DuckDBPyConnection, qualified: str) -> RowCounts | None:
     """The output table's rows by `_status`; None when some show `failed` (whether they
     are final depends on the attempt budget: `output.count_rows` judges them)."""
     counts = dict(con.execute(f"SELECT _status, count(*) FROM {qualified} GROUP BY 1")
@@ -237,7 +146,7 @@ def _row_counts(con: duckdb.DuckDBPyConnection, qualified: str) -> Rows | None:
     if counts.get("failed"):
         return None
     rows, succeeded = sum(counts.values()), counts.get("succeeded", 0)
-    return Rows(rows=rows, succeeded=succeeded, pending=rows - succeeded)
+    return RowCounts(rows=rows, succeeded=succeeded, pending=rows - succeeded)
 
 
 def record_polls(con: duckdb.DuckDBPyConnection,
@@ -264,8 +173,3 @@ def job_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[dict]:
         for k in ("created_at", "submitted_at", "collected_at"):
             b[k] = b[k].isoformat() if b[k] else None
     return batches
-
-
-def new_run_id() -> str:
-    """A run id as `submit.new_run_id` makes them (a poll writes no `runs` row)."""
-    return now_utc().strftime("r%Y%m%dT%H%M%S") + "_" + secrets.token_hex(3)

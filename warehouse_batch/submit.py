@@ -24,7 +24,7 @@ import datetime as dt
 import re
 import secrets
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -40,31 +40,13 @@ from .ledger import (BatchProviders, known_batch_ids, unfinished_batches, update
 from .outcomes import record_batch_failure
 from .providers.base import (LedgerBatch, Provider, RemoteBatch)
 from .prepared import Prepared
+from .reports import SubmitReport
 from .request_store import (SeqRange, batch_ranges, chunk_ranges, next_seq,
                             store_new)
 from .state import SCHEMA, fetch_dicts, now_utc
 
 
-@dataclass
-class SubmitReport:
-    batches_created: int = 0
-    batches_resumed: int = 0
-    batches_pending_create: int = 0
-    batches_waiting: int = 0      # intents held back: the enqueued-token limit is full
-    waiting: list[str] = field(default_factory=list)   # why, one line per waiting batch
-    requests_submitted: int = 0
-    bytes_submitted: int = 0
-    batch_ids: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-
-
-def new_run_id() -> str:
-    return now_utc().strftime("r%Y%m%dT%H%M%S") + "_" + secrets.token_hex(3)
 
 
 @dataclass
