@@ -28,7 +28,8 @@ from .lightpoll import retrieve
 from .ledger import (BatchProviders, is_not_found, known_batch_ids, lost_batches, mark_lost,
                      record_poll, submitted_batches,
                      unfinished_batches, update_batch)
-from .output import count_rows, drop_output, touched_sql, update_answers, write_output
+from .output import (answered_since_sql, count_rows, drop_output, update_answers,
+                     write_output)
 from .ownership import (check_output, claim_output, record_job_hash, refuse_foreign,
                         resolve_output, stored_job_hash, stored_shape)
 from .paths import make_scope
@@ -197,7 +198,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
             report.polls += 1
             moved = report.collected.batches_collected > before
             if moved:   # rows answered now need no rendering by the prepare below
-                mark_answered(con, spec.name, touched_sql(spec.name, since))
+                mark_answered(con, spec.name, answered_since_sql(since))
             if not first and not full and not moved \
                     and not can_advance(con, provider, spec.name) \
                     and submitted_batches(con, spec.name):

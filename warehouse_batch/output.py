@@ -92,6 +92,14 @@ def touched_sql(job_name: str, since: dt.datetime) -> str:
               AND (created_at >= {at} OR ended_at >= {at}))"""
 
 
+def answered_since_sql(since: dt.datetime) -> str:
+    """Requests whose results were written since `since`: what a collect marks answered in
+    `job_rows`. Narrower than `touched_sql` on purpose: at 3M rows the lookup of that union
+    (every collected request twice) ran out of a 512MB memory limit; this one took 1.3 s."""
+    at = f"CAST({sql_literal(since.isoformat(sep=' '))} AS TIMESTAMP)"
+    return f"SELECT request_hash FROM {SCHEMA}.results WHERE updated_at >= {at}"
+
+
 def _update_answers(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
                     table: OutputTable) -> None:
     """Set the answer and state columns of the output rows whose request is in
