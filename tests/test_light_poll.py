@@ -166,6 +166,24 @@ def test_a_changed_job_or_template_file_is_read_in_full(tmp_path, emulator):
     assert code == 2 and "warehouse_batch.api" in imported
 
 
+def test_a_changed_output_schema_file_is_read_in_full(tmp_path, emulator):
+    """The schema file a job names is among what its facts stand on."""
+    job = _job(tmp_path, emulator)
+    schema = {"type": "object", "properties": {"mood": {"type": "string"}},
+              "required": ["mood"], "additionalProperties": False}
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    job.path = str(write_job(tmp_path, """
+        name='enriched', provider='openai', model='gpt-4.1-mini', unique_key='id',
+        prompt='{{ text }}', output_schema='schema.json', max_tokens=50""",
+                             "SELECT id, text FROM reviews"))
+    api.submit(job.path, job.options())
+    assert _cli(job, "status")[3] == set()
+    schema["properties"]["mood"]["description"] = "one word"
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    _, _, _, imported = _cli(job, "status")
+    assert "warehouse_batch.api" in imported
+
+
 def test_a_poll_with_failed_rows_is_counted_by_the_library(tmp_path, emulator):
     """Whether a failed row is final depends on the attempt budget: the library counts."""
     job = _job(tmp_path, emulator)

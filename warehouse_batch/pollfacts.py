@@ -14,11 +14,9 @@ full like any other command.
 """
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -35,8 +33,6 @@ if TYPE_CHECKING:   # annotations only: this module must not import the job pars
 
 FACTS_VERSION = 1
 KEY_PREFIX = "poll_facts:"
-_CONFIG_CALL = re.compile(r"\{\{-?\s*config\s*\(")
-_CALL_END = re.compile(r"\)\s*-?\}\}")
 
 
 @dataclass
@@ -94,7 +90,7 @@ def remember(con: duckdb.DuckDBPyConnection, spec: JobSpec, table_key: tuple[str
     """Record the facts of `spec` (just read in full, with these `--var` values and
     `--max-attempts` override) for later polls; writes only when they changed."""
     files = named_files(spec)
-    if files is None or spec.scope is None:
+    if spec.scope is None:
         return
     digest = inputs_digest(spec.path, spec.scope, vars, max_attempts, files)
     if digest is None:
@@ -127,53 +123,11 @@ def recall(con: duckdb.DuckDBPyConnection, job_path: str, scope: Scope,
     return facts
 
 
-def named_files(spec: JobSpec) -> list[str] | None:
+def named_files(spec: JobSpec) -> list[str]:
     """The files `spec` was read from besides the job file (prompt, system prompt, output
-    schema), resolved; None when they cannot be told from the config block."""
+    schema), resolved."""
     files = [t.file for t in (spec.prompt, spec.system)
              if t is not None and t.file != spec.path]
-    if "output_schema" in spec.key_locations and spec.scope is not None:
-        try:
-            text = Path(spec.path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return None
-        value = _config_value(text, "output_schema")
-        if value is None:
-            return None
-        if isinstance(value, str):
-            files.append(str(spec.scope.resolve(value)))
+    if spec.output_schema_file is not None:
+        files.append(spec.output_schema_file)
     return files
-
-
-def _config_value(text: str, key: str) -> Any:
-    """The literal value of `key` in the config block of a job file already read in full
-    (so known to be well formed): a string, or True for any other literal; None if the
-    block cannot be read here."""
-    m = _CONFIG_CALL.search(text)
-    if m is None:
-        return None
-    start = text.index("config", m.start())
-    for end in _CALL_END.finditer(text, start):
-        try:
-            call = ast.parse(text[start:end.start() + 1], mode="eval").body
-        except SyntaxError:
-            continue   # a `)}}` inside a string: the call ends further on
-        if not isinstance(call, ast.Call):
-            return None
-        for kw in call.keywords:
-            if kw.arg == key:
-                return _string(kw.value)
-        return None
-    return None
-
-
-def _string(node: ast.AST) -> Any:
-    """A string literal (also `'a' + 'b'`), True for any other value, None if unsure."""
-    if isinstance(node, ast.Constant):
-        return node.value if isinstance(node.value, str) else True
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        left, right = _string(node.left), _string(node.right)
-        return left + right if isinstance(left, str) and isinstance(right, str) else None
-    if isinstance(node, (ast.Dict, ast.List)):
-        return True
-    return None

@@ -96,6 +96,7 @@ class JobSpec:
     key_locations: dict[str, Location] = field(default_factory=dict)
     sql_line: int = 1
     output_schema: dict | None = None
+    output_schema_file: str | None = None   # the file output_schema was read from, resolved
     output_columns: dict[str, str] | None = None
     allow_truncated: bool = False   # keep plain-text answers cut off by max_tokens
     memory_limit: str | None = None  # DuckDB memory_limit, e.g. '1GB' (db.memory_settings)
@@ -372,7 +373,8 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
     provider_options = {k: config[k] for k in
                         ("base_url", "api_version", "anthropic_version", "cache_system_prompt")
                         if k in config}
-    output_schema, output_columns = _typed_answer(config, locations, scope, endpoint)
+    output_schema, output_columns, schema_file = _typed_answer(config, locations, scope,
+                                                               endpoint)
     allow_truncated = ("allow_truncated" in config and
                        _want(config, locations, "allow_truncated", (bool,), "true or false"))
     if allow_truncated and (output_schema is not None or endpoint == "embeddings"):
@@ -382,7 +384,7 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
     return JobSpec(
         allow_truncated=allow_truncated, memory_limit=memory_limit,
         output_schema=output_schema, output_columns=output_columns,
-        path=path, name=name,
+        output_schema_file=schema_file, path=path, name=name,
         provider=_want(config, locations, "provider", (str,), "a provider name"),
         model=_want(config, locations, "model", (str,), "a model name"),
         unique_key=keys, prompt=prompt, system=system, sql="", endpoint=endpoint,
@@ -409,18 +411,20 @@ def _check_output_tokens(config: dict, locations: dict[str, Location], key: str)
 
 
 def _typed_answer(config: dict, locations: dict[str, Location], scope: Scope,
-                  endpoint: str) -> tuple[dict | None, dict[str, str] | None]:
-    """The answer's JSON Schema (from output_schema or columns) and the output projection."""
+                  endpoint: str) -> tuple[dict | None, dict[str, str] | None, str | None]:
+    """The answer's JSON Schema (from output_schema or columns), the output projection and
+    the file the schema was read from (None when it was written in the job file)."""
     if "output_schema" in config and "columns" in config:
         raise JobFileError("give either output_schema or columns, not both",
                            locations["columns"])
-    schema = None
+    schema, schema_file = None, None
     if "columns" in config:
         schema = from_columns(config["columns"], locations["columns"])
     elif "output_schema" in config:
         raw, loc = config["output_schema"], locations["output_schema"]
         if isinstance(raw, str):
             f = _confined(scope, raw, "output_schema", loc)
+            schema_file = str(f)
             try:
                 raw = json.loads(f.read_text(encoding="utf-8"))
             except FileNotFoundError:
@@ -442,7 +446,7 @@ def _typed_answer(config: dict, locations: dict[str, Location], scope: Scope,
                 isinstance(k, str) and isinstance(v, str) for k, v in projection.items()):
             raise JobFileError("output_columns must map column names to SQL expressions over "
                                "the answer's fields, e.g. {'mood': 'sentiment'}", loc)
-    return schema, projection
+    return schema, projection, schema_file
 
 
 def _confined(scope: Scope, name: str, key: str, loc: Location) -> Path:
