@@ -80,11 +80,15 @@ def _rows_sql(prepared: Prepared, where: str = "true") -> str:
         WHERE {where}"""
 
 
+def _timestamp_sql(at: dt.datetime) -> str:
+    return f"CAST({sql_literal(at.isoformat(sep=' '))} AS TIMESTAMP)"
+
+
 def touched_sql(job_name: str, since: dt.datetime) -> str:
     """Requests whose answer state may have moved since `since`: answered (results written),
     or in a batch of the job recorded or ended since then."""
-    at = f"CAST({sql_literal(since.isoformat(sep=' '))} AS TIMESTAMP)"
-    return f"""SELECT request_hash FROM {SCHEMA}.results WHERE updated_at >= {at}
+    at = _timestamp_sql(since)
+    return f"""{answered_since_sql(since)}
         UNION ALL
         SELECT request_hash FROM {SCHEMA}.batch_requests WHERE batch_id IN (
             SELECT batch_id FROM {SCHEMA}.batches
@@ -96,8 +100,8 @@ def answered_since_sql(since: dt.datetime) -> str:
     """Requests whose results were written since `since`: what a collect marks answered in
     `job_rows`. Narrower than `touched_sql` on purpose: at 3M rows the lookup of that union
     (every collected request twice) ran out of a 512MB memory limit; this one took 1.3 s."""
-    at = f"CAST({sql_literal(since.isoformat(sep=' '))} AS TIMESTAMP)"
-    return f"SELECT request_hash FROM {SCHEMA}.results WHERE updated_at >= {at}"
+    return (f"SELECT request_hash FROM {SCHEMA}.results "
+            f"WHERE updated_at >= {_timestamp_sql(since)}")
 
 
 def _update_answers(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
