@@ -21,6 +21,7 @@ without the catalog part, as DuckDB resolves them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,10 +227,19 @@ def record_job_hash(con: duckdb.DuckDBPyConnection, spec: JobSpec, value: str) -
 def tables_read(con: duckdb.DuckDBPyConnection, sql: str) -> set[tuple[str, str, str]]:
     """(catalog, schema, table) of every table reference in `sql`, lower case, '' where a
     part is not written. CTE names are not tables; `query_table('t')` names a table."""
+    refs = _parsed_refs(sql)
+    return set(refs) if refs is not None else _tables_by_duckdb(con, sql)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_refs(sql: str) -> frozenset[tuple[str, str, str]] | None:
+    """`tables_read` by sqlglot, None when sqlglot cannot read `sql`. Cached: one command
+    asks about the same SELECT several times (each check of the output table), and parsing
+    it is most of what those checks cost."""
     try:
         trees = [t for t in sqlglot.parse(sql, read="duckdb") if t is not None]
     except (ParseError, TokenError, RecursionError):
-        return _tables_by_duckdb(con, sql)
+        return None
     refs: set[tuple[str, str, str]] = set()
     for tree in trees:
         if isinstance(tree, exp.Create):   # a view's definition: what it reads
@@ -249,7 +259,7 @@ def tables_read(con: duckdb.DuckDBPyConnection, sql: str) -> set[tuple[str, str,
                 for lit in f.find_all(exp.Literal):
                     if lit.is_string:
                         refs.add(_split_ref(lit.this))
-    return refs
+    return frozenset(refs)
 
 
 def _tables_by_duckdb(con: duckdb.DuckDBPyConnection, sql: str) -> set[tuple[str, str, str]]:
