@@ -118,6 +118,22 @@ def test_a_cached_failure_is_merged_not_duplicated(tmp_path):
     assert con.execute("SELECT count(*) FROM warehouse_batch.attempts").fetchone()[0] == 3
 
 
+def test_a_request_cached_before_the_pass_is_merged_not_duplicated(tmp_path):
+    """The pass looks up the cache once for all its batches (maybe_cached.sql): a retry whose
+    failure was recorded by an earlier collect must still be merged into that row."""
+    con = ledger(tmp_path / "w.duckdb", {"b1": ["c1", "c2"]})
+    collect_ready(con, FakeProvider({"p1": answer("c1", "x", status=500) + "\n" +
+                                     answer("c2", "two")}), "job")
+    con.close()
+    con = ledger(tmp_path / "w.duckdb", {"b2": ["c1", "c3"], "b3": ["c4"]})
+    collect_ready(con, FakeProvider({"p2": answer("c1", "one") + "\n" + answer("c3", "three"),
+                                     "p3": answer("c4", "four")}), "job")
+    assert results(con) == {"c1": ("succeeded", "one", 2), "c2": ("succeeded", "two", 1),
+                            "c3": ("succeeded", "three", 1), "c4": ("succeeded", "four", 1)}
+    assert con.execute("SELECT count(*), count(DISTINCT request_hash) "
+                       "FROM warehouse_batch.results").fetchone() == (4, 4)
+
+
 def test_batches_share_a_transaction_and_a_failure_records_none_of_them(tmp_path,
                                                                         monkeypatch):
     batches = {f"b{i}": [f"c{i}_{j}" for j in range(3)] for i in range(1, 4)}

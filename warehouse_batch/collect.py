@@ -57,7 +57,11 @@ def collect_ready(con: duckdb.DuckDBPyConnection, provider: Provider, job_name: 
     report = CollectReport()
     providers = BatchProviders(provider)
     with collect_tuning(con), CommitGroup(con, report) as group:
-        for batch in submitted_batches(con, job_name):
+        batches = submitted_batches(con, job_name)
+        if batches:
+            con.execute(load_sql("maybe_cached.sql"), {"job_name": job_name})
+            group.maybe_cached = "wb_maybe_cached"
+        for batch in batches:
             batch_provider = providers.for_batch(batch)
             remote = poll(con, batch_provider, batch)
             report.batches_polled += 1
@@ -101,6 +105,9 @@ class CommitGroup:
         self.batches: list[tuple[Provider, LedgerBatch, RemoteBatch]] = []
         self.open = False
         self.consistent = True              # False while a batch is half recorded
+        # a temp table of the hashes that may be cached already (maybe_cached.sql), set by
+        # the pass that computed it for its batches; None: check the whole cache
+        self.maybe_cached: str | None = None
 
     def __enter__(self) -> "CommitGroup":
         return self
@@ -191,7 +198,7 @@ def ingest(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatc
             report.warnings.append(
                 f"batch {remote.provider_batch_id}: {bad} result line(s) were not valid JSON and "
                 "were skipped; their requests count as not processed and will be sent again")
-        merge_outcomes(con, batch.batch_id, remote.provider_batch_id)
+        merge_outcomes(con, batch.batch_id, remote.provider_batch_id, group.maybe_cached)
         update_batch(con, batch.batch_id, state="collected", collected_at=now_utc(),
                      error=remote.error)
         group.consistent = True

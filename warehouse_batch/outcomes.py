@@ -130,16 +130,18 @@ def record_batch_failure(con: duckdb.DuckDBPyConnection, batch: LedgerBatch,
 
 
 def merge_outcomes(con: duckdb.DuckDBPyConnection, batch_id: str,
-                   provider_batch_id: str | None) -> None:
+                   provider_batch_id: str | None, maybe_cached: str | None = None) -> None:
     """wb_outcomes -> attempts (history) and results (the cache).
 
     Most requests of a batch have no cached result yet (only a retry has one): those are
     appended with a plain INSERT, and only a batch that holds a cached request pays for the
-    MERGE. Finding them reads just the cache's request_hash column."""
+    MERGE. Finding them reads just the cache's request_hash column, or, in a collect pass,
+    `maybe_cached`: a temp table of the hashes that may be cached (`maybe_cached.sql`)."""
     now = now_utc()
     params = {"batch_id": batch_id, "provider_batch_id": provider_batch_id, "now": now}
     con.execute(load_sql("record_attempts.sql"), {"batch_id": batch_id, "now": now})
-    cached = con.execute(f"""SELECT EXISTS (SELECT 1 FROM {SCHEMA}.results
+    among = maybe_cached or f"{SCHEMA}.results"
+    cached = con.execute(f"""SELECT EXISTS (SELECT 1 FROM {among}
         WHERE request_hash IN (SELECT request_hash FROM wb_outcomes))""").fetchone()[0]
     rows = load_sql("result_rows.sql")
     con.execute(load_sql("merge_results.sql").replace("{result_rows}", rows) if cached else
