@@ -49,3 +49,13 @@ def trap():
         yield t
     finally:
         t.close()
+
+
+def pytest_collection_finish(session) -> None:
+    """Start building the optional extras' environments (`test_extras.prebuild`) as soon as
+    it is known that their suites will run, so pip works while the other tests do."""
+    extras = sorted({item.callspec.params["extra"] for item in session.items
+                     if getattr(item, "originalname", None) == "test_integration_suite"})
+    if extras:
+        from test_extras import prebuild
+        prebuild(extras)

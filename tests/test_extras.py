@@ -5,10 +5,15 @@ dbt, Dagster and Airflow pin their dependencies differently and must not decide 
 the core tests run against, so each gets its own environment under `.venv-extras/<extra>`,
 built once and reused while `pyproject.toml` is unchanged. This keeps the README's single test
 command running everything. A failure shows the inner run's output.
+
+The environments are built in background threads from the start of the session
+(`prebuild`, called by `tests/conftest.py` once collection knows these tests will run), so
+the package downloads and installs overlap with the rest of the suite.
 """
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 import os
 import subprocess
 import sys
@@ -20,6 +25,19 @@ ROOT = Path(__file__).resolve().parents[1]
 INTEGRATIONS = ROOT / "tests" / "integrations"
 EXTRAS = sorted(p.name for p in INTEGRATIONS.iterdir()
                 if p.is_dir() and not p.name.startswith("_") and any(p.glob("test_*.py")))
+
+
+_BUILDS: dict[str, Future] = {}
+
+
+def prebuild(extras: list[str]) -> None:
+    """Start building the environments of `extras` (each in a thread of its own)."""
+    todo = [e for e in extras if e not in _BUILDS]
+    if todo:
+        pool = ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix="venv-extras")
+        for extra in todo:
+            _BUILDS[extra] = pool.submit(_environment, extra)
+        pool.shutdown(wait=False)
 
 
 def _environment(extra: str) -> Path:
@@ -42,11 +60,14 @@ def _environment(extra: str) -> Path:
 
 @pytest.mark.parametrize("extra", EXTRAS)
 def test_integration_suite(extra: str) -> None:
-    python = _environment(extra)
+    prebuild([extra])
+    python = _BUILDS[extra].result()
     env = {**os.environ, "WAREHOUSE_BATCH_EXTRA": extra}
     env.pop("PYTHONPATH", None)   # the extra's environment has this checkout installed
+    # "-o addopts=": the project's own "-q" would make this "-qq", which drops the
+    # "N passed" summary checked below
     result = subprocess.run(
-        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        [str(python), "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:cacheprovider",
          str(INTEGRATIONS / extra)], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, (
         f"integration suite {extra!r} failed (exit {result.returncode}):\n"
