@@ -166,11 +166,10 @@ def test_cache_writes_are_priced_by_ttl(tmp_path, emulator):
     plain = tin - written - read
     expect = (plain * 0.50 + read * 0.50 * 0.1 + written * 0.50 * 2.0 + tout * 2.50) / 1e6
     assert job.sql("SELECT cost_usd FROM warehouse_batch.costs") == [(round(expect, 6),)]
-    # the same writes reported with the 5-minute TTL cost 1.25x
-    job.sql("""UPDATE warehouse_batch.results SET response_body = json_merge_patch(
-        response_body, '{"usage": {"cache_creation": {"ephemeral_5m_input_tokens": 1,
-                                                      "ephemeral_1h_input_tokens": 0}}}')
-        WHERE cache_creation_tokens > 0""")
+    # the same writes recorded with the 5-minute TTL (test_spend: how collect splits them)
+    # cost 1.25x
+    job.sql("UPDATE warehouse_batch.attempts SET cache_write_1h_tokens = 0 "
+            "WHERE cache_creation_tokens > 0")
     expect5 = (plain * 0.50 + read * 0.50 * 0.1 + written * 0.50 * 1.25 + tout * 2.50) / 1e6
     assert job.sql("SELECT cost_usd, cache_write_1h_tokens FROM warehouse_batch.costs") == \
         [(round(expect5, 6), 0)]

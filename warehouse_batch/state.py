@@ -105,13 +105,16 @@ def refresh_prices(con: duckdb.DuckDBPyConnection) -> None:
             (digest,):
         return
     data = json.loads(text)
+    realtime = data.get("realtime_multiplier", {})
     rows = [(p["provider"], p["model"], p["input"], p["output"], p.get("cache_read"),
-             p.get("cache_write"), p.get("cache_write_1h")) for p in data["prices"]]
+             p.get("cache_write"), p.get("cache_write_1h"), realtime.get(p["provider"]))
+            for p in data["prices"]]
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"DELETE FROM {SCHEMA}.prices")
         con.executemany(f"""INSERT INTO {SCHEMA}.prices (provider, model, input, output,
-            cache_read, cache_write, cache_write_1h) VALUES (?, ?, ?, ?, ?, ?, ?)""", rows)
+            cache_read, cache_write, cache_write_1h, realtime)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)""", rows)
         con.execute(f"INSERT OR REPLACE INTO {SCHEMA}.meta VALUES ('prices', ?)", [digest])
         con.execute("COMMIT")
     except Exception:
