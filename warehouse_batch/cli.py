@@ -16,6 +16,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -361,6 +362,37 @@ def cancel(job, as_json, **kw) -> None:
         for w in report.warnings:
             click.echo(f"  warning: {w}", err=True)
     _guard(as_json, body)
+
+
+@main.command()
+@click.option("--db", default=None, metavar="PATH", help="the DuckDB file holding the state "
+              "[$WAREHOUSE_BATCH_DB, else ./warehouse.duckdb]")
+@click.option("--since", "since_days", type=click.IntRange(min=1), default=7, show_default=True,
+              metavar="DAYS", help="the last DAYS UTC days, today included")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text",
+              show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="same as --format json")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="write the report to this file instead of stdout")
+def report(db, since_days, fmt, as_json, output) -> None:
+    """Per job and day: rows enriched, requests, tokens, cost, savings against real-time
+    prices, failures by kind and batch durations (p50/p95, created to ended).
+
+    Reads the state only. --format html writes one self-contained page with charts."""
+    from . import report_html, usage_report
+
+    fmt = "json" if as_json else fmt
+
+    def body():
+        r = usage_report.report(db or default_db_path(), since_days)
+        text = (json.dumps(r.to_dict(), indent=2, default=str) if fmt == "json" else
+                report_html.render_html(r) if fmt == "html" else r.to_text())
+        if output:
+            Path(output).write_text(text + "\n", encoding="utf-8")
+            click.echo(f"wrote {output}", err=True)
+        else:
+            click.echo(text)
+    _guard(fmt == "json", body)
 
 
 @main.command()
