@@ -64,7 +64,7 @@ def test_run_json_and_exit_codes(tmp_path, fast_emulator):
 def test_help_lists_every_command():
     out = subprocess.run(EXE + ["--help"], capture_output=True, text=True).stdout
     for command in ("plan", "submit", "status", "collect", "run", "cancel", "reconcile",
-                    "report", "emulator"):
+                    "report", "check", "emulator"):
         assert command in out
     assert "75" in out
 

@@ -7,6 +7,7 @@ Exit codes (also in the README):
   3  provider error a person must fix: missing/refused API key, no permission, unreachable
      provider, a request the provider refused
   4  done, but some rows failed (see the _status, _error and _failure columns)
+  5  `check` found alerts (each is printed; --json lists them)
   75 work still pending: batches are running, or the provider had transient trouble
      (429, 5xx, timeouts); run `collect` or `run` again later
 """
@@ -393,6 +394,32 @@ def report(db, since_days, fmt, as_json, output) -> None:
         else:
             click.echo(text)
     _guard(fmt == "json", body)
+
+
+@main.command()
+@click.option("--db", default=None, metavar="PATH", help="the DuckDB file holding the state "
+              "[$WAREHOUSE_BATCH_DB, else ./warehouse.duckdb]")
+@click.option("--stuck-minutes", type=click.FloatRange(min=0), default=30, show_default=True,
+              help="alert on a batch in validating/finalizing (or a half-done submit) this long")
+@click.option("--max-error-rate", type=click.FloatRange(0, 1), default=0.05,
+              show_default=True, help="alert when more sends than this errored")
+@click.option("--recent-batches", type=click.IntRange(min=1), default=10, show_default=True,
+              help="the error rate is over each job's last N collected batches")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def check(db, stuck_minutes, max_error_rate, recent_batches, as_json) -> None:
+    """Health check for monitoring: name each alert, exit 5 if there is any, else 0.
+
+    Reads the state only: stuck batches and error rates over recent batches."""
+    from . import health
+
+    def body():
+        r = health.check(db or default_db_path(), stuck_minutes=stuck_minutes,
+                         max_error_rate=max_error_rate, recent_batches=recent_batches)
+        _emit(r, as_json, lambda: click.echo(
+            "\n".join(f"ALERT {a.kind} [{a.job}]: {a.message}" for a in r.alerts)
+            or "ok: no alerts"))
+        return r.exit_code
+    _guard(as_json, body)
 
 
 @main.command()

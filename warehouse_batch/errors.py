@@ -185,3 +185,8 @@ class MemoryLimitError(UserError):
     """DuckDB could not do a step within the command's memory limit (and could not spill it).
     The step's transaction rolled back, so nothing recorded is lost; a higher limit (or fewer
     rows per command) lets the same command go through."""
+
+
+# `warehouse-batch check` found something a person should look at (health.py). Not an error
+# of the command: the alerts are its answer, one per line and in --json.
+EXIT_ALERTS = 5

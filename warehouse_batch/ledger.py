@@ -121,6 +121,11 @@ def update_batch(con: duckdb.DuckDBPyConnection, batch_id: str, **fields: Any) -
     if isinstance(fields.get("error"), str):
         fields["error"] = redact(fields["error"])   # provider messages may quote a key
     values = [json.dumps(v) if isinstance(v, dict) else v for v in fields.values()]
+    if "provider_status" in fields:   # since when (health.py); SET reads the row before
+        cols += (", status_since = CASE WHEN provider_status IS DISTINCT FROM ? THEN ? "
+                 "ELSE coalesce(status_since, ?) END")
+        now = now_utc()
+        values += [fields["provider_status"], now, now]
     con.execute(f"UPDATE {SCHEMA}.batches SET {cols} WHERE batch_id = ?", [*values, batch_id])
 
 
