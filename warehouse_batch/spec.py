@@ -101,6 +101,7 @@ class JobSpec:
     allow_truncated: bool = False   # keep plain-text answers cut off by max_tokens
     memory_limit: str | None = None  # DuckDB memory_limit, e.g. '1GB' (db.memory_settings)
     scope: Scope | None = None   # folders and hosts the operator allows this job (paths.py)
+    unused_vars: set[str] = field(default_factory=set)   # --vars it does not use (jobset.py)
 
     def location_of(self, key: str) -> Location:
         return self.key_locations.get(key, Location(self.path, 1, 1))
@@ -122,7 +123,7 @@ class JobSpec:
 
 
 def load_job(path: str | Path, vars: dict[str, Any] | None = None,
-             scope: Scope | None = None) -> JobSpec:
+             scope: Scope | None = None, *, require_all_vars: bool = True) -> JobSpec:
     """Read and validate a job file; `scope` is what the operator allows it to touch
     (default: its folder and project root, plus the environment's allowances)."""
     p = Path(path)
@@ -132,21 +133,31 @@ def load_job(path: str | Path, vars: dict[str, Any] | None = None,
         raise JobFileError(f"job file not found: {p}") from None
     except UnicodeDecodeError as e:
         raise JobFileError(f"job file is not UTF-8: {e}", Location(str(p))) from None
-    return parse_job(text, str(p), vars=vars or {}, scope=scope)
+    return parse_job(text, str(p), vars=vars or {}, scope=scope,
+                     require_all_vars=require_all_vars)
 
 
 def parse_job(text: str, path: str = "<job>", vars: dict[str, Any] | None = None,
-              scope: Scope | None = None) -> JobSpec:
-    """Parse the text of a job file named `path` (used in messages and to resolve files)."""
+              scope: Scope | None = None, *, require_all_vars: bool = True) -> JobSpec:
+    """Parse the text of a job file named `path` (used in messages and to resolve files).
+
+    Every `--var` must be used by the job; with `require_all_vars` off (many jobs sharing
+    the command line's vars, `jobset.py`) the unused ones are listed in `unused_vars`."""
     scope = scope or make_scope(path)
     config, locations, body = _split_config(text, path)
     _check_keys(config, locations, path)
     spec = _build_spec(config, locations, path, vars or {}, scope)
     spec.sql, spec.sql_line, used_vars = _prepare_sql(body, path, spec.vars)
     _check_sql(spec.sql, path, scope)
-    check_unknown_vars(spec.vars, used_vars,
-                       [t.text for t in (spec.prompt, spec.system) if t is not None],
-                       Location(path))
+    templates = [t.text for t in (spec.prompt, spec.system) if t is not None]
+    if require_all_vars:
+        check_unknown_vars(spec.vars, used_vars, templates, Location(path))
+    else:
+        for name, value in spec.vars.items():
+            try:
+                check_unknown_vars({name: value}, used_vars, templates, Location(path))
+            except JobFileError:
+                spec.unused_vars.add(name)
     return spec
 
 
@@ -370,6 +381,11 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
         raise JobFileError(f"endpoint must be 'chat' or 'embeddings', got {endpoint!r}",
                            locations["endpoint"])
     tags = config.get("tags", [])
+    if isinstance(tags, str):
+        tags = [tags]
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
+        raise JobFileError("tags must be a list of words, e.g. tags=['nightly', 'reviews']",
+                           locations["tags"])
     provider_options = {k: config[k] for k in
                         ("base_url", "api_version", "anthropic_version", "cache_system_prompt")
                         if k in config}
