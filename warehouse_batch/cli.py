@@ -244,11 +244,14 @@ def _run_set(command: str, names: list[str], as_json: bool, selects: tuple[str, 
         scope = make_scope(path, env, kw["allow_paths"], kw["allow_hosts"])
         return load_job(path, vars, scope, require_all_vars=False)
 
-    members = jobset.select(jobset.load_set(files, load, vars), selects, excludes)
-    jobset.refuse_clashes(members, db)
-    if not members:
+    if not files:
         raise UserError(f"no job files in {', '.join(names)}",
-                        hint="a folder stands for the *.sql job files directly inside it")
+                        hint="a folder stands for the *.sql job files directly inside it "
+                             "(their config names a provider)")
+    members = jobset.select(jobset.load_set(files, load, vars), selects, excludes)
+    if not members:
+        raise UserError("--select/--exclude left no job to run")
+    jobset.refuse_clashes(members, db)
     log = _logger(kw["quiet"])
     for s in skipped:
         log(f"skipped {s.file}: {s.reason}")

@@ -23,12 +23,14 @@ import glob as globmod
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .db import attach_alias
 from .errors import EXIT_FAILED_ROWS, EXIT_INTERNAL, EXIT_OK, EXIT_PENDING, EXIT_PROVIDER, \
     EXIT_USER, JobFileError, UserError, WarehouseBatchError
-from .spec import JobSpec
+
+if TYPE_CHECKING:   # the CLI imports this module on the cheap poll's path: no job parser
+    from .spec import JobSpec
 
 _GLOB = re.compile(r"[*?\[]")
 _CONFIG = re.compile(r"\{\{-?\s*config\s*\(")
