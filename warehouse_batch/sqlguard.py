@@ -384,8 +384,12 @@ def _extension_of(con: duckdb.DuckDBPyConnection | None, name: str) -> str | Non
     """The extension DuckDB's own map says a table function `name` belongs to, when it is
     not in the catalog (the private connection loads no extension): the binder's error
     names it. None for a function DuckDB does not know at all, or one it has."""
-    if con is None or not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+    if con is None or name in REFUSED_FUNCTIONS or not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
         return None
+    known = con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = ?",
+                        [name]).fetchone()[0]
+    if known:
+        return None   # DuckDB has it: nothing is missing (and it is never bound here)
     try:
         con.execute(f'DESCRIBE SELECT * FROM "{name}"()')
     except duckdb.Error as e:
