@@ -3,10 +3,11 @@ SELECT is bound and run, and detached again at once.
 
 The aliases and files were checked when the job file was read (`spec._attachments`: plain
 names, not reserved, existing DuckDB files in the job's scope). Here the connection decides
-what only it can know: an alias that is already a catalog (the database file's own name), or
-a file that is the database file itself. A file locked by a writing process is reported as
-such. Attached files are never written: DuckDB refuses any write to a READ_ONLY attachment,
-and the output table can never name one (`spec._attachments`, `ownership.resolve_output`).
+what only it can know: an alias that is already a catalog (the database file's own name), a
+file that is the database file itself, a file holding views or macros (their SQL would run
+unchecked). A file locked by a writing process is reported as such. Attached files are never
+written: DuckDB refuses any write to a READ_ONLY attachment, and the output table can never
+name one (`spec._attachments`, `ownership.resolve_output`).
 """
 from __future__ import annotations
 
@@ -51,10 +52,33 @@ def attached(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> Iterator[None]:
                 raise JobFileError(f"attach {alias!r}: cannot attach {file}: "
                                    f"{str(e).splitlines()[0]}", loc) from None
             done.append(alias)
+            _refuse_code(con, alias, file, loc)
         yield
     finally:
         for alias in reversed(done):
             con.execute(f"DETACH {quote_ident(alias)}")
+
+
+def _refuse_code(con: duckdb.DuckDBPyConnection, alias: str, file: str, loc) -> None:
+    """Refuse an attached file that holds views or macros. The file is named by the job
+    (it may come with the job in a pull request), and a view or macro in it runs SQL that
+    no check has seen: it could read any file (`read_text('/etc/passwd')`) or call any
+    function. Its tables are plain data, which is what attach is for."""
+    found = con.execute("""
+        SELECT 'view ' || view_name FROM duckdb_views()
+        WHERE database_name = ? AND NOT internal
+        UNION ALL
+        SELECT replace(function_type, '_', ' ') || ' ' || function_name
+        FROM duckdb_functions()
+        WHERE database_name = ? AND NOT internal AND function_type IN ('macro', 'table_macro')
+        ORDER BY 1 LIMIT 5""", [alias, alias]).fetchall()
+    if found:
+        raise JobFileError(
+            f"attach {alias!r}: {file} holds {', '.join(f for (f,) in found)}; an attached "
+            "file is read for its tables only (the SQL of a view or macro in it is not "
+            "checked like the job's)", loc,
+            hint="copy what the view computes into a table of that file, or define the view "
+                 "in the database file itself (the operator's own)")
 
 
 def _same(a: str, b: str) -> bool:

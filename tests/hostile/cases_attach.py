@@ -49,6 +49,21 @@ CASES = [
     attach("{'crm': '../outside.duckdb'}", id="attach-parent-folder",
            message=r"outside the folders this job may read"),
     attach("{'crm': '/proc/self/environ'}", id="attach-proc", message=r"outside the folders"),
+    # code in the attached file would run unchecked: a view or macro reading any file
+    attach("{'crm': 'crm.duckdb'}", id="attach-file-with-a-view-reading-secrets",
+           setup_sql="ATTACH '{dir}/crm.duckdb' AS crm; CREATE VIEW crm.main.v AS SELECT 1 "
+                     "AS id, content AS text FROM read_text('/etc/passwd'); DETACH crm",
+           sql="SELECT id, text FROM crm.main.v",
+           message=LOCATED + r"holds view v; an attached file is read for its tables only"),
+    attach("{'crm': 'crm.duckdb'}", id="attach-file-with-a-macro",
+           setup_sql="ATTACH '{dir}/crm.duckdb' AS crm; CREATE MACRO crm.main.secret() AS "
+                     "(SELECT content FROM read_text('/etc/passwd')); DETACH crm",
+           sql="SELECT id, crm.main.secret() AS text FROM reviews",
+           message=r"holds macro secret"),
+    attach("{'crm': 'crm.duckdb'}", id="attach-file-with-a-table-macro",
+           setup_sql="ATTACH '{dir}/crm.duckdb' AS crm; CREATE MACRO crm.main.rows() AS TABLE "
+                     "SELECT 1 AS id, 'x' AS text; DETACH crm",
+           message=r"holds table macro rows"),
     # the output may not be written into an attached or any other catalog
     Case("output-in-attached-catalog",
          BASE.replace("name='enriched'", "name='crm.main.enriched'")
