@@ -132,3 +132,12 @@ def test_export_to_a_folder_and_a_schema_qualified_name(tmp_path, fast_emulator)
     assert json.loads(r.stdout)["rows"]["succeeded"] == 3
     assert [s for _, s, _ in parquet(tmp_path / "out" / "enriched.parquet")] == \
         ["succeeded"] * 3
+
+
+def test_an_export_that_cannot_be_written_is_a_located_error(tmp_path, fast_emulator):
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+    job = Job(tmp_path, fast_emulator, rows=3, extra=", export='blocked/{name}.parquet'")
+    r = cli(["run", job.path, "--db", job.db], emulator_env(fast_emulator))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"{job.path}:" in r.stderr and "export: cannot write" in r.stderr
+    assert job.sql("SELECT count(*) FROM enriched") == [(3,)]   # the table itself is written

@@ -244,15 +244,21 @@ def export_output(con: duckdb.DuckDBPyConnection, spec: JobSpec, table: OutputTa
             if handle.read(4) != b"PAR1":
                 raise JobFileError(f"export: {target} is no longer a Parquet file; it was "
                                    "not replaced", spec.location_of("export"))
-    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     keys = ", ".join(quote_ident(k) for k in spec.unique_key)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         con.execute(f"COPY (SELECT * FROM {table.qualified} ORDER BY {keys}) TO "
                     f"{sql_literal(str(partial))} (FORMAT parquet, COMPRESSION zstd)")
         os.replace(partial, target)
+    except (OSError, duckdb.IOException, duckdb.PermissionException) as e:
+        raise JobFileError(f"export: cannot write {target} ({e}); the output table itself "
+                           "is up to date", spec.location_of("export")) from None
     finally:
-        partial.unlink(missing_ok=True)
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:
+            pass   # its folder could not be made: there is nothing to remove
 
 
 def drop_output(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> None:
