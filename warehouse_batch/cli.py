@@ -282,7 +282,9 @@ def _run_set(command: str, names: list[str], as_json: bool, selects: tuple[str, 
                 notes(report)
         if m.error is not None:
             entry.update(exit_code=m.error.exit_code, error=m.error.to_dict())
-            click.echo(f"error: {m.file}: {redact(str(m.error))}", err=True)
+            said = redact(str(m.error))
+            click.echo(f"error: {said}" if said.startswith(m.file) else
+                       f"error: {m.file}: {said}", err=True)
         results.append(entry)
     code = jobset.most_severe(r["exit_code"] for r in results)
     if as_json:
