@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,10 +24,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from . import __version__
+from . import __version__, jobset
+from . import project as project_file
 from .clock import Backoff
 from .db import check_memory_limit, default_db_path
-from .errors import EXIT_INTERNAL, EXIT_PENDING, EXIT_USER, WarehouseBatchError
+from .errors import EXIT_INTERNAL, EXIT_PENDING, EXIT_USER, UserError, WarehouseBatchError
 from .keys import redact
 from .pollpath import PollRequest, try_poll, try_status
 from .reports import RunReport
@@ -87,7 +89,13 @@ def _memory_limit(ctx: click.Context, param: click.Parameter, value: str | None)
 def job_options(f: Callable) -> Callable:
     """Options every job command takes."""
     decorators = [
-        click.argument("job", type=click.Path(dir_okay=False)),
+        click.argument("jobs", nargs=-1, metavar="[JOB|FOLDER|GLOB]..."),
+        click.option("--select", "selects", multiple=True, metavar="tag:TAG|NAME",
+                     help="with several jobs: only those with this tag or name (job file "
+                          "stem or output name; * and ? match); repeatable"),
+        click.option("--exclude", "excludes", multiple=True, metavar="tag:TAG|NAME",
+                     help="with several jobs: leave out those with this tag or name; "
+                          "repeatable"),
         click.option("--db", default=None, metavar="PATH",
                      help="DuckDB file holding the sources, the state and the output table "
                           "[default: $WAREHOUSE_BATCH_DB or ./warehouse.duckdb]"),
@@ -186,6 +194,112 @@ def _guard(as_json: bool, fn: Callable[[], int | None]) -> None:
     sys.exit(code)
 
 
+def _project() -> project_file.Project | None:
+    """The project file's defaults, filled into this process's environment (a flag still
+    wins over both; see `project.py`)."""
+    return project_file.defaults(os.environ)
+
+
+def _drive(command: str, paths: tuple[str, ...], as_json: bool, selects: tuple[str, ...],
+           excludes: tuple[str, ...], kw: dict, one: Callable[[str, dict], Any],
+           human: Callable[[Any], None],
+           notes: Callable[[Any], None] = lambda report: None) -> None:
+    """Run a job command on what the command line names: one job file as before (its own
+    report and exit code), or a set of jobs (folders, globs, several paths, the project's
+    job folder) each in turn (`_run_set`). `one(path, kw)` runs one job and returns its
+    report; `human` prints a report, `notes` writes what goes to stderr even with --json."""
+    def body() -> int:
+        project = _project()
+        names = list(paths)
+        if not names:
+            if project is None or not project.jobs:
+                raise UserError(
+                    "no job file given", hint="name job files, folders or globs, or set "
+                    "jobs = \"enrich/\" in warehouse-batch.toml")
+            names = project.jobs
+        if not jobset.is_set(names) and not selects and not excludes:
+            report = one(names[0], kw)
+            _emit(report, as_json, lambda: human(report))
+            notes(report)
+            return getattr(report, "exit_code", 0)
+        return _run_set(command, names, as_json, selects, excludes, kw, one, human, notes)
+    _guard(as_json, body)
+
+
+def _run_set(command: str, names: list[str], as_json: bool, selects: tuple[str, ...],
+             excludes: tuple[str, ...], kw: dict, one: Callable[[str, dict], Any],
+             human: Callable[[Any], None], notes: Callable[[Any], None]) -> int:
+    """Every job of the set in turn. Refused before anything runs: a --select/--exclude
+    that matches nothing, a --var no job uses, two jobs writing one output table. A job
+    that fails does not stop the others; the exit code is the most severe of theirs
+    (`jobset.SEVERITY`)."""
+    from .paths import make_scope
+    from .spec import load_job
+
+    files, skipped = jobset.expand(names)
+    vars = _parse_vars(kw["vars_"])
+    db = kw["db"] or default_db_path()
+    env = dict(os.environ)
+
+    def load(path: str, vars: dict) -> Any:
+        scope = make_scope(path, env, kw["allow_paths"], kw["allow_hosts"])
+        return load_job(path, vars, scope, require_all_vars=False)
+
+    if not files:
+        raise UserError(f"no job files in {', '.join(names)}",
+                        hint="a folder stands for the *.sql job files directly inside it "
+                             "(their config names a provider)")
+    members = jobset.select(jobset.load_set(files, load, vars), selects, excludes)
+    if not members:
+        raise UserError("--select/--exclude left no job to run")
+    jobset.refuse_clashes(members, db)
+    log = _logger(kw["quiet"])
+    for s in skipped:
+        log(f"skipped {s.file}: {s.reason}")
+    results = []
+    for m in members:
+        log(f"job {m.file}")
+        entry: dict[str, Any] = {"file": m.file, "job": m.name}
+        if m.error is None:
+            job_kw = dict(kw, vars_=tuple(f"{k}={json.dumps(v)}" for k, v in m.vars.items()))
+            try:
+                report = one(m.file, job_kw)
+            except WarehouseBatchError as e:
+                m.error = e
+            except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+                raise
+            except Exception as e:   # a bug: say so for this job, carry on with the others
+                import traceback
+                click.echo(redact(traceback.format_exc()), err=True, nl=False)
+                entry.update(exit_code=EXIT_INTERNAL,
+                             error={"error": type(e).__name__, "message": redact(str(e))})
+                results.append(entry)
+                continue
+            else:
+                entry.update(exit_code=getattr(report, "exit_code", 0), report=report.to_dict())
+                if not as_json:
+                    click.echo(f"== {m.file}")
+                    human(report)
+                notes(report)
+        if m.error is not None:
+            entry.update(exit_code=m.error.exit_code, error=m.error.to_dict())
+            said = redact(str(m.error))
+            click.echo(f"error: {said}" if said.startswith(m.file) else
+                       f"error: {m.file}: {said}", err=True)
+        results.append(entry)
+    code = jobset.most_severe(r["exit_code"] for r in results)
+    if as_json:
+        click.echo(redact(json.dumps({"command": command, "exit_code": code, "jobs": results,
+                                      "skipped": [s.to_dict() for s in skipped]},
+                                     indent=2, default=str)))
+    else:
+        click.echo(f"{len(results)} job(s): " + ", ".join(
+            f"{Path(r['file']).name} exit {r['exit_code']}" for r in results) +
+            f"; exit {code}")
+    return code
+
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="warehouse-batch")
 def main() -> None:
@@ -212,12 +326,11 @@ _retry_failed = click.option(
 @main.command()
 @job_options
 @_retry_failed
-def plan(job, as_json, retry_failed, **kw) -> None:
+def plan(jobs, as_json, retry_failed, selects, excludes, **kw) -> None:
     """Show what a run would send: rows new/changed/done, batches, one rendered request."""
-    def body():
-        report = _api().plan(job, _options(**kw, retry_failed=retry_failed))
-        _emit(report, as_json, lambda: _print_plan(report))
-    _guard(as_json, body)
+    def one(job: str, kw: dict) -> Any:
+        return _api().plan(job, _options(**kw, retry_failed=retry_failed))
+    _drive("plan", jobs, as_json, selects, excludes, kw, one, _print_plan)
 
 
 def _print_plan(r) -> None:
@@ -268,12 +381,12 @@ def _print_run(r: RunReport) -> None:
 
 
 def _lifecycle(name: str, doc: str, extra: list[Callable] | None = None):
-    def command(job, as_json, **kw):
+    def command(jobs, as_json, selects, excludes, **kw):
         run_kw = {k: kw.pop(k) for k in ("wait", "max_wait", "poll_interval") if k in kw}
         full_refresh = kw.pop("full_refresh", False)
         retry_failed = kw.pop("retry_failed", False)
 
-        def body():
+        def one(job: str, kw: dict) -> Any:
             report = None
             if name in ("collect", "run") and not (run_kw.get("wait") or full_refresh
                                                    or retry_failed):
@@ -286,13 +399,14 @@ def _lifecycle(name: str, doc: str, extra: list[Callable] | None = None):
                                 backoff=Backoff(initial=run_kw["poll_interval"]))
                 else:
                     report = fn(job, opts)
-            _emit(report, as_json, lambda: _print_run(report))
+            return report
+
+        def notes(report: RunReport) -> None:
             if report.stopped is not None:
                 click.echo(f"stopped: the provider had transient trouble: "
                            f"{redact(report.stopped)}\n  nothing needs fixing; run the same "
                            "command again later (or `run --wait`)", err=True)
-            return report.exit_code
-        _guard(as_json, body)
+        _drive(name, jobs, as_json, selects, excludes, kw, one, _print_run, notes)
 
     command.__doc__ = doc
     command.__name__ = name
@@ -327,42 +441,45 @@ _lifecycle("run",
 @main.command()
 @job_options
 @click.option("--no-refresh", is_flag=True, help="report the ledger without asking the provider")
-def status(job, as_json, no_refresh, **kw) -> None:
+def status(jobs, as_json, selects, excludes, no_refresh, **kw) -> None:
     """Show the job's batches (as the provider reports them) and its rows by status."""
-    def body():
+    def one(job: str, kw: dict) -> Any:
         report = None
         if not no_refresh:
             report = try_status(_poll_request("status", job, **kw))   # None: more than a poll is needed
         if report is None:
             report = _api().status(job, _options(**kw), refresh=not no_refresh)
+        return report
 
-        def human():
-            click.echo(f"job {report.job}: {report.rows.rows:,} rows, {report.rows.succeeded:,} "
-                       f"succeeded, {report.rows.failed:,} failed, {report.rows.pending:,} "
-                       "pending")
-            for b in report.batches:
-                click.echo(f"  {b['batch_id']}  {b['provider_batch_id'] or '-':<36} "
-                           f"{b['state']:<10} {b['provider_status'] or '-':<11} "
-                           f"{b['request_count']:>8,} requests")
-            for w in report.warnings:
-                click.echo(f"  warning: {w}", err=True)
-        _emit(report, as_json, human)
-        return report.exit_code
-    _guard(as_json, body)
+    def human(report) -> None:
+        click.echo(f"job {report.job}: {report.rows.rows:,} rows, {report.rows.succeeded:,} "
+                   f"succeeded, {report.rows.failed:,} failed, {report.rows.pending:,} "
+                   "pending")
+        for b in report.batches:
+            click.echo(f"  {b['batch_id']}  {b['provider_batch_id'] or '-':<36} "
+                       f"{b['state']:<10} {b['provider_status'] or '-':<11} "
+                       f"{b['request_count']:>8,} requests")
+        for w in report.warnings:
+            click.echo(f"  warning: {w}", err=True)
+    _drive("status", jobs, as_json, selects, excludes, kw, one, human)
 
 
 @main.command()
 @job_options
-def cancel(job, as_json, **kw) -> None:
+def cancel(jobs, as_json, selects, excludes, **kw) -> None:
     """Cancel the job's running batches. Answers already produced stay collectable."""
-    def body():
-        report = _api().cancel(job, _options(**kw))
-        _emit(report, as_json, lambda: click.echo(
-            f"cancelled {len(report.cancelled)} batch(es), abandoned {len(report.abandoned)} "
-            "never-created one(s); run `collect` to keep the partial answers"))
+    def human(report) -> None:
+        click.echo(f"cancelled {len(report.cancelled)} batch(es), abandoned "
+                   f"{len(report.abandoned)} never-created one(s); run `collect` to keep the "
+                   "partial answers")
+
+    def notes(report) -> None:
         for w in report.warnings:
             click.echo(f"  warning: {w}", err=True)
-    _guard(as_json, body)
+
+    def one(job: str, kw: dict) -> Any:
+        return _api().cancel(job, _options(**kw))
+    _drive("cancel", jobs, as_json, selects, excludes, kw, one, human, notes)
 
 
 @main.command()

@@ -20,10 +20,13 @@ changing only the projection re-parses and sends nothing.
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 import duckdb
 
 from .columns import answer_column_names, parsed_sql
+from .errors import JobFileError
 from .identity import sql_literal
 from .jobrows import mark_answered
 from .tuning import collect_tuning
@@ -181,6 +184,7 @@ def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared,
                     f"{quote_ident(table.schema)}")
         _build(con, table, _rows_sql(prepared))
         record_shape(con, spec, prepared.shape)
+        export_output(con, spec, table)
         return count_rows(con, table, spec.max_attempts)
     touched = ("SELECT request_hash FROM wb_current" if since is None
                else touched_sql(spec.name, since))
@@ -206,6 +210,7 @@ def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared,
         _update_answers(con, spec, prepared.provider, table)
 
     _in_transaction(con, steps)
+    export_output(con, spec, table)
     return count_rows(con, table, spec.max_attempts)
 
 
@@ -222,7 +227,38 @@ def update_answers(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Prov
                             f"FROM {table.qualified} WHERE _status = 'failed'")
         mark_answered(con, spec.name, _SUCCEEDED)
         _in_transaction(con, lambda: _update_answers(con, spec, provider, table))
+        export_output(con, spec, table)
         return count_rows(con, table, spec.max_attempts)
+
+
+def export_output(con: duckdb.DuckDBPyConnection, spec: JobSpec, table: OutputTable) -> None:
+    """Write the output table to the job's `export` Parquet file, if it has one: into a
+    temporary file beside it, then renamed over it (atomic), so a reader never sees half a
+    file. The target was checked when the job was read (`spec._export`: in the job's scope,
+    a `.parquet` name, replacing only a Parquet file); the last check is repeated here."""
+    if not spec.export:
+        return
+    target = Path(spec.export)
+    if target.exists() and not target.is_symlink():
+        with target.open("rb") as handle:
+            if handle.read(4) != b"PAR1":
+                raise JobFileError(f"export: {target} is no longer a Parquet file; it was "
+                                   "not replaced", spec.location_of("export"))
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    keys = ", ".join(quote_ident(k) for k in spec.unique_key)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"COPY (SELECT * FROM {table.qualified} ORDER BY {keys}) TO "
+                    f"{sql_literal(str(partial))} (FORMAT parquet, COMPRESSION zstd)")
+        os.replace(partial, target)
+    except (OSError, duckdb.IOException, duckdb.PermissionException) as e:
+        raise JobFileError(f"export: cannot write {target} ({e}); the output table itself "
+                           "is up to date", spec.location_of("export")) from None
+    finally:
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:
+            pass   # its folder could not be made: there is nothing to remove
 
 
 def drop_output(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> None:

@@ -36,6 +36,7 @@ from typing import Callable
 import duckdb
 import pyarrow as pa
 
+from .attach import attached
 from .db import read_only
 from .errors import DataError, JobFileError, Location
 from .identity import key_json_sql, sha256_hex, sql_literal
@@ -47,6 +48,7 @@ from .providers.base import Provider
 from .render import (CompiledTemplate, check_constant, check_sql_prompts, check_variables,
                      compile_template, render_constant, render_rows, to_sql)
 from .spec import JobSpec
+from .sqlguard import extension_error
 from .sqlutil import quote_ident
 from .state import SCHEMA
 
@@ -86,6 +88,9 @@ def materialise(con: duckdb.DuckDBPyConnection, spec: JobSpec, scan_sql: str | N
 
 def _sql_error(e: duckdb.Error, spec: JobSpec) -> JobFileError:
     text = str(e)
+    missing = extension_error(text, spec.sql, spec.path)   # "not installed here; INSTALL X"
+    if missing is not None:
+        return missing
     m = re.search(r"LINE (\d+):", text)
     line = int(m.group(1)) if m else spec.sql_line
     hint = None
@@ -114,7 +119,7 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
     con.execute(f"SET file_search_path = '{job_dir}'")
     # The user's database is attached read-only while the SELECT is bound and run: even a
     # statement the parse-time check (sqlguard) missed cannot change it.
-    with read_only(con):
+    with read_only(con), attached(con, spec):
         columns, types = bind_columns(con, spec)
     _check_columns(spec, columns)
     prompt = compile_template(spec.prompt, "prompt")
@@ -133,7 +138,7 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
         keep_rows = stored_shape(con, spec) != prepared.shape
     prepared.keep_rows = keep_rows
 
-    with read_only(con):
+    with read_only(con), attached(con, spec):
         materialise(con, spec, _scan_sql(prepared, input_salt(prepared, prompt)))
     prepared.rows, prepared.changed, prepared.rendered = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE NOT __wb_same), "

@@ -24,10 +24,11 @@ from .models import output_limit
 from .paths import Scope, make_scope
 from .schema import check_schema, from_columns
 from .sqlguard import check_read_only
-from .sqlutil import PLAIN_NAME, reserved_qualifier
+from .sqlutil import PLAIN_NAME, RESERVED_QUALIFIERS, reserved_qualifier
 from .sqlvars import check_unknown_vars, render_sql_body
 
 _CONFIG_START = re.compile(r"\{\{-?\s*config\s*\(")
+ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # Keys the config block understands. Request-body parameters beyond these go in `params`.
 GENERATION_KEYS = {
@@ -48,6 +49,8 @@ CONTROL_KEYS = {
     "allow_truncated",
     # how much memory DuckDB may use before spilling to disk (db.memory_settings)
     "memory_limit",
+    # other DuckDB files the SELECT reads (attached READ_ONLY); a Parquet copy of the output
+    "attach", "export",
 }
 KNOWN_KEYS = GENERATION_KEYS | CONTROL_KEYS
 REQUIRED_KEYS = ("name", "provider", "model", "unique_key")
@@ -101,6 +104,9 @@ class JobSpec:
     allow_truncated: bool = False   # keep plain-text answers cut off by max_tokens
     memory_limit: str | None = None  # DuckDB memory_limit, e.g. '1GB' (db.memory_settings)
     scope: Scope | None = None   # folders and hosts the operator allows this job (paths.py)
+    unused_vars: set[str] = field(default_factory=set)   # --vars it does not use (jobset.py)
+    attach: dict[str, str] = field(default_factory=dict)  # alias -> DuckDB file (attach.py)
+    export: str | None = None   # the Parquet file the output table is copied to (output.py)
 
     def location_of(self, key: str) -> Location:
         return self.key_locations.get(key, Location(self.path, 1, 1))
@@ -117,12 +123,14 @@ class JobSpec:
                 "columns": self.output_columns, "vars": self.vars,
                 "provider_options": self.provider_options, "max_attempts": self.max_attempts,
                 "allow_truncated": self.allow_truncated}
+        if self.attach:   # only when set: the fingerprints of existing jobs stay as they were
+            said["attach"] = self.attach
         text = json.dumps(said, sort_keys=True, default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def load_job(path: str | Path, vars: dict[str, Any] | None = None,
-             scope: Scope | None = None) -> JobSpec:
+             scope: Scope | None = None, *, require_all_vars: bool = True) -> JobSpec:
     """Read and validate a job file; `scope` is what the operator allows it to touch
     (default: its folder and project root, plus the environment's allowances)."""
     p = Path(path)
@@ -132,21 +140,31 @@ def load_job(path: str | Path, vars: dict[str, Any] | None = None,
         raise JobFileError(f"job file not found: {p}") from None
     except UnicodeDecodeError as e:
         raise JobFileError(f"job file is not UTF-8: {e}", Location(str(p))) from None
-    return parse_job(text, str(p), vars=vars or {}, scope=scope)
+    return parse_job(text, str(p), vars=vars or {}, scope=scope,
+                     require_all_vars=require_all_vars)
 
 
 def parse_job(text: str, path: str = "<job>", vars: dict[str, Any] | None = None,
-              scope: Scope | None = None) -> JobSpec:
-    """Parse the text of a job file named `path` (used in messages and to resolve files)."""
+              scope: Scope | None = None, *, require_all_vars: bool = True) -> JobSpec:
+    """Parse the text of a job file named `path` (used in messages and to resolve files).
+
+    Every `--var` must be used by the job; with `require_all_vars` off (many jobs sharing
+    the command line's vars, `jobset.py`) the unused ones are listed in `unused_vars`."""
     scope = scope or make_scope(path)
     config, locations, body = _split_config(text, path)
     _check_keys(config, locations, path)
     spec = _build_spec(config, locations, path, vars or {}, scope)
     spec.sql, spec.sql_line, used_vars = _prepare_sql(body, path, spec.vars)
     _check_sql(spec.sql, path, scope)
-    check_unknown_vars(spec.vars, used_vars,
-                       [t.text for t in (spec.prompt, spec.system) if t is not None],
-                       Location(path))
+    templates = [t.text for t in (spec.prompt, spec.system) if t is not None]
+    if require_all_vars:
+        check_unknown_vars(spec.vars, used_vars, templates, Location(path))
+    else:
+        for name, value in spec.vars.items():
+            try:
+                check_unknown_vars({name: value}, used_vars, templates, Location(path))
+            except JobFileError:
+                spec.unused_vars.add(name)
     return spec
 
 
@@ -370,6 +388,11 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
         raise JobFileError(f"endpoint must be 'chat' or 'embeddings', got {endpoint!r}",
                            locations["endpoint"])
     tags = config.get("tags", [])
+    if isinstance(tags, str):
+        tags = [tags]
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
+        raise JobFileError("tags must be a list of words, e.g. tags=['nightly', 'reviews']",
+                           locations["tags"])
     provider_options = {k: config[k] for k in
                         ("base_url", "api_version", "anthropic_version", "cache_system_prompt")
                         if k in config}
@@ -381,7 +404,10 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
         raise JobFileError("allow_truncated=true keeps cut-off plain-text answers; a typed "
                            "answer cut off is not valid JSON, and embeddings are never cut",
                            locations["allow_truncated"], hint="raise max_tokens instead")
+    attach = _attachments(config, locations, scope, name)
+    export = _export(config, locations, scope, name)
     return JobSpec(
+        attach=attach, export=export,
         allow_truncated=allow_truncated, memory_limit=memory_limit,
         output_schema=output_schema, output_columns=output_columns,
         output_schema_file=schema_file, path=path, name=name,
@@ -392,6 +418,80 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
         description=config.get("description"), tags=list(tags) if tags else [],
         vars=dict(vars), key_locations=locations, scope=scope, **ints,
     )
+
+
+def _attachments(config: dict, locations: dict[str, Location], scope: Scope,
+                 name: str) -> dict[str, str]:
+    """`attach={'crm': 'crm.duckdb'}`: other DuckDB files the SELECT may read, each under an
+    alias (a plain identifier, not one DuckDB or warehouse-batch keeps), each a file in the
+    job's scope (like every file a job reads). The output table may not name one."""
+    if "attach" not in config:
+        return {}
+    raw, loc = config["attach"], locations["attach"]
+    if not isinstance(raw, dict) or not raw or not all(isinstance(v, str) and v
+                                                      for v in raw.values()):
+        raise JobFileError("attach must map a catalog name to a DuckDB file, e.g. "
+                           "attach={'crm': 'crm.duckdb'}", loc)
+    out: dict[str, str] = {}
+    seen: set[str] = set()
+    for alias, file in raw.items():
+        if not ALIAS.fullmatch(alias):
+            raise JobFileError(f"attach: {alias!r} is not a plain catalog name (letters, "
+                               "digits and _, not starting with a digit)", loc)
+        lowered = alias.lower()
+        if lowered in RESERVED_QUALIFIERS or lowered in ("main", "memory"):
+            raise JobFileError(f"attach: the catalog name {alias!r} is reserved",
+                               loc, hint="pick another name, e.g. " + repr(f"{alias}_src"))
+        if lowered in seen:
+            raise JobFileError(f"attach: {alias!r} is given twice (names are "
+                               "case-insensitive)", loc)
+        seen.add(lowered)
+        f = _confined(scope, file, f"attach {alias!r}:", loc)
+        if not f.is_file():
+            raise JobFileError(f"attach {alias!r}: no such file: {f}", loc,
+                               hint="attach reads existing DuckDB files; it never creates one")
+        with f.open("rb") as handle:
+            header = handle.read(12)
+        if header[8:12] != b"DUCK":
+            raise JobFileError(f"attach {alias!r}: {f} is not a DuckDB database file", loc,
+                               hint="read other files with read_csv/read_parquet/read_json")
+        out[alias] = str(f)
+    first = name.split(".")[0].lower()
+    if "." in name and first in seen:
+        raise JobFileError(f"name={name!r}: the catalog {name.split('.')[0]!r} is attached "
+                           "read-only for the SELECT to read; an output table lives in the "
+                           "database file itself", locations["name"],
+                           hint="write name='table' or name='schema.table'")
+    return out
+
+
+def _export(config: dict, locations: dict[str, Location], scope: Scope,
+            name: str) -> str | None:
+    """`export='exports/{name}.parquet'` (or a folder, `exports/`): where a Parquet copy of
+    the output table is written after each write. The path lies in the job's scope, ends in
+    `.parquet`, and may only replace a Parquet file: it can never overwrite a database, a
+    job file or anything else."""
+    if "export" not in config:
+        return None
+    raw, loc = config["export"], locations["export"]
+    if not isinstance(raw, str) or not raw.strip():
+        raise JobFileError("export must be a path such as 'exports/{name}.parquet' or a "
+                           "folder such as 'exports/'", loc)
+    table = name.split(".")[-1]
+    text = raw.replace("{name}", table)
+    if "{" in text or "}" in text:
+        raise JobFileError("export: the only placeholder is {name} (the output table)", loc)
+    if text.endswith(("/", "\\")) or scope.resolve(text).is_dir():
+        text = text.rstrip("/\\") + f"/{table}.parquet"
+    if not text.lower().endswith(".parquet"):
+        raise JobFileError(f"export: {raw!r} must name a .parquet file or a folder", loc)
+    f = _confined(scope, text, "export", loc)
+    if f.exists():
+        with f.open("rb") as handle:
+            if handle.read(4) != b"PAR1":
+                raise JobFileError(f"export: {f} exists and is not a Parquet file; "
+                                   "warehouse-batch replaces only a Parquet file", loc)
+    return str(f)
 
 
 def _check_output_tokens(config: dict, locations: dict[str, Location], key: str) -> None:

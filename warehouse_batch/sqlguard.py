@@ -58,6 +58,22 @@ TABLE_FUNCTIONS = PATH_FUNCTIONS | {
     "duckdb_types", "duckdb_views", "pragma_table_info", "pragma_version", "pg_timezone_names",
     "icu_calendar_names", "histogram", "histogram_values",
 }
+# Table functions of DuckDB extensions that read the local file(s) named by their first
+# argument: allowed, the path confined like read_csv's, where the extension is installed
+# (DuckDB loads an installed extension on first use; it never installs one here).
+EXTENSION_READERS = {"read_xlsx": "excel", "sqlite_scan": "sqlite", "st_read": "spatial",
+                     "read_avro": "avro"}
+# Functions of extensions that DuckDB's own map does not name (its binder answers "Did you
+# mean parquet_scan"); they read from a database server, which a job may not.
+SERVER_FUNCTIONS = {
+    "postgres_scan": "postgres", "postgres_scan_pushdown": "postgres",
+    "postgres_query": "postgres", "postgres_execute": "postgres", "postgres_attach": "postgres",
+    "mysql_scan": "mysql", "mysql_query": "mysql", "mysql_execute": "mysql",
+    "odbc_scan": "odbc", "odbc_query": "odbc",
+}
+_IN_EXTENSION = re.compile(r'exists in the (\w+) extension|Extension "(\w+)" is an existing '
+                           r'extension')
+
 # Scalar functions that run SQL text, reach outside the process, read or change settings,
 # secrets, sequences or storage, write, or stall. Every other scalar function only computes.
 REFUSED_FUNCTIONS = {
@@ -138,7 +154,7 @@ def check_read_only(sql: str, path: str, scope: Scope | None = None) -> None:
                                              "autoload_known_extensions": False})
     try:
         tree = _parse(con, text)
-        _Walker(text, scope).walk(tree["statements"][0]["node"])
+        _Walker(text, scope, con).walk(tree["statements"][0]["node"])
     except RecursionError:
         raise JobFileError("the SQL is nested too deeply to be proven read-only",
                            text.start(), hint="flatten the nesting, e.g. with CTEs") from None
@@ -212,8 +228,9 @@ def _statement_start(text: _Text, index: int) -> Location:
 class _Walker:
     """Checks every node of one parse tree; raises JobFileError on the first refusal."""
 
-    def __init__(self, text: _Text, scope: Scope | None) -> None:
-        self.text, self.scope = text, scope
+    def __init__(self, text: _Text, scope: Scope | None,
+                 con: duckdb.DuckDBPyConnection | None = None) -> None:
+        self.text, self.scope, self.con = text, scope, con
 
     def walk(self, node: Any, where: int | None = None) -> None:
         if isinstance(node, list):
@@ -267,6 +284,22 @@ class _Walker:
     def _table_function(self, node: dict, where: int | None) -> None:
         fn = node.get("function") or {}
         name = str(fn.get("function_name", "")).lower()
+        if name in EXTENSION_READERS:
+            self._extension(EXTENSION_READERS[name], name, where)
+            args = _positional(fn)
+            if not args:
+                self._refuse(f"{name}() needs a file path", where, hint=_HINT_PATH)
+            self._paths(args[0], name, where)
+            return
+        extension = SERVER_FUNCTIONS.get(name) or (
+            None if name in TABLE_FUNCTIONS else _extension_of(self.con, name))
+        if extension is not None:
+            self._extension(extension, name, where)
+        if name in SERVER_FUNCTIONS:
+            self._refuse(f"{name}() reads from a database server; a job reads the database "
+                         "file, attached DuckDB files and local files only", where,
+                         hint="copy the data into a DuckDB file and read it with "
+                              "attach={'src': 'src.duckdb'}")
         if name in REFUSED_FUNCTIONS or name not in TABLE_FUNCTIONS:
             self._refuse(f"the SELECT reads from the table function {name}(), which cannot "
                          "be proven read-only", where,
@@ -278,6 +311,21 @@ class _Walker:
             if not args:
                 self._refuse(f"{name}() needs a file path", where, hint=_HINT_PATH)
             self._paths(args[0], name, where)
+
+    def _extension(self, extension: str, name: str, where: int | None) -> None:
+        """Refuse `name()` with the extension to install when `extension` is not installed
+        here (DuckDB's own words would be "does not exist", or "Did you mean …")."""
+        if self.con is not None and not extension_installed(self.con, extension):
+            if name in EXTENSION_READERS:
+                hint = "warehouse-batch never installs extensions itself (it runs offline)"
+            elif name in SERVER_FUNCTIONS:
+                hint = ("even then a job may not read from a database server: copy the data "
+                        "into a DuckDB file and attach it")
+            else:
+                hint = (f"even then {name}() cannot be proven read-only, so a job may not use "
+                        "it; the README lists the table functions a job may read with")
+            raise JobFileError(not_installed(extension) + f" ({name}() is one of its "
+                               "functions)", self.text.location(where), hint=hint)
 
     def _paths(self, expr: dict, name: str, where: int | None) -> None:
         """The literal path(s) of a reading function's first argument, each checked."""
@@ -316,6 +364,62 @@ class _Walker:
                 raise JobFileError(
                     f"the SELECT reads {raw!r} ({candidate}), outside the folders this job "
                     f"may read ({self.scope.describe()})", loc, hint=_HINT_PATH)
+
+
+def not_installed(extension: str) -> str:
+    return (f"the DuckDB extension {extension} is not installed here; run INSTALL "
+            f"{extension} once where the network is available")
+
+
+def extension_installed(con: duckdb.DuckDBPyConnection, extension: str) -> bool:
+    """Whether `extension` (a name or an alias: `postgres`, `sqlite`) is installed or built
+    in, as DuckDB reports it (`duckdb_extensions()`)."""
+    row = con.execute("SELECT bool_or(installed OR loaded) FROM duckdb_extensions() "
+                      "WHERE extension_name = ? OR list_contains(aliases, ?)",
+                      [extension, extension]).fetchone()
+    return bool(row and row[0])
+
+
+def _extension_of(con: duckdb.DuckDBPyConnection | None, name: str) -> str | None:
+    """The extension DuckDB's own map says a table function `name` belongs to, when it is
+    not in the catalog (the private connection loads no extension): the binder's error
+    names it. None for a function DuckDB does not know at all, or one it has."""
+    if con is None or name in REFUSED_FUNCTIONS or not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        return None
+    known = con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = ?",
+                        [name]).fetchone()[0]
+    if known:
+        return None   # DuckDB has it: nothing is missing (and it is never bound here)
+    try:
+        con.execute(f'DESCRIBE SELECT * FROM "{name}"()')
+    except duckdb.Error as e:
+        return extension_in_error(str(e))
+    return None
+
+
+def extension_in_error(message: str) -> str | None:
+    """The extension a DuckDB error says is missing ("… exists in the spatial extension",
+    "Extension "excel" is an existing extension"), else None."""
+    m = _IN_EXTENSION.search(message)
+    return (m.group(1) or m.group(2)) if m else None
+
+
+def extension_error(message: str, sql: str, path: str) -> JobFileError | None:
+    """A DuckDB error saying a function's extension is missing, as a JobFileError naming
+    the extension and where the function is called (found in `sql`, which keeps the job
+    file's lines); None for any other error."""
+    extension = extension_in_error(message)
+    if extension is None:
+        return None
+    loc = Location(path)
+    m = re.search(r'with name "?(\w+)"?', message)
+    if m:
+        call = re.search(rf"\b{re.escape(m.group(1))}\s*\(", sql, re.IGNORECASE)
+        if call:
+            loc = _Text(sql, path).location(len(sql[:call.start()].encode("utf-8")))
+    return JobFileError(not_installed(extension), loc,
+                        hint="warehouse-batch never installs extensions itself (it runs "
+                             "offline)")
 
 
 def _is_type_info(node: dict) -> bool:
