@@ -18,6 +18,7 @@ from helpers import Job, emulator_env
 from warehouse_batch import api, errors
 from warehouse_batch.dagster import (WarehouseBatchResource, enrichment_asset,
                                      enrichment_sensor)
+from warehouse_batch.integrations import dagster as integration
 
 
 def _resource(job: Job, **kw) -> WarehouseBatchResource:
@@ -125,6 +126,27 @@ def test_exit_75_is_a_retry_not_a_failure(tmp_path, emulator, monkeypatch):
     retried = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
     assert len(retried) == 1
     assert _metadata(result, asset.key)["requests_sent"] == 3
+
+
+def test_the_sensor_skips_a_tick_on_exit_75(tmp_path, emulator, monkeypatch):
+    job = Job(tmp_path, emulator, rows=3)
+    resource = _resource(job)
+    asset = enrichment_asset(job.path)
+    sensor = enrichment_sensor(asset)
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([asset], resources={"warehouse_batch": resource},
+                          instance=instance).success
+    emulator.advance(3600)
+
+    def busy(path, options):
+        raise _Busy("w.duckdb is busy")
+
+    monkeypatch.setattr(integration, "look", busy)
+    [skip] = _tick(sensor, resource, instance)
+    assert skip.startswith("try again later") and "busy" in skip
+    monkeypatch.undo()
+    [request] = _tick(sensor, resource, instance)
+    assert isinstance(request, dg.RunRequest)
 
 
 def test_a_user_error_fails_without_retry(tmp_path, emulator):
