@@ -6,7 +6,8 @@ import pytest
 
 from helpers import Job
 from warehouse_batch import api
-from warehouse_batch.errors import EXIT_PENDING, ProviderError, StateError, WarehouseBatchError
+from warehouse_batch.errors import (EXIT_PENDING, ProviderError, ProviderErrorInfo, StateError,
+                                    UnreachableError, WarehouseBatchError)
 from warehouse_batch.integrations import standing
 from warehouse_batch.integrations.standing import (DONE, NOT_STARTED, READY, RUNNING, later,
                                                    look)
@@ -57,3 +58,28 @@ def test_later_is_decided_by_the_exit_code():
         exit_code = EXIT_PENDING
     assert later(Busy("w.duckdb is busy"))
     assert not later(RuntimeError("a bug"))
+
+
+def test_provider_trouble_while_batches_run_means_look_again_later(tmp_path, emulator,
+                                                                  monkeypatch):
+    job = Job(tmp_path, emulator, rows=2)
+    options = job.options()
+    api.submit(job.path, options)
+    monkeypatch.setattr(standing, "try_poll", lambda req: None)
+
+    def unreachable(provider, batch):
+        raise UnreachableError("connection refused")
+    monkeypatch.setattr(standing, "retrieve", unreachable)
+    seen = look(job.path, options)
+    assert seen.state == RUNNING and "connection refused" in seen.reason
+
+    def gone(provider, batch):
+        raise ProviderError("no such batch", retryable=False, info=ProviderErrorInfo(status=404))
+    monkeypatch.setattr(standing, "retrieve", gone)
+    assert look(job.path, options).state == READY   # the next pass confirms it lost
+
+    def refused(provider, batch):
+        raise ProviderError("invalid key", retryable=False, info=ProviderErrorInfo(status=401))
+    monkeypatch.setattr(standing, "retrieve", refused)
+    with pytest.raises(ProviderError, match="invalid key"):
+        look(job.path, options)

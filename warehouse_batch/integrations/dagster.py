@@ -100,11 +100,13 @@ def enrichment_asset(job: str | os.PathLike[str], *, key: AssetKey | str | Seque
     asset_key = AssetKey.from_coercible(key) if key is not None else AssetKey(Path(path).stem)
     job_vars = dict(vars or {})
 
+    asset_kwargs.setdefault("kinds", {"duckdb"})
+    metadata = {**asset_kwargs.pop("metadata", {}), JOB_FILE: path,
+                JOB_VARS: json.dumps(job_vars, sort_keys=True)}
+
     @asset(key=asset_key, deps=deps, group_name=group_name,
            description=description or f"enriched by warehouse-batch from {path}",
-           required_resource_keys={resource_key}, kinds={"duckdb"},
-           metadata={JOB_FILE: path, JOB_VARS: json.dumps(job_vars, sort_keys=True)},
-           **asset_kwargs)
+           required_resource_keys={resource_key}, metadata=metadata, **asset_kwargs)
     def _enrich(context) -> MaterializeResult:   # type: ignore[no-untyped-def]
         # unannotated: Dagster checks the hint's object, and `annotations` makes it a string
         resource: WarehouseBatchResource = getattr(context.resources, resource_key)

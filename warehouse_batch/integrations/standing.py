@@ -95,6 +95,9 @@ def _look_in_full(job: str, options: api.Options) -> Standing:
             if is_not_found(e):
                 return Standing(READY, f"the provider no longer knows batch "
                                        f"{batch.provider_batch_id}", len(batches), rows)
+            if e.retryable:   # a blip while batches run (even "unreachable"): ask again later
+                return Standing(RUNNING, f"provider trouble, looking again later: {e}",
+                                len(batches), rows, statuses)
             raise
         statuses[remote.provider_batch_id] = remote.status
         if remote.ended:
