@@ -83,3 +83,22 @@ def test_provider_trouble_while_batches_run_means_look_again_later(tmp_path, emu
     monkeypatch.setattr(standing, "retrieve", refused)
     with pytest.raises(ProviderError, match="invalid key"):
         look(job.path, options)
+
+
+def test_rows_left_to_send_are_ready_but_rows_that_spent_their_attempts_are_not(
+        tmp_path, emulator):
+    job = Job(tmp_path, emulator, rows=3)
+    job.sql("UPDATE reviews SET text = text || ' [[emu:error500]]' WHERE id = 1")
+    emulator.admin("POST", "/_emulator/config", {"create_429_rate": 1.0})
+    report = api.submit(job.path, job.options(max_attempts=1))
+    assert report.stopped and report.rows.pending == 3
+    seen = look(job.path, job.options(max_attempts=1))
+    assert seen.state == READY   # the create is to be tried again: the next pass sends them
+
+    emulator.admin("POST", "/_emulator/config", {"create_429_rate": 0.0})
+    report = job.run(max_attempts=1)
+    assert (report.rows.succeeded, report.rows.failed) == (2, 1)
+    # the failed row is retryable and its command's attempts are spent: a later command
+    # sends it again, but a sensor tick is no reason to (it would resend it at every tick)
+    done = look(job.path, job.options(max_attempts=1))
+    assert done.state == DONE and done.rows.pending == 1, done   # pending for a new command

@@ -31,7 +31,7 @@ from ..state import SCHEMA
 
 RUNNING = "running"          # batches in flight, none ended: nothing to do yet
 READY = "ready"              # a pass would move something: collect, resume or send
-DONE = "done"                # nothing in flight and every row answered or failed for good
+DONE = "done"                # nothing in flight, no row pending (answered, or failed)
 NOT_STARTED = "not_started"  # never submitted: start it by running the job (the asset/task)
 
 
@@ -79,10 +79,16 @@ def _look_in_full(job: str, options: api.Options) -> Standing:
                                          "state (never run, or older than this version)")
         batches = submitted_batches(con, spec.name)
         unfinished = unfinished_batches(con, spec.name)
-        rows = None
+        rows, unsent = None, 0
         if stored_shape(con, spec) is not None:
+            table = resolve_output(con, spec)
             set_command(con, None, False)
-            rows = count_rows(con, resolve_output(con, spec), spec.max_attempts)
+            rows = count_rows(con, table, spec.max_attempts)
+            # rows the table shows `pending` (not those shown `failed` with a command's
+            # attempts spent: sending them again is the next scheduled run's call, else a
+            # request that keeps failing would be sent at every tick)
+            unsent = con.execute(f"SELECT count(*) FROM {table.qualified} "
+                                 "WHERE _status = 'pending'").fetchone()[0]
     if unfinished:
         return Standing(READY, f"{len(unfinished)} batch(es) not yet created", len(batches),
                         rows)
@@ -108,10 +114,9 @@ def _look_in_full(job: str, options: api.Options) -> Standing:
                         len(batches), rows, statuses)
     if rows is None:
         return Standing(NOT_STARTED, "the job has no output table yet")
-    if rows.pending:
-        return Standing(READY, f"{rows.pending:,} row(s) pending and no batch in flight",
-                        0, rows)
-    return Standing(DONE, "every row is answered or failed for good", 0, rows)
+    if unsent:
+        return Standing(READY, f"{unsent:,} row(s) pending and no batch in flight", 0, rows)
+    return Standing(DONE, "no batch in flight and no row pending", 0, rows)
 
 
 def cost_so_far(options: api.Options, job_name: str) -> float | None:
