@@ -38,7 +38,8 @@ from .pollfacts import remember
 from .pollpath import job_batches, record_polls, recorded_output, state_row_counts
 from .plan import PlanReport, build_plan
 from .providers.base import LedgerBatch, get_provider
-from .reports import (CollectReport, RowCounts, RunReport, StatusReport, new_run_id)
+from .reports import (CollectReport, RowCounts, RunReport, StatusReport, Timed, job_cost,
+                      new_run_id)
 from .source import prepare
 from .spec import JobSpec, load_job
 from .state import SCHEMA, now_utc
@@ -121,7 +122,9 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
         set_command(con, None, options.retry_failed)
         check_output(con, spec)
         prepared = prepare(con, spec, provider, options.log)
-        return build_plan(con, prepared)
+        report = build_plan(con, prepared)
+        report.cost_usd = job_cost(con, spec.name)   # spent so far (the CLI's --json)
+        return report
 
 
 def submit(job_path: str, options: Options | None = None) -> RunReport:
@@ -147,6 +150,7 @@ def run(job_path: str, options: Options | None = None, *, wait: bool = False,
     report = _step(job_path, options, "run")
     if not wait:
         return report
+    report.finished_at = None
     backoff = backoff or Backoff()
     trouble = trouble_backoff()
     started = options.clock.now()
@@ -170,6 +174,7 @@ def run(job_path: str, options: Options | None = None, *, wait: bool = False,
             trouble.reset()
             if moved or had_trouble:
                 backoff.reset()
+    report.finish()
     return report
 
 
@@ -178,7 +183,9 @@ def _step(job_path: str, options: Options, command: str, *, submit: bool = True,
     """A command's first (often only) pass, with its report and its `runs` row."""
     spec = load(job_path, options)
     report = RunReport(run_id=new_run_id(), job=spec.name, command=command, table=spec.name)
+    report.start()
     _pass(job_path, options, report, first=True, submit=submit, collect=collect)
+    report.finish()
     return report
 
 
@@ -268,6 +275,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
         record_job_hash(con, spec, spec.fingerprint())
         _remember(con, spec, options)   # so the next poll need not read the job in full
         _finish_run(con, report)
+        report.cost_usd = job_cost(con, spec.name)
     return True
 
 
@@ -333,6 +341,7 @@ def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport
         else:
             _remember(con, spec, options)
             report.rows = count_rows(con, table, spec.max_attempts)
+        report.cost_usd = job_cost(con, spec.name)
     report.polls += 1
     report.collected.batches_polled += len(polled)
     report.collected.batches_in_progress = len(polled)
@@ -421,6 +430,8 @@ def status(job_path: str, options: Options | None = None, refresh: bool = True) 
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     warnings: list[str] = []
+    timed = Timed()
+    timed.start()
     where = target(options, spec)
     require_exists(where)
     with reading(where, spec.memory_limit) as con:
@@ -436,19 +447,31 @@ def status(job_path: str, options: Options | None = None, refresh: bool = True) 
                 raise
             gone.append(batch)   # confirmed (a second call) before it is marked lost
     if polled or gone or not readable:
-        with session(where, memory_limit=spec.memory_limit, warehouse="read") as con:
+        # with a state db status reads the state only: rows are counted from it
+        with session(where, memory_limit=spec.memory_limit, warehouse="none") as con:
             for batch, remote in polled:
                 record_poll(con, batch, remote)
-            _remember(con, spec, options)
+            if not where.state_db:
+                _remember(con, spec, options)
             late = gone if readable else (submitted_batches(con, spec.name) if refresh else [])
             for batch in late:
                 if poll(con, providers.for_batch(batch), batch) is None:
                     lost = CollectReport()
                     note_lost(con, batch, lost)
                     warnings.extend(lost.warnings)
-            return StatusReport(spec.name, *_standing(con, spec), warnings)
+            return _status_report(con, spec, warnings, timed)
     with reading(where, spec.memory_limit) as con:
-        return StatusReport(spec.name, *_standing(con, spec), warnings)
+        if con is None:   # a poll found no state: nothing was ever submitted
+            return StatusReport(spec.name, [], RowCounts(), warnings, started_at=timed.started_at)
+        return _status_report(con, spec, warnings, timed)
+
+
+def _status_report(con: duckdb.DuckDBPyConnection, spec: JobSpec, warnings: list[str],
+                   timed: Timed) -> StatusReport:
+    report = StatusReport(spec.name, *_standing(con, spec), warnings)
+    report.started_like(timed)
+    report.finish(job_cost(con, spec.name))
+    return report
 
 
 def _standing(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> tuple[list[dict], RowCounts]:
@@ -545,6 +568,7 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     report = RunReport(run_id=new_run_id(), job=spec.name, command="reconcile", table=spec.name)
+    report.start()
     where = target(options, spec)
     require_exists(where)
     with session(where) as con:
@@ -565,6 +589,7 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
                                      if b["batch_id"] not in known)
         report.rows = write_output(con, prepared)
         _finish_run(con, report)
+        report.finish(job_cost(con, spec.name))
     return report
 
 

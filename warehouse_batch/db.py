@@ -165,14 +165,22 @@ def connect(path: "str | Target", *, migrate: bool = True, lock_retries: int | N
             con.close()
             raise
     con.execute("SET enable_progress_bar = false")   # never draw on a user's terminal
-    if migrate:
-        ensure_schema(con)
+    _TARGETS[id(con)] = target
+    try:
+        if migrate:
+            ensure_schema(con)
+    except BaseException:
+        _TARGETS.pop(id(con), None)
+        con.close()
+        raise
     return con
 
 
 # cursors this module made on a caller's connection: `read_only` must not re-attach their
 # database (it is the caller's), and `materialise_read_only` isolates the SELECT instead
 _SHARED: set[int] = set()
+# the target each open connection was made for: `read_only` re-attaches with its lock wait
+_TARGETS: dict[int, Target] = {}
 
 
 def _cursor(target: Target, *, migrate: bool) -> duckdb.DuckDBPyConnection:
@@ -257,6 +265,12 @@ def _attach(con: duckdb.DuckDBPyConnection, path: str, alias: str, *, read_only:
             clock.sleep(min(delay, max(target.lock_timeout - waited, 0.0)))
             delay = min(delay * 2, 1.0)
         except duckdb.Error as e:
+            if "different configuration" in str(e) or "already attached" in str(e):
+                raise StateError(
+                    f"cannot open {path}: this process already has it open (DuckDB: "
+                    f"{str(e).splitlines()[0]}); inside the process that holds it (a dbt "
+                    "Python model, a notebook), pass that connection: "
+                    "api.Options(connection=con)") from None
             raise StateError(f"cannot open {path}: {e}") from None
     if use:
         con.execute(f"USE {quote_ident(alias)}")
@@ -285,11 +299,12 @@ def read_only(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     if not path or readonly:   # in-memory cannot be re-attached; read-only already is
         yield
         return
-    _reattach(con, alias, path, read_only=True)
+    target = _TARGETS.get(id(con))
+    _reattach(con, alias, path, read_only=True, target=target)
     try:
         yield
     finally:
-        _reattach(con, alias, path, read_only=False)
+        _reattach(con, alias, path, read_only=False, target=target)
 
 
 def materialise_read_only(con: duckdb.DuckDBPyConnection, table: str, select_sql: str) -> None:
@@ -321,10 +336,11 @@ def materialise_read_only(con: duckdb.DuckDBPyConnection, table: str, select_sql
         reader_con.close()
 
 
-def _reattach(con: duckdb.DuckDBPyConnection, alias: str, path: str, *, read_only: bool) -> None:
+def _reattach(con: duckdb.DuckDBPyConnection, alias: str, path: str, *, read_only: bool,
+              target: Target | None = None) -> None:
     con.execute("USE memory")
     con.execute(f"DETACH {quote_ident(alias)}")
-    _attach(con, path, alias, read_only=read_only)
+    _attach(con, path, alias, read_only=read_only, target=target)
 
 
 def connect_stand_in(path: str, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -359,6 +375,13 @@ def require_exists(target: Target, *, create: bool = False,
              "pass --create-db to submit or run")
 
 
+def close(con: duckdb.DuckDBPyConnection) -> None:
+    """Close a connection made by `connect` (forgetting what this module noted about it)."""
+    _SHARED.discard(id(con))
+    _TARGETS.pop(id(con), None)
+    con.close()
+
+
 @contextmanager
 def session(path: "str | Target", *, create: bool = True, memory_limit: str | None = None,
             warehouse: str = "write") -> Iterator[duckdb.DuckDBPyConnection]:
@@ -381,8 +404,7 @@ def session(path: "str | Target", *, create: bool = True, memory_limit: str | No
         try:
             yield con
         finally:
-            _SHARED.discard(id(con))
-            con.close()
+            close(con)
 
 
 @contextmanager
