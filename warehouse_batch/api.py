@@ -19,7 +19,7 @@ from .attempts import set_command
 from .clock import Backoff, Clock, SystemClock, trouble_backoff
 from .collect import collect_ready, note_lost, poll
 from .db import (Target, default_db_path, default_lock_timeout, default_state_db, reading,
-                 require_exists, session)
+                 require_exists, session, warehouse_released)
 from .errors import (LookupUndecidedError,
                      ProviderError, UnreachableError, WarehouseBatchError)
 from .jobrows import mark_answered, record_job_rows
@@ -234,7 +234,9 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
         error: WarehouseBatchError | None = None
         try:
             if collect:
-                _merge(report.collected, collect_ready(con, provider, spec.name, options.log))
+                with warehouse_released(con):   # provider calls: the warehouse is not held
+                    _merge(report.collected, collect_ready(con, provider, spec.name,
+                                                           options.log))
             report.polls += 1
             moved = report.collected.batches_collected > before
             if moved:   # rows answered now need no rendering by the prepare below
@@ -250,12 +252,13 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                 prepared = prepare(con, spec, provider, options.log)
                 report.rows_rendered += prepared.rendered
             if submit:
-                submitted = submit_work(con, prepared, report.run_id, options.log)
-                record_job_rows(con, spec.name, report.run_id, prepared.rows)
-                _merge(report.submitted, submitted)
-                if collect and (submitted.batches_created or submitted.batches_resumed):
-                    _merge(report.collected, collect_ready(con, provider, spec.name,
-                                                           options.log))
+                with warehouse_released(con):
+                    submitted = submit_work(con, prepared, report.run_id, options.log)
+                    record_job_rows(con, spec.name, report.run_id, prepared.rows)
+                    _merge(report.submitted, submitted)
+                    if collect and (submitted.batches_created or submitted.batches_resumed):
+                        _merge(report.collected, collect_ready(con, provider, spec.name,
+                                                               options.log))
         except ProviderError as e:
             if not _transient(e, first):
                 error = e

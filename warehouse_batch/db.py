@@ -19,7 +19,7 @@ import duckdb
 
 from .clock import SystemClock
 from .errors import (BusyError, MemoryLimitError, MissingDatabaseError, StateError,
-                     UserError)
+                     UserError, WarehouseBatchError)
 from .identity import sql_literal
 from .sqlutil import quote_ident
 from .state import SCHEMA, ensure_schema, schema_current
@@ -373,6 +373,33 @@ def require_exists(target: Target, *, create: bool = False,
         f"the database {os.path.abspath(target.db)} does not exist{why}",
         hint="check --db (or $WAREHOUSE_BATCH_DB); to start a new, empty database on purpose, "
              "pass --create-db to submit or run")
+
+
+@contextmanager
+def warehouse_released(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """With a state database, the warehouse is detached while inside (provider calls that may
+    take minutes: uploads, creates, downloads) and attached again after, waiting for its lock
+    like any open: so the warehouse is held only to read sources and to write the output
+    table. Temp tables survive (they are the connection's own). Without a state database the
+    state lives in the warehouse and it stays attached."""
+    target = _TARGETS.get(id(con))
+    row = con.execute("SELECT database_name, path, readonly FROM duckdb_databases() "
+                      "WHERE database_name = current_database()").fetchone()
+    if target is None or not target.state_db or target.shared or not row or not row[1]:
+        yield
+        return
+    alias, path, readonly = row
+    con.execute("USE memory")
+    con.execute(f"DETACH {quote_ident(alias)}")
+    try:
+        yield
+    except BaseException:
+        try:   # the error in flight is the one to report; the table is updated if we can
+            _attach(con, path, alias, read_only=readonly, target=target)
+        except WarehouseBatchError:
+            pass
+        raise
+    _attach(con, path, alias, read_only=readonly, target=target)
 
 
 def close(con: duckdb.DuckDBPyConnection) -> None:
