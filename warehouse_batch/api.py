@@ -1,7 +1,11 @@
 """The library: one function per lifecycle step. The CLI, Dagster, Airflow and dbt call these.
 
 Every function opens the DuckDB file for one phase of work and closes it again, so no lock is
-held while a batch runs for hours. Every function is safe to repeat and safe after a crash:
+held while a batch runs for hours; a file another process holds is waited for up to
+`Options.lock_timeout`, then `BusyError` (exit 75). Inside a process that already holds the
+file (dbt-duckdb), pass its connection as `Options.connection`; `Options.state_db` keeps the
+state in a file of its own, so the warehouse is opened only to read sources and write the
+output table (`db.Target`). Every function is safe to repeat and safe after a crash:
 `run` first finishes whatever an earlier process left half-done.
 """
 from __future__ import annotations
@@ -113,7 +117,8 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     where = target(options, spec)
-    require_exists(where, create=True, tables=() if options.create_db else tables_named(spec))
+    require_exists(where, create=True, tables=lambda: [] if options.create_db
+                   else tables_named(spec))
     if options.db != ":memory:" and not Path(options.db).exists():
         options.log(f"{options.db} does not exist: planning against an empty database; plan "
                     "creates no file")
@@ -211,7 +216,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
     since = now_utc()
     where = target(options, spec)
     require_exists(where, create=submit,
-                   tables=() if options.create_db or not submit else tables_named(spec))
+                   tables=lambda: [] if options.create_db else tables_named(spec))
     if collect and not full and not options.full_refresh \
             and not (submit and options.retry_failed) \
             and _poll_only(spec, provider, options, report, may_send=submit, first=first):

@@ -11,7 +11,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from pathlib import Path
 
@@ -121,7 +121,7 @@ def default_state_db() -> str | None:
     return os.environ.get(STATE_DB_ENV) or None
 
 
-def connect(path: "str | Target", *, migrate: bool = True, lock_retries: int | None = None,
+def connect(path: "str | Target", *, migrate: bool = True,
             memory_limit: str | None = None, warehouse: str = "write",
             state_stand_in: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the target read-write with extension auto-install off, and bring the state schema
@@ -144,10 +144,8 @@ def connect(path: "str | Target", *, migrate: bool = True, lock_retries: int | N
         warehouse = "write"   # the state lives in the warehouse: it is always opened
     config: dict = {"autoinstall_known_extensions": False,
                     **memory_settings(target.db, memory_limit)}
-    if target.db == ":memory:" and not target.state_db:
-        con = duckdb.connect(":memory:", config=config)
-    else:
-        con = duckdb.connect(":memory:", config=config)
+    con = duckdb.connect(":memory:", config=config)
+    if target.db != ":memory:" or target.state_db:
         try:
             if target.state_db and state_stand_in:   # plan creates no state file
                 con.execute(f"ATTACH ':memory:' AS {SCHEMA}")
@@ -357,18 +355,18 @@ def connect_stand_in(path: str, memory_limit: str | None = None) -> duckdb.DuckD
 
 
 def require_exists(target: Target, *, create: bool = False,
-                   tables: list[str] | tuple[str, ...] = ()) -> None:
+                   tables: Callable[[], list[str]] = list) -> None:
     """Refuse a warehouse file that does not exist, naming its path, unless the command
     creates it on purpose (`create`: `submit`/`run`, and `plan` which then plans against an
-    empty database and creates nothing) and the job reads no table from it (`tables`: a job
-    reading only files can start a new database; one reading tables from a missing file has
-    a mistyped --db). A state database is created when missing: it is warehouse-batch's own."""
+    empty database and creates nothing) and the job reads no table from it (`tables()`: a
+    job reading only files can start a new database; one reading tables from a missing file
+    has a mistyped --db). A state database is created when missing: it is warehouse-batch's."""
     if target.shared or target.db == ":memory:" or os.path.exists(target.db):
         return
-    if create and not tables:
+    named = tables() if create else []
+    if create and not named:
         return
-    why = (f" and the job reads {', '.join(sorted(tables)[:3])} from it" if tables and create
-           else "")
+    why = f" and the job reads {', '.join(named[:3])} from it" if named else ""
     raise MissingDatabaseError(
         f"the database {os.path.abspath(target.db)} does not exist{why}",
         hint="check --db (or $WAREHOUSE_BATCH_DB); to start a new, empty database on purpose, "
