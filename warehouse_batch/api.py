@@ -1,7 +1,11 @@
 """The library: one function per lifecycle step. The CLI, Dagster, Airflow and dbt call these.
 
 Every function opens the DuckDB file for one phase of work and closes it again, so no lock is
-held while a batch runs for hours. Every function is safe to repeat and safe after a crash:
+held while a batch runs for hours; a file another process holds is waited for up to
+`Options.lock_timeout`, then `BusyError` (exit 75). Inside a process that already holds the
+file (dbt-duckdb), pass its connection as `Options.connection`; `Options.state_db` keeps the
+state in a file of its own, so the warehouse is opened only to read sources and write the
+output table (`db.Target`). Every function is safe to repeat and safe after a crash:
 `run` first finishes whatever an earlier process left half-done.
 """
 from __future__ import annotations
@@ -18,7 +22,8 @@ import duckdb
 from .attempts import set_command
 from .clock import Backoff, Clock, SystemClock, trouble_backoff
 from .collect import collect_ready, note_lost, poll
-from .db import default_db_path, reading, session
+from .db import (Target, default_db_path, default_lock_timeout, default_state_db, reading,
+                 require_exists, session, warehouse_released)
 from .errors import (LookupUndecidedError,
                      ProviderError, UnreachableError, WarehouseBatchError)
 from .jobrows import mark_answered, record_job_rows
@@ -31,13 +36,14 @@ from .ledger import (BatchProviders, is_not_found, known_batch_ids, lost_batches
 from .output import (answered_since_sql, count_rows, drop_output, update_answers,
                      write_output)
 from .ownership import (check_output, claim_output, record_job_hash, refuse_foreign,
-                        resolve_output, stored_job_hash, stored_shape)
+                        resolve_output, stored_job_hash, stored_shape, tables_read)
 from .paths import make_scope
 from .pollfacts import remember
-from .pollpath import job_batches, record_polls
+from .pollpath import job_batches, record_polls, recorded_output, state_row_counts
 from .plan import PlanReport, build_plan
 from .providers.base import LedgerBatch, get_provider
-from .reports import (CollectReport, RowCounts, RunReport, StatusReport, new_run_id)
+from .reports import (CollectReport, RowCounts, RunReport, StatusReport, Timed, job_cost,
+                      new_run_id)
 from .source import prepare
 from .spec import JobSpec, load_job
 from .state import SCHEMA, now_utc
@@ -64,6 +70,32 @@ class Options:
     memory_limit: str | None = None       # DuckDB memory_limit (db.memory_settings)
     clock: Clock = field(default_factory=SystemClock)
     log: Callable[[str], None] = lambda message: None
+    # a DuckDB connection owned by the caller (e.g. dbt-duckdb's session): every command then
+    # works on a cursor of it and never opens, closes or re-attaches the warehouse (db.Target)
+    connection: duckdb.DuckDBPyConnection | None = None
+    state_db: str | None = field(default_factory=default_state_db)   # the state's own file
+    lock_timeout: float = field(default_factory=default_lock_timeout)  # then exit 75
+    create_db: bool = False               # submit/run may create a missing --db file
+
+
+def target(options: Options, spec: JobSpec | None = None) -> Target:
+    """Where the command's data lives (`db.Target`): the options' database, connection and
+    state database (else the job's `state_db`), and how long to wait for a busy file."""
+    state_db = options.state_db or (getattr(spec, "state_db", None) if spec else None)
+    return Target(db=options.db, connection=options.connection, state_db=state_db,
+                  lock_timeout=options.lock_timeout, clock=options.clock)
+
+
+def tables_named(spec: JobSpec) -> list[str]:
+    """The tables (not files) the job's SELECT names: a job that names none may start a new
+    database; one that does needs its --db to exist (else it is most likely a typo)."""
+    con = duckdb.connect(":memory:")
+    try:
+        refs = tables_read(con, spec.sql)
+    finally:
+        con.close()
+    return sorted(".".join(p for p in ref if p) for ref in refs
+                  if not any(c in ref[2] for c in "./*\\"))   # 'x.csv', '/d/x': files
 
 
 def load(job_path: str, options: Options | None = None) -> JobSpec:
@@ -84,14 +116,20 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
     options = options or Options()
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
+    where = target(options, spec)
+    require_exists(where, create=True, tables=lambda: [] if options.create_db
+                   else tables_named(spec))
     if options.db != ":memory:" and not Path(options.db).exists():
         options.log(f"{options.db} does not exist: planning against an empty database; plan "
                     "creates no file")
-    with session(options.db, create=False, memory_limit=spec.memory_limit) as con:
+    with session(where, create=False, memory_limit=spec.memory_limit,
+                 warehouse="read") as con:
         set_command(con, None, options.retry_failed)
         check_output(con, spec)
         prepared = prepare(con, spec, provider, options.log)
-        return build_plan(con, prepared)
+        report = build_plan(con, prepared)
+        report.cost_usd = job_cost(con, spec.name)   # spent so far (the CLI's --json)
+        return report
 
 
 def submit(job_path: str, options: Options | None = None) -> RunReport:
@@ -117,6 +155,7 @@ def run(job_path: str, options: Options | None = None, *, wait: bool = False,
     report = _step(job_path, options, "run")
     if not wait:
         return report
+    report.finished_at = None
     backoff = backoff or Backoff()
     trouble = trouble_backoff()
     started = options.clock.now()
@@ -140,6 +179,7 @@ def run(job_path: str, options: Options | None = None, *, wait: bool = False,
             trouble.reset()
             if moved or had_trouble:
                 backoff.reset()
+    report.finish()
     return report
 
 
@@ -148,7 +188,9 @@ def _step(job_path: str, options: Options, command: str, *, submit: bool = True,
     """A command's first (often only) pass, with its report and its `runs` row."""
     spec = load(job_path, options)
     report = RunReport(run_id=new_run_id(), job=spec.name, command=command, table=spec.name)
+    report.start()
     _pass(job_path, options, report, first=True, submit=submit, collect=collect)
+    report.finish()
     return report
 
 
@@ -172,11 +214,14 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     since = now_utc()
+    where = target(options, spec)
+    require_exists(where, create=submit,
+                   tables=lambda: [] if options.create_db else tables_named(spec))
     if collect and not full and not options.full_refresh \
             and not (submit and options.retry_failed) \
             and _poll_only(spec, provider, options, report, may_send=submit, first=first):
         return False
-    with session(options.db, memory_limit=spec.memory_limit) as con:
+    with session(where, memory_limit=spec.memory_limit) as con:
         set_command(con, report.run_id, options.retry_failed)
         prepared = None
         keep_rows = True if options.full_refresh and first else None
@@ -194,7 +239,9 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
         error: WarehouseBatchError | None = None
         try:
             if collect:
-                _merge(report.collected, collect_ready(con, provider, spec.name, options.log))
+                with warehouse_released(con):   # provider calls: the warehouse is not held
+                    _merge(report.collected, collect_ready(con, provider, spec.name,
+                                                           options.log))
             report.polls += 1
             moved = report.collected.batches_collected > before
             if moved:   # rows answered now need no rendering by the prepare below
@@ -210,12 +257,13 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                 prepared = prepare(con, spec, provider, options.log)
                 report.rows_rendered += prepared.rendered
             if submit:
-                submitted = submit_work(con, prepared, report.run_id, options.log)
-                record_job_rows(con, spec.name, report.run_id, prepared.rows)
-                _merge(report.submitted, submitted)
-                if collect and (submitted.batches_created or submitted.batches_resumed):
-                    _merge(report.collected, collect_ready(con, provider, spec.name,
-                                                           options.log))
+                with warehouse_released(con):
+                    submitted = submit_work(con, prepared, report.run_id, options.log)
+                    record_job_rows(con, spec.name, report.run_id, prepared.rows)
+                    _merge(report.submitted, submitted)
+                    if collect and (submitted.batches_created or submitted.batches_resumed):
+                        _merge(report.collected, collect_ready(con, provider, spec.name,
+                                                               options.log))
         except ProviderError as e:
             if not _transient(e, first):
                 error = e
@@ -235,6 +283,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
         record_job_hash(con, spec, spec.fingerprint())
         _remember(con, spec, options)   # so the next poll need not read the job in full
         _finish_run(con, report)
+        report.cost_usd = job_cost(con, spec.name)
     return True
 
 
@@ -262,7 +311,8 @@ def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport
     caller does a full pass) when anything ended or the provider no longer knows a batch (the
     full pass confirms and records it); transient provider trouble ends the poll as it ends a
     full pass (`report.stopped`)."""
-    with reading(options.db, spec.memory_limit) as con:
+    where = target(options, spec)
+    with reading(where, spec.memory_limit) as con:
         if con is None:
             return False
         try:
@@ -270,8 +320,10 @@ def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport
         except WarehouseBatchError:
             return False
         batches = submitted_batches(con, spec.name)
+        built = (recorded_output(con, table.key) if where.state_db
+                 else stored_shape(con, spec))   # a poll never opens the warehouse
         if not batches or (may_send and unfinished_batches(con, spec.name)) \
-                or stored_shape(con, spec) is None \
+                or built is None \
                 or (may_send and stored_job_hash(con, spec) != spec.fingerprint()):
             return False
     providers = BatchProviders(provider)
@@ -289,11 +341,15 @@ def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport
         if remote.ended:
             return False
         polled.append((batch, remote))
-    with session(options.db, memory_limit=spec.memory_limit) as con:
+    with session(where, memory_limit=spec.memory_limit, warehouse="none") as con:
         record_polls(con, polled)
-        _remember(con, spec, options)
         set_command(con, report.run_id, options.retry_failed)
-        report.rows = count_rows(con, table, spec.max_attempts)
+        if where.state_db:
+            report.rows = state_row_counts(con, spec.name)
+        else:
+            _remember(con, spec, options)
+            report.rows = count_rows(con, table, spec.max_attempts)
+        report.cost_usd = job_cost(con, spec.name)
     report.polls += 1
     report.collected.batches_polled += len(polled)
     report.collected.batches_in_progress = len(polled)
@@ -382,7 +438,11 @@ def status(job_path: str, options: Options | None = None, refresh: bool = True) 
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     warnings: list[str] = []
-    with reading(options.db, spec.memory_limit) as con:
+    timed = Timed()
+    timed.start()
+    where = target(options, spec)
+    require_exists(where)
+    with reading(where, spec.memory_limit) as con:
         readable = con is not None
         batches = submitted_batches(con, spec.name) if readable and refresh else []
     polled, gone = [], []
@@ -395,19 +455,31 @@ def status(job_path: str, options: Options | None = None, refresh: bool = True) 
                 raise
             gone.append(batch)   # confirmed (a second call) before it is marked lost
     if polled or gone or not readable:
-        with session(options.db, memory_limit=spec.memory_limit) as con:
+        # with a state db status reads the state only: rows are counted from it
+        with session(where, memory_limit=spec.memory_limit, warehouse="none") as con:
             for batch, remote in polled:
                 record_poll(con, batch, remote)
-            _remember(con, spec, options)
+            if not where.state_db:
+                _remember(con, spec, options)
             late = gone if readable else (submitted_batches(con, spec.name) if refresh else [])
             for batch in late:
                 if poll(con, providers.for_batch(batch), batch) is None:
                     lost = CollectReport()
                     note_lost(con, batch, lost)
                     warnings.extend(lost.warnings)
-            return StatusReport(spec.name, *_standing(con, spec), warnings)
-    with reading(options.db, spec.memory_limit) as con:
-        return StatusReport(spec.name, *_standing(con, spec), warnings)
+            return _status_report(con, spec, warnings, timed)
+    with reading(where, spec.memory_limit) as con:
+        if con is None:   # a poll found no state: nothing was ever submitted
+            return StatusReport(spec.name, [], RowCounts(), warnings, started_at=timed.started_at)
+        return _status_report(con, spec, warnings, timed)
+
+
+def _status_report(con: duckdb.DuckDBPyConnection, spec: JobSpec, warnings: list[str],
+                   timed: Timed) -> StatusReport:
+    report = StatusReport(spec.name, *_standing(con, spec), warnings)
+    report.started_like(timed)
+    report.finish(job_cost(con, spec.name))
+    return report
 
 
 def _standing(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> tuple[list[dict], RowCounts]:
@@ -449,7 +521,9 @@ def cancel(job_path: str, options: Options | None = None) -> CancelReport:
     spec = load(job_path, options)
     providers = BatchProviders(get_provider(spec, options.env))
     report = CancelReport(spec.name)
-    with session(options.db) as con, tempfile.TemporaryDirectory() as tmp:
+    where = target(options, spec)
+    require_exists(where)
+    with session(where) as con, tempfile.TemporaryDirectory() as tmp:
         refuse_foreign(con, spec)
         for batch in unfinished_batches(con, spec.name):
             provider = providers.for_batch(batch)
@@ -502,7 +576,10 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     report = RunReport(run_id=new_run_id(), job=spec.name, command="reconcile", table=spec.name)
-    with session(options.db) as con:
+    report.start()
+    where = target(options, spec)
+    require_exists(where)
+    with session(where) as con:
         set_command(con, report.run_id, options.retry_failed)
         check_output(con, spec)
         prepared = prepare(con, spec, provider, options.log)
@@ -520,6 +597,7 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
                                      if b["batch_id"] not in known)
         report.rows = write_output(con, prepared)
         _finish_run(con, report)
+        report.finish(job_cost(con, spec.name))
     return report
 
 

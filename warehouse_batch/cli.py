@@ -27,11 +27,13 @@ import click
 from . import __version__, jobset
 from . import project as project_file
 from .clock import Backoff
-from .db import check_memory_limit, default_db_path
-from .errors import EXIT_INTERNAL, EXIT_PENDING, EXIT_USER, UserError, WarehouseBatchError
+from .db import (check_lock_timeout, check_memory_limit, default_db_path, default_lock_timeout,
+                 default_state_db)
+from .errors import (EXIT_INTERNAL, EXIT_PENDING, EXIT_USER, BusyError, UserError,
+                     WarehouseBatchError)
 from .keys import redact
 from .pollpath import PollRequest, try_poll, try_status
-from .reports import RunReport
+from .reports import RunReport, iso_now, stamp
 
 if TYPE_CHECKING:
     from . import api
@@ -43,10 +45,21 @@ def _api() -> ModuleType:
     return api
 
 
+# when this command started (ISO, monotonic): every --json report carries its timing
+_STARTED: list = [iso_now(), time.monotonic()]
+
+
+def _stamped(d: dict, exit_code: int, cost_usd: Any = None) -> dict:
+    """`d` with the fields every --json report carries: exit_code, started_at, finished_at
+    (ISO 8601, UTC), elapsed_seconds of the whole command, cost_usd so far."""
+    return stamp(d, exit_code, _STARTED[0], time.monotonic() - _STARTED[1], cost_usd)
+
+
 def _emit(obj: Any, as_json: bool, human: Callable[[], None]) -> None:
     if as_json:
-        click.echo(redact(json.dumps(obj.to_dict() if hasattr(obj, "to_dict") else obj,
-                                     indent=2, default=str)))
+        d = obj.to_dict() if hasattr(obj, "to_dict") else obj
+        d = _stamped(d, getattr(obj, "exit_code", 0), getattr(obj, "cost_usd", None))
+        click.echo(redact(json.dumps(d, indent=2, default=str)))
     else:
         human()
 
@@ -82,6 +95,16 @@ def _memory_limit(ctx: click.Context, param: click.Parameter, value: str | None)
         return None
     try:
         return check_memory_limit(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _lock_timeout(ctx: click.Context, param: click.Parameter, value: str | None
+                  ) -> float | None:
+    if value is None:
+        return None
+    try:
+        return check_lock_timeout(value)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
 
@@ -122,6 +145,14 @@ def job_options(f: Callable) -> Callable:
         click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST[:PORT]",
                      help="a host a base_url in the job file may name; API keys go nowhere "
                           "else (also $WAREHOUSE_BATCH_ALLOWED_HOSTS); repeatable"),
+        click.option("--state-db", default=None, metavar="PATH",
+                     help="DuckDB file holding the warehouse_batch state, attached when "
+                          "needed, so the --db file is opened only to read sources and write "
+                          "the output table [default: $WAREHOUSE_BATCH_STATE_DB, else the "
+                          "job's state_db, else the state lives in --db]"),
+        click.option("--lock-timeout", callback=_lock_timeout, default=None, metavar="SECONDS",
+                     help="wait this long for a file another process holds, then exit 75 "
+                          "(busy) [default: $WAREHOUSE_BATCH_LOCK_TIMEOUT, else 10]"),
         click.option("--memory-limit", callback=_memory_limit, default=None, metavar="SIZE",
                      help="memory DuckDB may use before spilling to disk, e.g. 2GB "
                           "[default: the job's memory_limit, else "
@@ -135,8 +166,12 @@ def job_options(f: Callable) -> Callable:
 
 def _options(db, vars_, quiet, max_attempts, batch_max_requests, batch_max_bytes,
              batch_max_tokens, enqueued_token_limit=None, allow_paths=(), allow_hosts=(),
-             memory_limit=None, **extra) -> api.Options:
+             memory_limit=None, state_db=None, lock_timeout=None, create_db=False,
+             **extra) -> api.Options:
     opts = _api().Options(vars=_parse_vars(vars_), max_attempts=max_attempts,
+                       state_db=state_db or default_state_db(), create_db=create_db,
+                       lock_timeout=(default_lock_timeout() if lock_timeout is None
+                                     else lock_timeout),
                        memory_limit=memory_limit,
                        enqueued_token_limit=enqueued_token_limit,
                        batch_max_requests=batch_max_requests, batch_max_bytes=batch_max_bytes,
@@ -148,13 +183,17 @@ def _options(db, vars_, quiet, max_attempts, batch_max_requests, batch_max_bytes
 
 
 def _poll_request(command: str, job: str, db, vars_, quiet, max_attempts, allow_paths=(),
-                  allow_hosts=(), memory_limit=None, **ignored) -> PollRequest:
+                  allow_hosts=(), memory_limit=None, state_db=None, lock_timeout=None,
+                  **ignored) -> PollRequest:
     """The cheap poll's view of the options (see `pollpath`); the chunk limits and the
     enqueued-token limit do not bear on a poll."""
     return PollRequest(job=job, db=db or default_db_path(), command=command,
                        vars=_parse_vars(vars_), max_attempts=max_attempts,
                        allowed_paths=tuple(allow_paths), allowed_hosts=tuple(allow_hosts),
-                       memory_limit=memory_limit, log=_logger(quiet))
+                       memory_limit=memory_limit, log=_logger(quiet),
+                       state_db=state_db or default_state_db(),
+                       lock_timeout=(default_lock_timeout() if lock_timeout is None
+                                     else lock_timeout))
 
 
 def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -170,8 +209,11 @@ def _guard(as_json: bool, fn: Callable[[], int | None]) -> None:
         code = fn() or 0
     except WarehouseBatchError as e:
         if as_json:
-            click.echo(redact(json.dumps(e.to_dict(), indent=2)))
-        if e.exit_code == EXIT_PENDING:   # transient provider trouble: nothing to fix
+            click.echo(redact(json.dumps(_stamped(e.to_dict(), e.exit_code), indent=2,
+                                         default=str)))
+        if isinstance(e, BusyError):   # another process holds the file: come back later
+            click.echo(f"busy: {redact(str(e))}", err=True)
+        elif e.exit_code == EXIT_PENDING:   # transient provider trouble: nothing to fix
             click.echo(f"stopped: the provider had transient trouble: {redact(str(e))}\n"
                        "  nothing needs fixing; run the same command again later", err=True)
         else:
@@ -313,9 +355,17 @@ def main() -> None:
       warehouse-batch collect reviews.sql    # later: ingest finished batches
     \b
     Exit codes: 0 done, 2 fix the job/data/command, 3 provider problem,
-    4 done with permanently failed rows, 75 work still pending (come back later).
+    4 done with permanently failed rows, 75 work still pending or a file busy (come back
+    later).
     """
+    _STARTED[:] = [iso_now(), time.monotonic()]
 
+
+_create_db = click.option(
+    "--create-db", is_flag=True,
+    help="start a new database when --db does not exist, even if the job reads tables "
+         "(plan: plan against an empty one, creating nothing); without it a missing --db is "
+         "refused unless the job reads only files")
 
 _retry_failed = click.option(
     "--retry-failed", is_flag=True,
@@ -326,6 +376,7 @@ _retry_failed = click.option(
 @main.command()
 @job_options
 @_retry_failed
+@_create_db
 def plan(jobs, as_json, retry_failed, selects, excludes, **kw) -> None:
     """Show what a run would send: rows new/changed/done, batches, one rendered request."""
     def one(job: str, kw: dict) -> Any:
@@ -385,6 +436,7 @@ def _lifecycle(name: str, doc: str, extra: list[Callable] | None = None):
         run_kw = {k: kw.pop(k) for k in ("wait", "max_wait", "poll_interval") if k in kw}
         full_refresh = kw.pop("full_refresh", False)
         retry_failed = kw.pop("retry_failed", False)
+        create_db = kw.pop("create_db", False)
 
         def one(job: str, kw: dict) -> Any:
             report = None
@@ -392,7 +444,8 @@ def _lifecycle(name: str, doc: str, extra: list[Callable] | None = None):
                                                    or retry_failed):
                 report = try_poll(_poll_request(name, job, **kw))   # None: more than a poll is needed
             if report is None:
-                opts = _options(**kw, full_refresh=full_refresh, retry_failed=retry_failed)
+                opts = _options(**kw, full_refresh=full_refresh, retry_failed=retry_failed,
+                                create_db=create_db)
                 fn = getattr(_api(), name)
                 if name == "run":
                     report = fn(job, opts, wait=run_kw["wait"], max_wait=run_kw["max_wait"],
@@ -419,7 +472,7 @@ _full_refresh = click.option("--full-refresh", is_flag=True,
                              help="drop and rebuild the output table and forget which rows "
                                   "changed; cached answers are reused, nothing is paid twice")
 _lifecycle("submit", "Submit every row that needs an answer, then exit (no waiting).",
-           [_full_refresh, _retry_failed])
+           [_full_refresh, _retry_failed, _create_db])
 _lifecycle("collect",
            "Ingest every batch that has ended and rebuild the output table. Sends nothing.")
 _lifecycle("reconcile",
@@ -427,7 +480,7 @@ _lifecycle("reconcile",
 _lifecycle("run",
            "Collect what is ready, submit what is needed, collect again. With --wait, keep "
            "polling (exponential backoff with jitter) until every row is answered or failed.",
-           [_full_refresh, _retry_failed,
+           [_full_refresh, _retry_failed, _create_db,
             click.option("--wait", is_flag=True, help="poll until every row is terminal"),
             click.option("--max-wait", type=click.FloatRange(min=0), default=None,
                          callback=_finite,

@@ -14,20 +14,21 @@ failed (their count depends on the attempt budget), a provider answer it does no
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import duckdb
 
-from .db import connect, reading
-from .errors import WarehouseBatchError
+from .db import DEFAULT_LOCK_TIMEOUT, Target, close, connect, reading
+from .errors import BusyError, WarehouseBatchError
 from .ledger import BatchProviders, record_poll, submitted_batches, unfinished_batches
 from .lightpoll import light_retrieve
 from .paths import make_scope
 from .pollfacts import JobFacts, recall
 from .providers.base import LedgerBatch, RemoteBatch, get_provider
-from .reports import RowCounts, RunReport, StatusReport, new_run_id
+from .reports import RowCounts, RunReport, StatusReport, Timed, job_cost, new_run_id
 from .sqlutil import quote_ident
 from .state import SCHEMA, fetch_dicts
 
@@ -46,27 +47,43 @@ class PollRequest:
     memory_limit: str | None = None
     env: Mapping[str, str] | None = None
     log: Callable[[str], None] = lambda message: None
+    state_db: str | None = None           # the state's own file: the warehouse is not opened
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    clock: Any = None
+
+    def target(self) -> Target:
+        return Target(db=self.db, state_db=self.state_db, lock_timeout=self.lock_timeout,
+                      clock=self.clock)
 
 
 # -- the poll ----------------------------------------------------------------------------------
 
 def try_status(req: PollRequest) -> StatusReport | None:
     """`status` when every batch of the job is still running, else None."""
+    started = Timed()
+    started.start()
     found = _poll(req, may_send=False)
     if found is None:
         return None
-    return StatusReport(found.facts.name, found.batches, found.rows)
+    report = StatusReport(found.facts.name, found.batches, found.rows)
+    report.started_like(started)
+    report.finish(found.cost_usd)
+    return report
 
 
 def try_poll(req: PollRequest) -> RunReport | None:
     """`collect` (or `run`: `may_send`) when it would only poll: every batch of the job is
     still running (and, for `run`, nothing is half-submitted and the job file is unchanged
     since the source was last read); else None."""
+    started = Timed()
+    started.start()
     found = _poll(req, may_send=req.command == "run")
     if found is None:
         return None
     report = RunReport(run_id=new_run_id(), job=found.facts.name, command=req.command,
                         table=found.facts.name, rows=found.rows, polls=1)
+    report.started_like(started)
+    report.finish(found.cost_usd)
     c = report.collected
     c.batches_polled = c.batches_in_progress = len(found.remotes)
     c.statuses = {r.provider_batch_id: r.status for r in found.remotes}
@@ -80,14 +97,16 @@ class _Found:
     rows: RowCounts
     remotes: list[RemoteBatch]
     batches: list[dict]          # every batch of the job, as recorded after the polls
+    cost_usd: float | None = None
 
 
 def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
     """Poll the job's batches if this process can decide alone that nothing else is to be
     done; record the polls and return what was found, else None."""
     scope = make_scope(req.job, req.env, req.allowed_paths, req.allowed_hosts)
+    where = req.target()
     try:
-        with reading(req.db, req.memory_limit) as con:
+        with reading(where, req.memory_limit) as con:
             if con is None:
                 return None
             facts = recall(con, req.job, scope, req.vars, req.max_attempts)
@@ -96,12 +115,21 @@ def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
             batches = submitted_batches(con, facts.name)
             if not batches or (may_send and unfinished_batches(con, facts.name)):
                 return None
-            output = _output(con, facts)
-            if output is None or (may_send and output[1] != facts.fingerprint):
-                return None
-            rows = _row_counts(con, output[0])
-            if rows is None:
-                return None
+            if where.state_db:   # the warehouse is not opened: counts from the state
+                job_hash = recorded_output(con, (facts.table_schema, facts.table_name))
+                if job_hash is None or (may_send and job_hash[1] != facts.fingerprint):
+                    return None
+                rows = state_row_counts(con, facts.name)
+                if rows.failed:
+                    return None
+            else:
+                output = _output(con, facts)
+                if output is None or (may_send and output[1] != facts.fingerprint):
+                    return None
+                rows = _row_counts(con, output[0])
+                if rows is None:
+                    return None
+            cost = job_cost(con, facts.name)
         providers = BatchProviders(get_provider(facts, req.env))   # type: ignore[arg-type]
         polled: list[tuple[LedgerBatch, RemoteBatch]] = []
         for batch in batches:
@@ -110,15 +138,17 @@ def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
                 return None   # ended, or not a plain answer: the library decides
             polled.append((batch, remote))
         # the read-only look found the state schema current: no migration check here
-        con = connect(req.db, migrate=False, memory_limit=req.memory_limit)
+        con = connect(where, migrate=False, memory_limit=req.memory_limit, warehouse="none")
         try:
             record_polls(con, polled)
             listed = job_batches(con, facts.name) if req.command == "status" else []
         finally:
-            con.close()
+            close(con)
+    except BusyError:
+        raise   # waited the whole --lock-timeout already: the library would wait again
     except (WarehouseBatchError, duckdb.Error):
-        return None   # e.g. the file is locked: the library path says so properly
-    return _Found(facts, rows, [r for _, r in polled], listed)
+        return None   # the library path says so properly
+    return _Found(facts, rows, [r for _, r in polled], listed, cost)
 
 
 def _output(con: duckdb.DuckDBPyConnection, facts: JobFacts) -> tuple[str, str | None] | None:
@@ -149,6 +179,28 @@ def _row_counts(con: duckdb.DuckDBPyConnection, qualified: str) -> RowCounts | N
     return RowCounts(rows=rows, succeeded=succeeded, pending=rows - succeeded)
 
 
+def recorded_output(con: duckdb.DuckDBPyConnection, key: tuple[str, str]
+                    ) -> tuple[str, str | None] | None:
+    """(shape, job hash) recorded for the output table `key` (schema, table) when it was last
+    built in full; None before that. Read from the state only (the warehouse may not be open:
+    with a state database a poll trusts the state that the table was built)."""
+    row = con.execute(f"SELECT shape, job_hash FROM {SCHEMA}.outputs WHERE table_schema = ? "
+                      "AND table_name = ?", [key[0].lower(), key[1].lower()]).fetchone()
+    return None if row is None or row[0] is None else (row[0], row[1])
+
+
+def state_row_counts(con: duckdb.DuckDBPyConnection, job_name: str) -> RowCounts:
+    """The job's rows by status from the state alone (`job_rows` against the answer cache):
+    what a poll reports when it does not open the warehouse (a state database is in use)."""
+    row = con.execute(f"""SELECT count(*),
+            count(*) FILTER (WHERE r.status = 'succeeded'),
+            count(*) FILTER (WHERE r.status = 'failed' AND NOT r.retryable)
+        FROM {SCHEMA}.job_rows j LEFT JOIN {SCHEMA}.results r USING (request_hash)
+        WHERE j.job_name = ?""", [job_name]).fetchone()
+    return RowCounts(rows=row[0], succeeded=row[1], failed=row[2],
+                     pending=row[0] - row[1] - row[2])
+
+
 def record_polls(con: duckdb.DuckDBPyConnection,
                  polled: list[tuple[LedgerBatch, RemoteBatch]]) -> None:
     """Record what the polls found, in one transaction (one commit, not one per batch)."""
@@ -170,6 +222,24 @@ def job_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[dict]:
                           [job_name])
     for b in batches:
         b["counts"] = json.loads(b["counts"]) if b["counts"] else None
+        b.update(progress(b["counts"], b["request_count"]))
         for k in ("created_at", "submitted_at", "collected_at"):
-            b[k] = b[k].isoformat() if b[k] else None
+            b[k] = (b[k].replace(tzinfo=dt.timezone.utc).isoformat() if b[k] else None)
     return batches
+
+
+def progress(counts: dict | None, request_count: int | None) -> dict:
+    """`completed`, `failed` and `total` requests of a batch from the counts its provider last
+    reported (OpenAI and Azure: `completed`, `failed`, `total`; Anthropic: `succeeded`,
+    `errored`, `canceled`, `expired`, `processing`). `completed + failed` of `total` have been
+    processed; None where the provider has not reported yet (`total`: the ledger's count)."""
+    if not counts:
+        return {"completed": None, "failed": None, "total": request_count}
+    if "succeeded" in counts or "processing" in counts:   # Anthropic
+        failed = sum(int(counts.get(k) or 0) for k in ("errored", "canceled", "expired"))
+        total = sum(int(v or 0) for v in counts.values() if isinstance(v, int))
+        return {"completed": int(counts.get("succeeded") or 0), "failed": failed,
+                "total": total or request_count}
+    return {"completed": int(counts.get("completed") or 0),
+            "failed": int(counts.get("failed") or 0),
+            "total": int(counts.get("total") or 0) or request_count}
