@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
+from .db import DB_ENV, MEMORY_ENV, STATE_DB_ENV
 from .errors import Location, UserError
 
 FILE_NAME = "warehouse-batch.toml"
@@ -49,9 +50,6 @@ PROVIDER_ENV = {
     "azure_openai": ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"),
     "openai_compatible": ("OPENAI_COMPATIBLE_BASE_URL", "OPENAI_COMPATIBLE_API_KEY"),
 }
-DB_ENV = "WAREHOUSE_BATCH_DB"
-STATE_DB_ENV = "WAREHOUSE_BATCH_STATE_DB"   # LEAD: the `busy` part's variable for state_db
-MEMORY_ENV = "WAREHOUSE_BATCH_MEMORY_LIMIT"
 PATHS_ENV = "WAREHOUSE_BATCH_ALLOWED_PATHS"
 HOSTS_ENV = "WAREHOUSE_BATCH_ALLOWED_HOSTS"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
