@@ -133,3 +133,18 @@ def test_report_window_and_missing_state(tmp_path, fast_emulator):
     missing = cli(["report", "--db", str(tmp_path / "nope.duckdb")], env)
     assert missing.returncode == 2 and "nope.duckdb" in missing.stderr
     assert not (tmp_path / "nope.duckdb").exists()
+
+
+def test_report_and_check_read_a_state_database_of_its_own(tmp_path, fast_emulator):
+    from helpers import Job
+
+    state = str(tmp_path / "state.duckdb")
+    job = Job(tmp_path, fast_emulator, state_db=state)
+    assert job.run().exit_code == 0
+    env = emulator_env(fast_emulator)
+    out = cli(["report", "--db", job.db, "--state-db", state, "--json"], env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["totals"]["rows_enriched"] == 12
+    assert cli(["check", "--db", job.db, "--state-db", state], env).returncode == 0
+    # the warehouse alone holds no state
+    assert cli(["report", "--db", job.db], env).returncode == 2

@@ -545,7 +545,9 @@ def cancel(jobs, as_json, selects, excludes, **kw) -> None:
 @click.option("--json", "as_json", is_flag=True, help="same as --format json")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="write the report to this file instead of stdout")
-def report(db, since_days, fmt, as_json, output) -> None:
+@click.option("--state-db", default=None, metavar="PATH", help="the state's own DuckDB file, "
+              "if it has one [$WAREHOUSE_BATCH_STATE_DB]")
+def report(db, since_days, fmt, as_json, output, state_db) -> None:
     """Per job and day: rows enriched, requests, tokens, cost, savings against real-time
     prices, failures by kind and batch durations (p50/p95, created to ended).
 
@@ -555,7 +557,8 @@ def report(db, since_days, fmt, as_json, output) -> None:
     fmt = "json" if as_json else fmt
 
     def body():
-        r = usage_report.report(db or default_db_path(), since_days)
+        r = usage_report.report(db or default_db_path(), since_days,
+                                state_db=state_db or default_state_db())
         text = (json.dumps(r.to_dict(), indent=2, default=str) if fmt == "json" else
                 report_html.render_html(r) if fmt == "html" else r.to_text())
         if output:
@@ -576,7 +579,9 @@ def report(db, since_days, fmt, as_json, output) -> None:
 @click.option("--recent-batches", type=click.IntRange(min=1), default=10, show_default=True,
               help="the error rate is over each job's last N collected batches")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def check(db, stuck_minutes, max_error_rate, recent_batches, as_json) -> None:
+@click.option("--state-db", default=None, metavar="PATH", help="the state's own DuckDB file, "
+              "if it has one [$WAREHOUSE_BATCH_STATE_DB]")
+def check(db, stuck_minutes, max_error_rate, recent_batches, as_json, state_db) -> None:
     """Health check for monitoring: name each alert, exit 5 if there is any, else 0.
 
     Reads the state only: stuck batches and error rates over recent batches."""
@@ -584,7 +589,8 @@ def check(db, stuck_minutes, max_error_rate, recent_batches, as_json) -> None:
 
     def body():
         r = health.check(db or default_db_path(), stuck_minutes=stuck_minutes,
-                         max_error_rate=max_error_rate, recent_batches=recent_batches)
+                         max_error_rate=max_error_rate, recent_batches=recent_batches,
+                         state_db=state_db or default_state_db())
         _emit(r, as_json, lambda: click.echo(
             "\n".join(f"ALERT {a.kind} [{a.job}]: {a.message}" for a in r.alerts)
             or "ok: no alerts"))

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import duckdb
 
 from .clock import Clock, SystemClock
-from .db import reading
+from .db import Target, reading
 from .errors import EXIT_ALERTS, EXIT_OK, StateError
 from .sqlutil import load_sql
 
@@ -69,14 +69,15 @@ def find_alerts(con: duckdb.DuckDBPyConnection, now: dt.datetime, *, stuck_minut
 
 def check(db: str, *, stuck_minutes: float = 30, max_error_rate: float = 0.05,
           recent_batches: int = 10, clock: Clock | None = None,
-          memory_limit: str | None = None) -> HealthReport:
-    """Check the state in `db`, read-only."""
+          memory_limit: str | None = None, state_db: str | None = None) -> HealthReport:
+    """Check the state in `db` (or in `state_db`, its own file: then `db` is not opened),
+    read-only."""
     now = dt.datetime.fromtimestamp((clock or SystemClock()).now(), dt.timezone.utc)
     thresholds = {"stuck_minutes": stuck_minutes, "max_error_rate": max_error_rate,
                   "recent_batches": recent_batches}
-    with reading(db, memory_limit) as con:
+    with reading(Target(db=db, state_db=state_db), memory_limit) as con:
         if con is None:
-            raise StateError(f"{db} holds no warehouse-batch state this version can read "
+            raise StateError(f"{state_db or db} holds no warehouse-batch state this version can read "
                              "(missing, or from an older version: run any job once to "
                              "upgrade it)")
         alerts = find_alerts(con, now.replace(tzinfo=None), stuck_minutes=stuck_minutes,

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 import duckdb
 
 from .clock import Clock, SystemClock
-from .db import reading
+from .db import Target, reading
 from .errors import StateError
 from .sqlutil import load_sql
 
@@ -140,17 +140,18 @@ def build_report(con: duckdb.DuckDBPyConnection, since: dt.date, until: dt.date,
 
 
 def report(db: str, since_days: int = 7, *, clock: Clock | None = None,
-           memory_limit: str | None = None) -> UsageReport:
-    """The report over the last `since_days` UTC days (today included) of the state in `db`,
-    read-only: it never migrates, writes or waits for a writer's transaction."""
+           memory_limit: str | None = None, state_db: str | None = None) -> UsageReport:
+    """The report over the last `since_days` UTC days (today included) of the state in `db`
+    (or in `state_db`, its own file: then `db` is not opened), read-only: it never migrates,
+    writes or waits for a writer's transaction."""
     if since_days < 1:
         raise ValueError("since_days must be at least 1")
     now = dt.datetime.fromtimestamp((clock or SystemClock()).now(), dt.timezone.utc)
     until = now.date()
     since = until - dt.timedelta(days=since_days - 1)
-    with reading(db, memory_limit) as con:
+    with reading(Target(db=db, state_db=state_db), memory_limit) as con:
         if con is None:
-            raise StateError(f"{db} holds no warehouse-batch state this version can read "
+            raise StateError(f"{state_db or db} holds no warehouse-batch state this version can read "
                              "(missing, or from an older version: run any job once to "
                              "upgrade it)")
         return build_report(con, since, until, now.isoformat(timespec="seconds"))
