@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +19,9 @@ import duckdb
 from .attempts import set_command
 from .clock import Backoff, Clock, SystemClock, trouble_backoff
 from .collect import collect_ready, note_lost, poll
-from .db import default_db_path, reading, session
+from .db import attach_alias, default_db_path, reading, session
+from .dbtproject import DbtSettings
+from .dbtwords import DbtWords
 from .errors import (LookupUndecidedError,
                      ProviderError, UnreachableError, WarehouseBatchError)
 from .jobrows import mark_answered, record_job_rows
@@ -64,13 +67,18 @@ class Options:
     memory_limit: str | None = None       # DuckDB memory_limit (db.memory_settings)
     clock: Clock = field(default_factory=SystemClock)
     log: Callable[[str], None] = lambda message: None
+    dbt: DbtSettings = field(default_factory=DbtSettings)   # where ref()/source() look
+    dbt_outputs: dict[str, str] = field(default_factory=dict)   # other jobs' tables by name
 
 
 def load(job_path: str, options: Options | None = None) -> JobSpec:
     """Read a job file and apply option overrides (attempts, chunk limits)."""
     options = options or Options()
     scope = make_scope(job_path, options.env, options.allowed_paths, options.allowed_hosts)
-    spec = load_job(job_path, vars=options.vars, scope=scope)
+    words = DbtWords(job_path, options.dbt, options.env or os.environ,
+                     outputs=dict(options.dbt_outputs),
+                     catalog=attach_alias(options.db) if options.db != ":memory:" else None)
+    spec = load_job(job_path, vars=options.vars, scope=scope, words=words)
     for name in ("max_attempts", "batch_max_requests", "batch_max_bytes", "batch_max_tokens",
                  "enqueued_token_limit", "memory_limit"):
         value = getattr(options, name)
@@ -91,7 +99,9 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
         set_command(con, None, options.retry_failed)
         check_output(con, spec)
         prepared = prepare(con, spec, provider, options.log)
-        return build_plan(con, prepared)
+        report = build_plan(con, prepared)
+        report.depends_on = list(spec.depends_on)
+        return report
 
 
 def submit(job_path: str, options: Options | None = None) -> RunReport:

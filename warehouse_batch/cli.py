@@ -82,6 +82,18 @@ def _memory_limit(ctx: click.Context, param: click.Parameter, value: str | None)
         raise click.BadParameter(str(e)) from None
 
 
+dbt_options = [
+    click.option("--project-dir", default=None, metavar="DIR",
+                 help="the dbt project ref()/source() resolve in [default: $DBT_PROJECT_DIR, "
+                      "else the nearest dbt_project.yml above the job file or here]"),
+    click.option("--profiles-dir", default=None, metavar="DIR",
+                 help="where profiles.yml is [default: $DBT_PROFILES_DIR, else here, else "
+                      "the project, else ~/.dbt]"),
+    click.option("--target", default=None, metavar="NAME",
+                 help="the dbt target [default: $DBT_TARGET, else the profile's]"),
+]
+
+
 def job_options(f: Callable) -> Callable:
     """Options every job command takes."""
     decorators = [
@@ -117,6 +129,7 @@ def job_options(f: Callable) -> Callable:
                           "[default: the job's memory_limit, else "
                           "$WAREHOUSE_BATCH_MEMORY_LIMIT, else 512MB]; spills go to "
                           "$WAREHOUSE_BATCH_TEMP_DIR, else <db>.tmp"),
+        *dbt_options,
     ]
     for d in reversed(decorators):
         f = d(f)
@@ -125,8 +138,11 @@ def job_options(f: Callable) -> Callable:
 
 def _options(db, vars_, quiet, max_attempts, batch_max_requests, batch_max_bytes,
              batch_max_tokens, enqueued_token_limit=None, allow_paths=(), allow_hosts=(),
-             memory_limit=None, **extra) -> api.Options:
+             memory_limit=None, project_dir=None, profiles_dir=None, target=None,
+             **extra) -> api.Options:
+    from .dbtproject import DbtSettings   # here, as _api(): the cheap poll imports neither
     opts = _api().Options(vars=_parse_vars(vars_), max_attempts=max_attempts,
+                       dbt=DbtSettings(project_dir, profiles_dir, target),
                        memory_limit=memory_limit,
                        enqueued_token_limit=enqueued_token_limit,
                        batch_max_requests=batch_max_requests, batch_max_bytes=batch_max_bytes,

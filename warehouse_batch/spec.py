@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .db import check_memory_limit
+from .dbtwords import DbtWords
 from .errors import JobFileError, Location
 from .models import output_limit
 from .paths import Scope, make_scope
@@ -101,6 +102,8 @@ class JobSpec:
     allow_truncated: bool = False   # keep plain-text answers cut off by max_tokens
     memory_limit: str | None = None  # DuckDB memory_limit, e.g. '1GB' (db.memory_settings)
     scope: Scope | None = None   # folders and hosts the operator allows this job (paths.py)
+    depends_on: list[str] = field(default_factory=list)   # dbt models/sources it reads
+    dbt_files: list[str] = field(default_factory=list)    # dbt manifest / project it read
 
     def location_of(self, key: str) -> Location:
         return self.key_locations.get(key, Location(self.path, 1, 1))
@@ -122,9 +125,10 @@ class JobSpec:
 
 
 def load_job(path: str | Path, vars: dict[str, Any] | None = None,
-             scope: Scope | None = None) -> JobSpec:
+             scope: Scope | None = None, words: DbtWords | None = None) -> JobSpec:
     """Read and validate a job file; `scope` is what the operator allows it to touch
-    (default: its folder and project root, plus the environment's allowances)."""
+    (default: its folder and project root, plus the environment's allowances); `words`
+    resolves dbt's ref/source/env_var (default: dbt's own project and profile defaults)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -132,17 +136,19 @@ def load_job(path: str | Path, vars: dict[str, Any] | None = None,
         raise JobFileError(f"job file not found: {p}") from None
     except UnicodeDecodeError as e:
         raise JobFileError(f"job file is not UTF-8: {e}", Location(str(p))) from None
-    return parse_job(text, str(p), vars=vars or {}, scope=scope)
+    return parse_job(text, str(p), vars=vars or {}, scope=scope, words=words)
 
 
 def parse_job(text: str, path: str = "<job>", vars: dict[str, Any] | None = None,
-              scope: Scope | None = None) -> JobSpec:
+              scope: Scope | None = None, words: DbtWords | None = None) -> JobSpec:
     """Parse the text of a job file named `path` (used in messages and to resolve files)."""
     scope = scope or make_scope(path)
+    words = words or DbtWords(path)
     config, locations, body = _split_config(text, path)
     _check_keys(config, locations, path)
     spec = _build_spec(config, locations, path, vars or {}, scope)
-    spec.sql, spec.sql_line, used_vars = _prepare_sql(body, path, spec.vars)
+    spec.sql, spec.sql_line, used_vars = _prepare_sql(body, path, spec.vars, words)
+    spec.depends_on, spec.dbt_files = list(words.depends_on), list(words.files)
     _check_sql(spec.sql, path, scope)
     check_unknown_vars(spec.vars, used_vars,
                        [t.text for t in (spec.prompt, spec.system) if t is not None],
@@ -481,10 +487,12 @@ def _template(config: dict, locations: dict[str, Location], inline_key: str, fil
 
 # --- the SELECT -------------------------------------------------------------------------------
 
-def _prepare_sql(body: str, path: str, vars: dict[str, Any]) -> tuple[str, int, set[str]]:
-    """Bind `{{ var('x') }}` in the SQL body as literals; keep line numbers as in the file.
-    Returns the SQL, the line of its first statement line, and the var names it used."""
-    body, used = render_sql_body(body, path, vars)
+def _prepare_sql(body: str, path: str, vars: dict[str, Any],
+                 words: DbtWords | None = None) -> tuple[str, int, set[str]]:
+    """Bind `{{ var('x') }}` in the SQL body as literals and dbt's words as `words` resolves
+    them; keep line numbers as in the file. Returns the SQL, the line of its first statement
+    line, and the var names it used."""
+    body, used = render_sql_body(body, path, vars, words)
     stripped = body.strip()
     if not stripped:
         raise JobFileError("the job file has no SELECT after the config block",
