@@ -379,6 +379,101 @@ def cancel(job, as_json, **kw) -> None:
     _guard(as_json, body)
 
 
+class _DbtStyleCommand(click.Command):
+    """A command whose `--select` and `--exclude` take several values the way dbt's do
+    (`--select a b tag:c --exclude d`): the values after the flag, up to the next option."""
+
+    multi = ("--select", "-s", "--exclude", "--models", "-m")
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out: list[str] = []
+        flag = None
+        for a in args:
+            if a.startswith("-"):
+                flag = a if a in self.multi else None
+                out.append(a)
+                if a == "--":
+                    flag = None
+            elif flag is not None and out[-1] != flag:
+                out += [flag, a]
+            else:
+                out.append(a)
+        return super().parse_args(ctx, out)
+
+
+@main.group()
+def dbt() -> None:
+    """Enrichment jobs in a dbt project (see the README's dbt section).
+
+    \b
+    Job files there may use ref(), source(), var() and env_var(); the project's jobs live in
+    its jobs folder (vars: {warehouse_batch: {jobs: ...}} in dbt_project.yml, default enrich/).
+      warehouse-batch dbt run --select tag:nightly      # the selected jobs, in order
+      warehouse-batch dbt ls --select stg_reviews+      # which jobs a selection reaches
+    """
+
+
+def _dbt_selection(f: Callable) -> Callable:
+    decorators = [
+        click.option("--select", "-s", "--models", "-m", "select", multiple=True,
+                     metavar="SELECTOR", help="jobs to run: name, tag:x, path:dir, +name, "
+                     "name+, a,b (both); several are a union [default: every job]"),
+        click.option("--exclude", multiple=True, metavar="SELECTOR",
+                     help="jobs to leave out (same syntax)"),
+        click.option("--db", default=None, metavar="PATH",
+                     help="the warehouse DuckDB file [default: the dbt target's path]"),
+        click.option("--json", "as_json", is_flag=True, help="print a JSON report on stdout"),
+        click.option("-q", "--quiet", is_flag=True, help="no progress messages on stderr"),
+        click.option("--allow-path", "allow_paths", multiple=True, metavar="DIR",
+                     help="a folder the jobs may read besides their own and the project"),
+        click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST[:PORT]",
+                     help="a host a base_url in a job file may name"),
+        *dbt_options,
+    ]
+    for d in reversed(decorators):
+        f = d(f)
+    return f
+
+
+def _dbt_body(as_json: bool, quiet: bool, **kw: Any) -> int:
+    from .dbt.runner import run_project   # the [dbt] part; imported by its commands only
+    from .dbtproject import DbtSettings
+    settings = DbtSettings(kw.pop("project_dir"), kw.pop("profiles_dir"), kw.pop("target"))
+    report = run_project(settings, kw.pop("select"), kw.pop("exclude"),
+                         allowed_paths=tuple(kw.pop("allow_paths")),
+                         allowed_hosts=tuple(kw.pop("allow_hosts")), log=_logger(quiet), **kw)
+
+    def human() -> None:
+        click.echo(f"dbt project {report.project} ({report.db}): "
+                   f"{len(report.jobs)} job(s) selected")
+        for j in report.jobs:
+            rows = (j.report or {}).get("rows") or {}
+            detail = (f"{rows.get('rows', 0):,} rows, {rows.get('succeeded', 0):,} succeeded, "
+                      f"{rows.get('failed', 0):,} failed, {rows.get('pending', 0):,} pending"
+                      if j.report else (j.error or {}).get("message") or j.skipped_because
+                      or "")
+            click.echo(f"  {j.job:<40} {j.name:<24} {j.status:<12} {redact(str(detail))}")
+    _emit(report, as_json, human)
+    return 0 if kw.get("dry_run") else report.exit_code
+
+
+@dbt.command(name="run", cls=_DbtStyleCommand)
+@_dbt_selection
+@click.option("--wait", is_flag=True, help="run each job until every row is terminal")
+@click.option("--max-wait", type=click.FloatRange(min=0), default=None, callback=_finite,
+              metavar="SECONDS", help="with --wait: give up on a job after this long")
+def dbt_run(as_json, quiet, **kw) -> None:
+    """Run the project's selected enrichment jobs in dependency order (each as `run`)."""
+    _guard(as_json, lambda: _dbt_body(as_json, quiet, **kw))
+
+
+@dbt.command(name="ls", cls=_DbtStyleCommand)
+@_dbt_selection
+def dbt_ls(as_json, quiet, **kw) -> None:
+    """List the jobs a selection reaches, in the order `dbt run` would run them."""
+    _guard(as_json, lambda: _dbt_body(as_json, quiet, dry_run=True, **kw))
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to bind (keep it on loopback)")

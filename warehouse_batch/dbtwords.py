@@ -56,6 +56,7 @@ class DbtWords:
     outputs: dict[str, str] = field(default_factory=dict)   # job output name -> relation
     catalog: str | None = None   # the warehouse file's catalog, to check a ref's database
     depends_on: list[str] = field(default_factory=list)      # dbt unique ids, in order
+    job_refs: list[str] = field(default_factory=list)        # names in `outputs` it read
     files: list[str] = field(default_factory=list)           # files read (manifest, yml)
     _project: DbtProject | None = None
     _searched: list[str] | None = None
@@ -95,6 +96,8 @@ class DbtWords:
         package, name = (None, args[0]) if len(args) == 1 else (args[0], args[1])
         version = kwargs.get("v", kwargs.get("version"))
         if package is None and version is None and name in self.outputs:
+            if name not in self.job_refs:
+                self.job_refs.append(name)
             return self.outputs[name]
         project = self.project(location, "ref")
         node = self._located(lambda: project.find_model(name, package, version), location)

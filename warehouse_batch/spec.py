@@ -156,6 +156,17 @@ def parse_job(text: str, path: str = "<job>", vars: dict[str, Any] | None = None
     return spec
 
 
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The literal values of a job file's config block, without reading its SELECT (to learn
+    the names of a project's output tables before any job's `ref()` is resolved)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise JobFileError(f"cannot read the job file: {e}", Location(str(p))) from None
+    return _split_config(text, str(p))[0]
+
+
 # --- the config block -------------------------------------------------------------------------
 
 def _split_config(text: str, path: str) -> tuple[dict, dict[str, Location], str]:
