@@ -82,11 +82,15 @@ def reference_table(tmp_path: Path) -> list[tuple]:
     return table(db)
 
 
+@pytest.mark.parametrize("state_db", [False, True], ids=["state-in-warehouse", "state-db"])
 @pytest.mark.parametrize("point", ["after_intent", "after_upload_unrecorded", "after_upload",
                                    "after_create", "during_collect", "after_collect_commit"])
-def test_sigkill_anywhere_then_run_finishes_without_paying_twice(tmp_path, fast_emulator, point):
+def test_sigkill_anywhere_then_run_finishes_without_paying_twice(tmp_path, fast_emulator, point,
+                                                                 state_db):
     job, db = make_job(tmp_path)
     env = emulator_env(fast_emulator)
+    if state_db:   # the ledger in its own file: the same crash safety
+        env["WAREHOUSE_BATCH_STATE_DB"] = str(tmp_path / "state.duckdb")
     crashed = cli(["run", job, "--db", db], {**env, "WAREHOUSE_BATCH_CRASH_AT": point})
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     done = cli(["run", job, "--db", db, "--wait", "--poll-interval", "0.01"], env)
@@ -99,6 +103,14 @@ def test_sigkill_anywhere_then_run_finishes_without_paying_twice(tmp_path, fast_
                if not c["path"].endswith("/cancel")]
     uploads = provider_calls(fast_emulator, "POST", "/v1/files")
     assert len(creates) == 1 and len(uploads) == 1
+    if state_db:   # the warehouse holds the output table only; the state file the ledger
+        con = duckdb.connect(db, read_only=True)
+        assert con.execute("SELECT count(*) FROM duckdb_schemas() WHERE schema_name = "
+                           "'warehouse_batch'").fetchone() == (0,)
+        con.close()
+        con = duckdb.connect(str(tmp_path / "state.duckdb"), read_only=True)
+        assert con.execute("SELECT DISTINCT state FROM batches").fetchall() == [("collected",)]
+        con.close()
 
 
 BAD_INPUTS = {

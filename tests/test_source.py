@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from warehouse_batch import api
-from warehouse_batch.errors import DataError, JobFileError
+from warehouse_batch.errors import DataError, JobFileError, MissingDatabaseError
 
 from helpers import write_job
 
@@ -59,9 +59,20 @@ def test_duplicate_keys_name_the_values(tmp_path):
 
 
 def test_missing_table_is_a_located_sql_error(tmp_path):
+    duckdb.connect(str(tmp_path / "w.duckdb")).close()   # the database exists, the table not
     with pytest.raises(JobFileError) as e:
         plan(tmp_path, "SELECT id, text\nFROM no_such_table")
     assert "no_such_table" in str(e.value) and e.value.location.file.endswith("job.sql")
+
+
+def test_a_missing_database_is_refused_with_its_path_when_the_job_reads_tables(tmp_path):
+    """A mistyped --db is not planned against an empty stand-in (blaming a missing table):
+    it is refused with its path, and no file is created."""
+    db = tmp_path / "typo.duckdb"
+    with pytest.raises(MissingDatabaseError) as e:
+        plan(tmp_path, "SELECT id, text\nFROM reviews", db=str(db))
+    assert str(db) in str(e.value) and "reviews" in str(e.value)
+    assert not db.exists()
 
 
 def test_output_column_collision(tmp_path):

@@ -332,7 +332,8 @@ def test_var_injection_does_not_change_the_rows(tmp_path):
 
 
 def test_a_file_locked_by_another_process_gives_the_lock_message(tmp_path):
-    from warehouse_batch.errors import StateError
+    from warehouse_batch.db import Target
+    from warehouse_batch.errors import BusyError
 
     db = str(tmp_path / "w.duckdb")
     holder = subprocess.Popen(
@@ -341,8 +342,8 @@ def test_a_file_locked_by_another_process_gives_the_lock_message(tmp_path):
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(StateError, match="open in another process"):
-            connect(db, lock_retries=0)
+        with pytest.raises(BusyError, match=r"is busy: it is held by python\S* \(PID \d+\)"):
+            connect(Target(db=db, lock_timeout=0))
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)

@@ -19,7 +19,8 @@ import duckdb
 from .attempts import set_command
 from .clock import Backoff, Clock, SystemClock, trouble_backoff
 from .collect import collect_ready, note_lost, poll
-from .db import attach_alias, default_db_path, reading, session
+from .db import (Target, attach_alias, default_db_path, default_lock_timeout,
+                 default_state_db, reading, require_exists, session)
 from .dbtproject import DbtSettings
 from .dbtwords import DbtWords
 from .errors import (LookupUndecidedError,
@@ -34,10 +35,10 @@ from .ledger import (BatchProviders, is_not_found, known_batch_ids, lost_batches
 from .output import (answered_since_sql, count_rows, drop_output, update_answers,
                      write_output)
 from .ownership import (check_output, claim_output, record_job_hash, refuse_foreign,
-                        resolve_output, stored_job_hash, stored_shape)
+                        resolve_output, stored_job_hash, stored_shape, tables_read)
 from .paths import make_scope
 from .pollfacts import remember
-from .pollpath import job_batches, record_polls
+from .pollpath import job_batches, record_polls, recorded_output, state_row_counts
 from .plan import PlanReport, build_plan
 from .providers.base import LedgerBatch, get_provider
 from .reports import (CollectReport, RowCounts, RunReport, StatusReport, new_run_id)
@@ -67,17 +68,46 @@ class Options:
     memory_limit: str | None = None       # DuckDB memory_limit (db.memory_settings)
     clock: Clock = field(default_factory=SystemClock)
     log: Callable[[str], None] = lambda message: None
+    # a DuckDB connection owned by the caller (e.g. dbt-duckdb's session): every command then
+    # works on a cursor of it and never opens, closes or re-attaches the warehouse (db.Target)
+    connection: duckdb.DuckDBPyConnection | None = None
+    state_db: str | None = field(default_factory=default_state_db)   # the state's own file
+    lock_timeout: float = field(default_factory=default_lock_timeout)  # then exit 75
+    create_db: bool = False               # submit/run may create a missing --db file
     dbt: DbtSettings = field(default_factory=DbtSettings)   # where ref()/source() look
     dbt_outputs: dict[str, str] = field(default_factory=dict)   # other jobs' tables by name
+
+
+def target(options: Options, spec: JobSpec | None = None) -> Target:
+    """Where the command's data lives (`db.Target`): the options' database, connection and
+    state database (else the job's `state_db`), and how long to wait for a busy file."""
+    state_db = options.state_db or (getattr(spec, "state_db", None) if spec else None)
+    return Target(db=options.db, connection=options.connection, state_db=state_db,
+                  lock_timeout=options.lock_timeout, clock=options.clock)
+
+
+def tables_named(spec: JobSpec) -> list[str]:
+    """The tables (not files) the job's SELECT names: a job that names none may start a new
+    database; one that does needs its --db to exist (else it is most likely a typo)."""
+    con = duckdb.connect(":memory:")
+    try:
+        refs = tables_read(con, spec.sql)
+    finally:
+        con.close()
+    return sorted(".".join(p for p in ref if p) for ref in refs
+                  if not any(c in ref[2] for c in "./*\\"))   # 'x.csv', '/d/x': files
 
 
 def load(job_path: str, options: Options | None = None) -> JobSpec:
     """Read a job file and apply option overrides (attempts, chunk limits)."""
     options = options or Options()
     scope = make_scope(job_path, options.env, options.allowed_paths, options.allowed_hosts)
+    # a ref() into another catalog than the warehouse's is refused (on a caller's connection
+    # the caller, e.g. dbt, built the refs itself)
+    catalog = (attach_alias(options.db)
+               if options.db != ":memory:" and options.connection is None else None)
     words = DbtWords(job_path, options.dbt, options.env or os.environ,
-                     outputs=dict(options.dbt_outputs),
-                     catalog=attach_alias(options.db) if options.db != ":memory:" else None)
+                     outputs=dict(options.dbt_outputs), catalog=catalog)
     spec = load_job(job_path, vars=options.vars, scope=scope, words=words)
     for name in ("max_attempts", "batch_max_requests", "batch_max_bytes", "batch_max_tokens",
                  "enqueued_token_limit", "memory_limit"):
@@ -92,10 +122,13 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
     options = options or Options()
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
+    where = target(options, spec)
+    require_exists(where, create=True, tables=() if options.create_db else tables_named(spec))
     if options.db != ":memory:" and not Path(options.db).exists():
         options.log(f"{options.db} does not exist: planning against an empty database; plan "
                     "creates no file")
-    with session(options.db, create=False, memory_limit=spec.memory_limit) as con:
+    with session(where, create=False, memory_limit=spec.memory_limit,
+                 warehouse="read") as con:
         set_command(con, None, options.retry_failed)
         check_output(con, spec)
         prepared = prepare(con, spec, provider, options.log)
@@ -182,11 +215,14 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     since = now_utc()
+    where = target(options, spec)
+    require_exists(where, create=submit,
+                   tables=() if options.create_db or not submit else tables_named(spec))
     if collect and not full and not options.full_refresh \
             and not (submit and options.retry_failed) \
             and _poll_only(spec, provider, options, report, may_send=submit, first=first):
         return False
-    with session(options.db, memory_limit=spec.memory_limit) as con:
+    with session(where, memory_limit=spec.memory_limit) as con:
         set_command(con, report.run_id, options.retry_failed)
         prepared = None
         keep_rows = True if options.full_refresh and first else None
@@ -272,7 +308,8 @@ def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport
     caller does a full pass) when anything ended or the provider no longer knows a batch (the
     full pass confirms and records it); transient provider trouble ends the poll as it ends a
     full pass (`report.stopped`)."""
-    with reading(options.db, spec.memory_limit) as con:
+    where = target(options, spec)
+    with reading(where, spec.memory_limit) as con:
         if con is None:
             return False
         try:
@@ -280,8 +317,10 @@ def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport
         except WarehouseBatchError:
             return False
         batches = submitted_batches(con, spec.name)
+        built = (recorded_output(con, table.key) if where.state_db
+                 else stored_shape(con, spec))   # a poll never opens the warehouse
         if not batches or (may_send and unfinished_batches(con, spec.name)) \
-                or stored_shape(con, spec) is None \
+                or built is None \
                 or (may_send and stored_job_hash(con, spec) != spec.fingerprint()):
             return False
     providers = BatchProviders(provider)
@@ -299,11 +338,14 @@ def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport
         if remote.ended:
             return False
         polled.append((batch, remote))
-    with session(options.db, memory_limit=spec.memory_limit) as con:
+    with session(where, memory_limit=spec.memory_limit, warehouse="none") as con:
         record_polls(con, polled)
-        _remember(con, spec, options)
         set_command(con, report.run_id, options.retry_failed)
-        report.rows = count_rows(con, table, spec.max_attempts)
+        if where.state_db:
+            report.rows = state_row_counts(con, spec.name)
+        else:
+            _remember(con, spec, options)
+            report.rows = count_rows(con, table, spec.max_attempts)
     report.polls += 1
     report.collected.batches_polled += len(polled)
     report.collected.batches_in_progress = len(polled)
@@ -392,7 +434,9 @@ def status(job_path: str, options: Options | None = None, refresh: bool = True) 
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     warnings: list[str] = []
-    with reading(options.db, spec.memory_limit) as con:
+    where = target(options, spec)
+    require_exists(where)
+    with reading(where, spec.memory_limit) as con:
         readable = con is not None
         batches = submitted_batches(con, spec.name) if readable and refresh else []
     polled, gone = [], []
@@ -405,7 +449,7 @@ def status(job_path: str, options: Options | None = None, refresh: bool = True) 
                 raise
             gone.append(batch)   # confirmed (a second call) before it is marked lost
     if polled or gone or not readable:
-        with session(options.db, memory_limit=spec.memory_limit) as con:
+        with session(where, memory_limit=spec.memory_limit, warehouse="read") as con:
             for batch, remote in polled:
                 record_poll(con, batch, remote)
             _remember(con, spec, options)
@@ -416,7 +460,7 @@ def status(job_path: str, options: Options | None = None, refresh: bool = True) 
                     note_lost(con, batch, lost)
                     warnings.extend(lost.warnings)
             return StatusReport(spec.name, *_standing(con, spec), warnings)
-    with reading(options.db, spec.memory_limit) as con:
+    with reading(where, spec.memory_limit) as con:
         return StatusReport(spec.name, *_standing(con, spec), warnings)
 
 
@@ -459,7 +503,9 @@ def cancel(job_path: str, options: Options | None = None) -> CancelReport:
     spec = load(job_path, options)
     providers = BatchProviders(get_provider(spec, options.env))
     report = CancelReport(spec.name)
-    with session(options.db) as con, tempfile.TemporaryDirectory() as tmp:
+    where = target(options, spec)
+    require_exists(where)
+    with session(where) as con, tempfile.TemporaryDirectory() as tmp:
         refuse_foreign(con, spec)
         for batch in unfinished_batches(con, spec.name):
             provider = providers.for_batch(batch)
@@ -512,7 +558,9 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     report = RunReport(run_id=new_run_id(), job=spec.name, command="reconcile", table=spec.name)
-    with session(options.db) as con:
+    where = target(options, spec)
+    require_exists(where)
+    with session(where) as con:
         set_command(con, report.run_id, options.retry_failed)
         check_output(con, spec)
         prepared = prepare(con, spec, provider, options.log)

@@ -23,8 +23,10 @@ import click
 
 from . import __version__
 from .clock import Backoff
-from .db import check_memory_limit, default_db_path
-from .errors import EXIT_INTERNAL, EXIT_PENDING, EXIT_USER, WarehouseBatchError
+from .db import (check_lock_timeout, check_memory_limit, default_db_path, default_lock_timeout,
+                 default_state_db)
+from .errors import (EXIT_INTERNAL, EXIT_PENDING, EXIT_USER, BusyError,
+                     WarehouseBatchError)
 from .keys import redact
 from .pollpath import PollRequest, try_poll, try_status
 from .reports import RunReport
@@ -94,6 +96,16 @@ dbt_options = [
 ]
 
 
+def _lock_timeout(ctx: click.Context, param: click.Parameter, value: str | None
+                  ) -> float | None:
+    if value is None:
+        return None
+    try:
+        return check_lock_timeout(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 def job_options(f: Callable) -> Callable:
     """Options every job command takes."""
     decorators = [
@@ -124,6 +136,14 @@ def job_options(f: Callable) -> Callable:
         click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST[:PORT]",
                      help="a host a base_url in the job file may name; API keys go nowhere "
                           "else (also $WAREHOUSE_BATCH_ALLOWED_HOSTS); repeatable"),
+        click.option("--state-db", default=None, metavar="PATH",
+                     help="DuckDB file holding the warehouse_batch state, attached when "
+                          "needed, so the --db file is opened only to read sources and write "
+                          "the output table [default: $WAREHOUSE_BATCH_STATE_DB, else the "
+                          "job's state_db, else the state lives in --db]"),
+        click.option("--lock-timeout", callback=_lock_timeout, default=None, metavar="SECONDS",
+                     help="wait this long for a file another process holds, then exit 75 "
+                          "(busy) [default: $WAREHOUSE_BATCH_LOCK_TIMEOUT, else 10]"),
         click.option("--memory-limit", callback=_memory_limit, default=None, metavar="SIZE",
                      help="memory DuckDB may use before spilling to disk, e.g. 2GB "
                           "[default: the job's memory_limit, else "
@@ -138,11 +158,14 @@ def job_options(f: Callable) -> Callable:
 
 def _options(db, vars_, quiet, max_attempts, batch_max_requests, batch_max_bytes,
              batch_max_tokens, enqueued_token_limit=None, allow_paths=(), allow_hosts=(),
-             memory_limit=None, project_dir=None, profiles_dir=None, target=None,
-             **extra) -> api.Options:
+             memory_limit=None, state_db=None, lock_timeout=None, create_db=False,
+             project_dir=None, profiles_dir=None, target=None, **extra) -> api.Options:
     from .dbtproject import DbtSettings   # here, as _api(): the cheap poll imports neither
     opts = _api().Options(vars=_parse_vars(vars_), max_attempts=max_attempts,
                        dbt=DbtSettings(project_dir, profiles_dir, target),
+                       state_db=state_db or default_state_db(), create_db=create_db,
+                       lock_timeout=(default_lock_timeout() if lock_timeout is None
+                                     else lock_timeout),
                        memory_limit=memory_limit,
                        enqueued_token_limit=enqueued_token_limit,
                        batch_max_requests=batch_max_requests, batch_max_bytes=batch_max_bytes,
@@ -154,13 +177,17 @@ def _options(db, vars_, quiet, max_attempts, batch_max_requests, batch_max_bytes
 
 
 def _poll_request(command: str, job: str, db, vars_, quiet, max_attempts, allow_paths=(),
-                  allow_hosts=(), memory_limit=None, **ignored) -> PollRequest:
+                  allow_hosts=(), memory_limit=None, state_db=None, lock_timeout=None,
+                  **ignored) -> PollRequest:
     """The cheap poll's view of the options (see `pollpath`); the chunk limits and the
     enqueued-token limit do not bear on a poll."""
     return PollRequest(job=job, db=db or default_db_path(), command=command,
                        vars=_parse_vars(vars_), max_attempts=max_attempts,
                        allowed_paths=tuple(allow_paths), allowed_hosts=tuple(allow_hosts),
-                       memory_limit=memory_limit, log=_logger(quiet))
+                       memory_limit=memory_limit, log=_logger(quiet),
+                       state_db=state_db or default_state_db(),
+                       lock_timeout=(default_lock_timeout() if lock_timeout is None
+                                     else lock_timeout))
 
 
 def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -177,7 +204,9 @@ def _guard(as_json: bool, fn: Callable[[], int | None]) -> None:
     except WarehouseBatchError as e:
         if as_json:
             click.echo(redact(json.dumps(e.to_dict(), indent=2)))
-        if e.exit_code == EXIT_PENDING:   # transient provider trouble: nothing to fix
+        if isinstance(e, BusyError):   # another process holds the file: come back later
+            click.echo(f"busy: {redact(str(e))}", err=True)
+        elif e.exit_code == EXIT_PENDING:   # transient provider trouble: nothing to fix
             click.echo(f"stopped: the provider had transient trouble: {redact(str(e))}\n"
                        "  nothing needs fixing; run the same command again later", err=True)
         else:
@@ -217,6 +246,12 @@ def main() -> None:
     """
 
 
+_create_db = click.option(
+    "--create-db", is_flag=True,
+    help="start a new database when --db does not exist, even if the job reads tables "
+         "(plan: plan against an empty one, creating nothing); without it a missing --db is "
+         "refused unless the job reads only files")
+
 _retry_failed = click.option(
     "--retry-failed", is_flag=True,
     help="send rows that failed permanently (4xx, refusals, truncation) once more; rows "
@@ -226,6 +261,7 @@ _retry_failed = click.option(
 @main.command()
 @job_options
 @_retry_failed
+@_create_db
 def plan(job, as_json, retry_failed, **kw) -> None:
     """Show what a run would send: rows new/changed/done, batches, one rendered request."""
     def body():
@@ -286,6 +322,7 @@ def _lifecycle(name: str, doc: str, extra: list[Callable] | None = None):
         run_kw = {k: kw.pop(k) for k in ("wait", "max_wait", "poll_interval") if k in kw}
         full_refresh = kw.pop("full_refresh", False)
         retry_failed = kw.pop("retry_failed", False)
+        create_db = kw.pop("create_db", False)
 
         def body():
             report = None
@@ -293,7 +330,8 @@ def _lifecycle(name: str, doc: str, extra: list[Callable] | None = None):
                                                    or retry_failed):
                 report = try_poll(_poll_request(name, job, **kw))   # None: more than a poll is needed
             if report is None:
-                opts = _options(**kw, full_refresh=full_refresh, retry_failed=retry_failed)
+                opts = _options(**kw, full_refresh=full_refresh, retry_failed=retry_failed,
+                                create_db=create_db)
                 fn = getattr(_api(), name)
                 if name == "run":
                     report = fn(job, opts, wait=run_kw["wait"], max_wait=run_kw["max_wait"],
@@ -319,7 +357,7 @@ _full_refresh = click.option("--full-refresh", is_flag=True,
                              help="drop and rebuild the output table and forget which rows "
                                   "changed; cached answers are reused, nothing is paid twice")
 _lifecycle("submit", "Submit every row that needs an answer, then exit (no waiting).",
-           [_full_refresh, _retry_failed])
+           [_full_refresh, _retry_failed, _create_db])
 _lifecycle("collect",
            "Ingest every batch that has ended and rebuild the output table. Sends nothing.")
 _lifecycle("reconcile",
@@ -327,7 +365,7 @@ _lifecycle("reconcile",
 _lifecycle("run",
            "Collect what is ready, submit what is needed, collect again. With --wait, keep "
            "polling (exponential backoff with jitter) until every row is answered or failed.",
-           [_full_refresh, _retry_failed,
+           [_full_refresh, _retry_failed, _create_db,
             click.option("--wait", is_flag=True, help="poll until every row is terminal"),
             click.option("--max-wait", type=click.FloatRange(min=0), default=None,
                          callback=_finite,

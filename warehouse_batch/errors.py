@@ -185,3 +185,35 @@ class MemoryLimitError(UserError):
     """DuckDB could not do a step within the command's memory limit (and could not spill it).
     The step's transaction rolled back, so nothing recorded is lost; a higher limit (or fewer
     rows per command) lets the same command go through."""
+
+
+class BusyError(WarehouseBatchError):
+    """A DuckDB file stayed locked by another process for the whole `--lock-timeout`.
+
+    Nothing is wrong and nothing was lost: the other writer (dbt, a notebook, another
+    warehouse-batch) holds the file, and the same command succeeds once it lets go. So it
+    exits 75 ("try again later"), never 2, and `--json` says `"retryable": true`."""
+
+    exit_code = EXIT_PENDING
+
+    def __init__(self, path: str, waited: float, holder: str | None = None):
+        self.path = path
+        self.waited = waited
+        self.holder = holder
+        by = f" by {holder}" if holder else " by another process"
+        super().__init__(
+            f"{path} is busy: it is held{by} (DuckDB allows one writing process per file); "
+            f"waited {waited:g}s (--lock-timeout). Nothing was lost: run the same command "
+            "again later")
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.update(retryable=True, path=self.path, holder=self.holder,
+                 waited_seconds=self.waited)
+        return d
+
+
+class MissingDatabaseError(UserError):
+    """`--db` (or the state database) names a file that does not exist, for a command that
+    must not create one: most likely a typo, which would otherwise plan against an empty
+    database and blame a missing table."""

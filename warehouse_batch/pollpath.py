@@ -20,8 +20,8 @@ from typing import Any, Callable, Mapping
 
 import duckdb
 
-from .db import connect, reading
-from .errors import WarehouseBatchError
+from .db import DEFAULT_LOCK_TIMEOUT, Target, connect, reading
+from .errors import BusyError, WarehouseBatchError
 from .ledger import BatchProviders, record_poll, submitted_batches, unfinished_batches
 from .lightpoll import light_retrieve
 from .paths import make_scope
@@ -46,6 +46,13 @@ class PollRequest:
     memory_limit: str | None = None
     env: Mapping[str, str] | None = None
     log: Callable[[str], None] = lambda message: None
+    state_db: str | None = None           # the state's own file: the warehouse is not opened
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    clock: Any = None
+
+    def target(self) -> Target:
+        return Target(db=self.db, state_db=self.state_db, lock_timeout=self.lock_timeout,
+                      clock=self.clock)
 
 
 # -- the poll ----------------------------------------------------------------------------------
@@ -86,8 +93,9 @@ def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
     """Poll the job's batches if this process can decide alone that nothing else is to be
     done; record the polls and return what was found, else None."""
     scope = make_scope(req.job, req.env, req.allowed_paths, req.allowed_hosts)
+    where = req.target()
     try:
-        with reading(req.db, req.memory_limit) as con:
+        with reading(where, req.memory_limit) as con:
             if con is None:
                 return None
             facts = recall(con, req.job, scope, req.vars, req.max_attempts)
@@ -96,12 +104,20 @@ def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
             batches = submitted_batches(con, facts.name)
             if not batches or (may_send and unfinished_batches(con, facts.name)):
                 return None
-            output = _output(con, facts)
-            if output is None or (may_send and output[1] != facts.fingerprint):
-                return None
-            rows = _row_counts(con, output[0])
-            if rows is None:
-                return None
+            if where.state_db:   # the warehouse is not opened: counts from the state
+                job_hash = recorded_output(con, (facts.table_schema, facts.table_name))
+                if job_hash is None or (may_send and job_hash[1] != facts.fingerprint):
+                    return None
+                rows = state_row_counts(con, facts.name)
+                if rows.failed:
+                    return None
+            else:
+                output = _output(con, facts)
+                if output is None or (may_send and output[1] != facts.fingerprint):
+                    return None
+                rows = _row_counts(con, output[0])
+                if rows is None:
+                    return None
         providers = BatchProviders(get_provider(facts, req.env))   # type: ignore[arg-type]
         polled: list[tuple[LedgerBatch, RemoteBatch]] = []
         for batch in batches:
@@ -110,14 +126,16 @@ def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
                 return None   # ended, or not a plain answer: the library decides
             polled.append((batch, remote))
         # the read-only look found the state schema current: no migration check here
-        con = connect(req.db, migrate=False, memory_limit=req.memory_limit)
+        con = connect(where, migrate=False, memory_limit=req.memory_limit, warehouse="none")
         try:
             record_polls(con, polled)
             listed = job_batches(con, facts.name) if req.command == "status" else []
         finally:
             con.close()
+    except BusyError:
+        raise   # waited the whole --lock-timeout already: the library would wait again
     except (WarehouseBatchError, duckdb.Error):
-        return None   # e.g. the file is locked: the library path says so properly
+        return None   # the library path says so properly
     return _Found(facts, rows, [r for _, r in polled], listed)
 
 
@@ -147,6 +165,28 @@ def _row_counts(con: duckdb.DuckDBPyConnection, qualified: str) -> RowCounts | N
         return None
     rows, succeeded = sum(counts.values()), counts.get("succeeded", 0)
     return RowCounts(rows=rows, succeeded=succeeded, pending=rows - succeeded)
+
+
+def recorded_output(con: duckdb.DuckDBPyConnection, key: tuple[str, str]
+                    ) -> tuple[str, str | None] | None:
+    """(shape, job hash) recorded for the output table `key` (schema, table) when it was last
+    built in full; None before that. Read from the state only (the warehouse may not be open:
+    with a state database a poll trusts the state that the table was built)."""
+    row = con.execute(f"SELECT shape, job_hash FROM {SCHEMA}.outputs WHERE table_schema = ? "
+                      "AND table_name = ?", [key[0].lower(), key[1].lower()]).fetchone()
+    return None if row is None or row[0] is None else (row[0], row[1])
+
+
+def state_row_counts(con: duckdb.DuckDBPyConnection, job_name: str) -> RowCounts:
+    """The job's rows by status from the state alone (`job_rows` against the answer cache):
+    what a poll reports when it does not open the warehouse (a state database is in use)."""
+    row = con.execute(f"""SELECT count(*),
+            count(*) FILTER (WHERE r.status = 'succeeded'),
+            count(*) FILTER (WHERE r.status = 'failed' AND NOT r.retryable)
+        FROM {SCHEMA}.job_rows j LEFT JOIN {SCHEMA}.results r USING (request_hash)
+        WHERE j.job_name = ?""", [job_name]).fetchone()
+    return RowCounts(rows=row[0], succeeded=row[1], failed=row[2],
+                     pending=row[0] - row[1] - row[2])
 
 
 def record_polls(con: duckdb.DuckDBPyConnection,

@@ -36,7 +36,7 @@ from typing import Callable
 import duckdb
 import pyarrow as pa
 
-from .db import read_only
+from .db import materialise_read_only, read_only
 from .errors import DataError, JobFileError, Location
 from .identity import key_json_sql, sha256_hex, sql_literal
 from .columns import STATE_COLUMNS, answer_column_names, check_projection
@@ -79,7 +79,7 @@ def materialise(con: duckdb.DuckDBPyConnection, spec: JobSpec, scan_sql: str | N
     """Run the job's SELECT once into temp table `wb_src` (as `scan_sql` wraps it). Call it
     inside `db.read_only`."""
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE wb_src AS {scan_sql or spec.sql}")
+        materialise_read_only(con, "wb_src", scan_sql or spec.sql)
     except duckdb.Error as e:
         raise _sql_error(e, spec) from None
 

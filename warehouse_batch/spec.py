@@ -49,6 +49,8 @@ CONTROL_KEYS = {
     "allow_truncated",
     # how much memory DuckDB may use before spilling to disk (db.memory_settings)
     "memory_limit",
+    # the DuckDB file holding the warehouse_batch state (db.Target.state_db)
+    "state_db",
 }
 KNOWN_KEYS = GENERATION_KEYS | CONTROL_KEYS
 REQUIRED_KEYS = ("name", "provider", "model", "unique_key")
@@ -101,6 +103,7 @@ class JobSpec:
     output_columns: dict[str, str] | None = None
     allow_truncated: bool = False   # keep plain-text answers cut off by max_tokens
     memory_limit: str | None = None  # DuckDB memory_limit, e.g. '1GB' (db.memory_settings)
+    state_db: str | None = None      # the state's own DuckDB file, resolved (db.Target)
     scope: Scope | None = None   # folders and hosts the operator allows this job (paths.py)
     depends_on: list[str] = field(default_factory=list)   # dbt models/sources it reads
     dbt_files: list[str] = field(default_factory=list)    # dbt manifest / project it read
@@ -122,6 +125,20 @@ class JobSpec:
                 "allow_truncated": self.allow_truncated}
         text = json.dumps(said, sort_keys=True, default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _state_db(config: dict, locations: dict[str, Location], scope: Scope | None) -> str:
+    """`state_db`: a DuckDB file path, relative to the job's folder, inside the job's scope
+    (the job file names a file warehouse-batch will write: it may not point anywhere)."""
+    value = _want(config, locations, "state_db", (str,), "a DuckDB file path")
+    if scope is None:
+        return value
+    if not scope.allows(value):
+        raise JobFileError(f"state_db {value!r} lies outside the folders this job may use "
+                           f"({scope.describe()})", locations["state_db"],
+                           hint="put the state file beside the job or in its project, or "
+                                "give it on the command line with --state-db")
+    return str(scope.resolve(value))
 
 
 def load_job(path: str | Path, vars: dict[str, Any] | None = None,
@@ -382,6 +399,7 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
             check_memory_limit(memory_limit)
         except ValueError as e:
             raise JobFileError(f"memory_limit: {e}", locations["memory_limit"]) from None
+    state_db = _state_db(config, locations, scope) if "state_db" in config else None
     endpoint = config.get("endpoint", "chat")
     if endpoint not in ("chat", "embeddings"):
         raise JobFileError(f"endpoint must be 'chat' or 'embeddings', got {endpoint!r}",
@@ -399,7 +417,7 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
                            "answer cut off is not valid JSON, and embeddings are never cut",
                            locations["allow_truncated"], hint="raise max_tokens instead")
     return JobSpec(
-        allow_truncated=allow_truncated, memory_limit=memory_limit,
+        allow_truncated=allow_truncated, memory_limit=memory_limit, state_db=state_db,
         output_schema=output_schema, output_columns=output_columns,
         output_schema_file=schema_file, path=path, name=name,
         provider=_want(config, locations, "provider", (str,), "a provider name"),

@@ -31,9 +31,24 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+def state_location(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
+    """(catalog, schema) of the state tables. Normally the schema `warehouse_batch` of the
+    current database; with a state database (`db.Target.state_db`) the file is attached under
+    the catalog name `warehouse_batch` and its tables live in its `main` schema, so every
+    `warehouse_batch.<table>` in the SQL resolves there unchanged (DuckDB reads a two-part
+    name as catalog.table when the current database has no schema of that name)."""
+    attached = con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
+                           [SCHEMA]).fetchone()[0]
+    if attached:
+        return SCHEMA, "main"
+    return con.execute("SELECT current_database()").fetchone()[0], SCHEMA
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
     """Create or upgrade the state schema; returns the schema version now in the file."""
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    catalog, schema = state_location(con)
+    if schema == SCHEMA:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations (
         version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)""")
     applied = {v for (v,) in con.execute(f"SELECT version FROM {SCHEMA}.schema_migrations")
@@ -44,7 +59,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
         raise StateError(
             f"the state schema in this file is version {max(applied)}, newer than this "
             f"warehouse-batch understands ({newest}); upgrade warehouse-batch")
-    zstd = zstd_available(con)
+    zstd = zstd_available(con, catalog)
     for version, name, sql in known:
         if version in applied:
             continue
@@ -84,8 +99,8 @@ def _check_tables(con: duckdb.DuckDBPyConnection, known: list[tuple[int, str, st
     wanted = {m.lower() for _, _, sql in known for m in re.findall(
         rf"CREATE TABLE IF NOT EXISTS {SCHEMA}\.(\w+)", sql, re.IGNORECASE)}
     present = {t.lower() for (t,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = ?", [SCHEMA]).fetchall()}
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?",
+        list(state_location(con))).fetchall()}
     missing = sorted(wanted - present)
     if missing:
         raise StateError(
@@ -122,9 +137,9 @@ def refresh_prices(con: duckdb.DuckDBPyConnection) -> None:
 def schema_current(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether the state schema exists and every shipped migration is applied (a read-only
     connection can then use it as it is)."""
-    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = "
-                         "current_database() AND schema_name = ? AND table_name = "
-                         "'schema_migrations'", [SCHEMA]).fetchone()[0]
+    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ? "
+                         "AND schema_name = ? AND table_name = 'schema_migrations'",
+                         list(state_location(con))).fetchone()[0]
     if not exists:
         return False
     version = con.execute(f"SELECT max(version) FROM {SCHEMA}.schema_migrations").fetchone()[0]
