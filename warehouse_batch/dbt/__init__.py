@@ -5,3 +5,7 @@ model (`inbuild`). dbt's words in job files (`ref`, `source`, `env_var`) live in
 `warehouse_batch.dbtwords`, which the core package uses without dbt installed.
 """
 from __future__ import annotations
+
+from .inbuild import model
+
+__all__ = ["model"]
