@@ -466,6 +466,11 @@ def _dbt_selection(f: Callable) -> Callable:
                      help="a folder the jobs may read besides their own and the project"),
         click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST[:PORT]",
                      help="a host a base_url in a job file may name"),
+        click.option("--state-db", default=None, metavar="PATH",
+                     help="DuckDB file holding the warehouse_batch state [default: "
+                          "$WAREHOUSE_BATCH_STATE_DB, else the state lives in --db]"),
+        click.option("--lock-timeout", callback=_lock_timeout, default=None, metavar="SECONDS",
+                     help="wait this long for a file another process holds, then exit 75"),
         *dbt_options,
     ]
     for d in reversed(decorators):
@@ -477,7 +482,11 @@ def _dbt_body(as_json: bool, quiet: bool, **kw: Any) -> int:
     from .dbt.runner import run_project   # the [dbt] part; imported by its commands only
     from .dbtproject import DbtSettings
     settings = DbtSettings(kw.pop("project_dir"), kw.pop("profiles_dir"), kw.pop("target"))
+    state_db, lock_timeout = kw.pop("state_db"), kw.pop("lock_timeout")
     report = run_project(settings, kw.pop("select"), kw.pop("exclude"),
+                         state_db=state_db or default_state_db(),
+                         lock_timeout=(default_lock_timeout() if lock_timeout is None
+                                       else lock_timeout),
                          allowed_paths=tuple(kw.pop("allow_paths")),
                          allowed_hosts=tuple(kw.pop("allow_hosts")), log=_logger(quiet), **kw)
 

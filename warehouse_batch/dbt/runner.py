@@ -173,8 +173,9 @@ def run_project(settings: DbtSettings, select: tuple[str, ...] = (),
                 exclude: tuple[str, ...] = (), *, db: str | None = None, wait: bool = False,
                 max_wait: float | None = None, env: dict | None = None,
                 allowed_paths: tuple[str, ...] = (), allowed_hosts: tuple[str, ...] = (),
-                log: Callable[[str], None] = lambda m: None,
-                dry_run: bool = False) -> DbtRunReport:
+                log: Callable[[str], None] = lambda m: None, dry_run: bool = False,
+                state_db: str | None = None, lock_timeout: float | None = None
+                ) -> DbtRunReport:
     """Run (`dry_run`: only list) every selected job in dependency order."""
     started = time.monotonic()
     jobs = load_project_jobs(settings, db, env, allowed_paths, allowed_hosts)
@@ -201,7 +202,9 @@ def run_project(settings: DbtSettings, select: tuple[str, ...] = (),
         log(f"{node.path}: run")
         options = api.Options(db=jobs.db, env=env, dbt=settings, dbt_outputs=jobs.outputs,
                               allowed_paths=allowed_paths, allowed_hosts=allowed_hosts,
-                              log=lambda m, p=node.path: log(f"{p}: {m}"))
+                              log=lambda m, p=node.path: log(f"{p}: {m}"), state_db=state_db)
+        if lock_timeout is not None:
+            options.lock_timeout = lock_timeout
         try:
             run = api.run(str(jobs.project.root / node.path), options, wait=wait,
                           max_wait=max_wait)
