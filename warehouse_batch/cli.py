@@ -16,6 +16,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -451,6 +452,15 @@ def dbt() -> None:
     """
 
 
+def _with(decorators: list[Callable]) -> Callable:
+    """Apply a list of click decorators (as `job_options` does)."""
+    def apply(f: Callable) -> Callable:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+    return apply
+
+
 def _dbt_selection(f: Callable) -> Callable:
     decorators = [
         click.option("--select", "-s", "--models", "-m", "select", multiple=True,
@@ -519,6 +529,48 @@ def dbt_run(as_json, quiet, **kw) -> None:
 def dbt_ls(as_json, quiet, **kw) -> None:
     """List the jobs a selection reaches, in the order `dbt run` would run them."""
     _guard(as_json, lambda: _dbt_body(as_json, quiet, dry_run=True, **kw))
+
+
+@dbt.command(name="schema")
+@click.argument("jobs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--model", default=None, metavar="NAME",
+              help="the dbt model (one job) [default: the Python model that names the job]")
+@click.option("--db", default=None, metavar="PATH",
+              help="the warehouse DuckDB file [default: the dbt target's path]")
+@click.option("-o", "--output", default=None, metavar="FILE",
+              help="write the YAML here [default: stdout]")
+@click.option("-q", "--quiet", is_flag=True, help="no progress messages on stderr")
+@click.option("--json", "as_json", is_flag=True, help="errors as JSON on stdout")
+@_with(dbt_options)
+def dbt_schema(jobs, model, db, output, quiet, as_json, project_dir, profiles_dir,
+               target) -> None:
+    """Print a schema.yml for the dbt models enriched by these jobs: every column with its
+    type and meaning, and tests (_status accepted values, the key unique and not null)."""
+    def body() -> None:
+        from .dbt.docs import model_entry, python_models_for, schema_yaml
+        from .dbtproject import DbtSettings, load_project
+        from .errors import UserError
+        settings = DbtSettings(project_dir, profiles_dir, target)
+        entries = []
+        for job in jobs:
+            project, searched = load_project(settings, job)
+            if project is None:
+                raise UserError(f"no dbt project found (looked in {'; '.join(searched)})")
+            where = db or project.database_path()
+            spec = _api().load(job, _api().Options(db=where, dbt=settings))
+            names = [model] if model else python_models_for(project, Path(job))
+            if len(names) != 1 or (model and len(jobs) > 1):
+                raise UserError(f"{job}: name its dbt model with --model (one job at a time)"
+                                if model or not names else
+                                f"{job}: several Python models name it ({', '.join(names)}); "
+                                "pick one with --model")
+            entries.append(model_entry(spec, names[0], where))
+        text = schema_yaml(entries)
+        if output:
+            Path(output).write_text(text, encoding="utf-8")
+        else:
+            click.echo(text, nl=False)
+    _guard(as_json, body)
 
 
 @main.command()

@@ -42,11 +42,22 @@ class DbtSettings:
     target: str | None = None
 
 
-def _yaml(path: Path) -> Any:
+def _yaml_module(what: str) -> Any:
+    """PyYAML, which comes with dbt (the core package does not need it)."""
     try:
         import yaml
-    except ImportError:   # PyYAML comes with dbt; the core package does not need it
-        raise ConfigurationError(f"reading {path} needs PyYAML; {_EXTRA_HINT}") from None
+    except ImportError:
+        raise ConfigurationError(f"{what} needs PyYAML; {_EXTRA_HINT}") from None
+    return yaml
+
+
+def yaml_dump(data: Any) -> str:
+    """`data` as YAML, keys in the order given."""
+    return _yaml_module("writing YAML").safe_dump(data, sort_keys=False, width=100)
+
+
+def _yaml(path: Path) -> Any:
+    yaml = _yaml_module(f"reading {path}")
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as e:

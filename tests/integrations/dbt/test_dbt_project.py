@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 
 from helpers import creates, emulator_env
 
@@ -77,6 +78,15 @@ def test_build_never_waits_and_a_later_build_materialises_every_answer(project, 
     node = manifest["nodes"]["model.shop.enriched_reviews"]
     assert node["depends_on"]["nodes"] == ["model.shop.stg_reviews"]   # lineage
     assert node["columns"]["_status"]["data_type"] == "varchar"
+
+    # the shipped schema.yml documents every column the model has, with its type and tests
+    generated = yaml.safe_load(ok(wb(project, emulator, "dbt", "schema", "enrich/reviews.sql")))
+    shipped = yaml.safe_load((project / "models" / "schema.yml").read_text())
+    [gen] = generated["models"]
+    [ship] = [m for m in shipped["models"] if m["name"] == "enriched_reviews"]
+    assert gen["name"] == "enriched_reviews"
+    assert [(c["name"], c["data_type"], c.get("data_tests")) for c in gen["columns"]] == \
+        [(c["name"], c["data_type"], c.get("data_tests")) for c in ship["columns"]]
 
     emulator.advance(DAY)   # the batch ends
     out = ok(dbt(project, emulator, "build"))
