@@ -190,3 +190,15 @@ def test_other_jinja_is_still_refused(project, emulator):
     assert r.returncode == 2 and "with literal arguments" in r.stderr, r.stderr
     r = plan(project, "SELECT id, text FROM {{ ref(env_var('X')) }}", emulator)
     assert r.returncode == 2 and "with literal arguments" in r.stderr, r.stderr
+
+
+def test_var_inside_a_dbt_project_without_dbt_installed_keeps_its_default(project, emulator):
+    """Project vars need PyYAML (it comes with dbt); without it var() works as before."""
+    try:
+        import yaml  # noqa: F401
+        pytest.skip("PyYAML is installed here: project vars are read")
+    except ImportError:
+        pass
+    r = plan(project, "SELECT id, text FROM {{ ref('stg_reviews') }} "
+                      "WHERE id < {{ var('n', 3) }}", emulator)
+    assert r.returncode == 0 and json.loads(r.stdout)["rows_selected"] == 3, r.stderr

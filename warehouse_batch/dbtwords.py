@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .dbtproject import DbtProject, DbtSettings, load_project
-from .errors import JobFileError, Location, UserError
+from .errors import ConfigurationError, JobFileError, Location, UserError
 from .keys import MIN_KEY_LENGTH, key_env_names, key_values
 from .sqlutil import quote_ident
 from .sqlvars import sql_value
@@ -88,7 +88,11 @@ class DbtWords:
                                                          self.env)
         if self._project is None:
             raise KeyError(name)
-        values = self._located(self._project.vars, location)
+        try:
+            values = self._located(self._project.vars, location)
+        except ConfigurationError:
+            # no PyYAML (dbt is not installed here): the job's own default, as before dbt
+            raise KeyError(name) from None
         self._note(None, self._project.project_file)
         return values[name]
 
