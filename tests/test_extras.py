@@ -45,8 +45,10 @@ def test_integration_suite(extra: str) -> None:
     python = _environment(extra)
     env = {**os.environ, "WAREHOUSE_BATCH_EXTRA": extra}
     env.pop("PYTHONPATH", None)   # the extra's environment has this checkout installed
+    # "-o addopts=": the project's own "-q" would make this "-qq", which drops the
+    # "N passed" summary checked below
     result = subprocess.run(
-        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        [str(python), "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:cacheprovider",
          str(INTEGRATIONS / extra)], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, (
         f"integration suite {extra!r} failed (exit {result.returncode}):\n"
