@@ -82,8 +82,10 @@ class Job:
 
     def __init__(self, tmp_path, emu, rows: int = 12, prompt: str = PROMPT, extra: str = "",
                  provider: str = "openai", model: str = "gpt-4.1-mini", max_tokens: int = 5,
-                 db: str = "w.duckdb", **env: str):
+                 db: str = "w.duckdb", state_db: str | None = None, **env: str):
         self.tmp, self.emu, self.env = tmp_path, emu, env
+        # the state in a file of its own (`Options.state_db`); `sql` attaches it
+        self.state_db = str(tmp_path / state_db) if state_db else None
         self.provider_name, self.model = provider, model
         self.db = str(tmp_path / db)
         con = duckdb.connect(self.db)
@@ -105,6 +107,8 @@ class Job:
             max_tokens={max_tokens}{extra}""", "SELECT id, text FROM reviews"))
 
     def options(self, **kw) -> api.Options:
+        if self.state_db:
+            kw.setdefault("state_db", self.state_db)
         return api.Options(db=self.db, env=emulator_env(self.emu, **self.env),
                            clock=EmulatorClock(self.emu), **kw)
 
@@ -122,6 +126,8 @@ class Job:
 
     def sql(self, query: str, params=None) -> list[tuple]:
         con = duckdb.connect(self.db)
+        if self.state_db:
+            con.execute(f"ATTACH '{self.state_db}' AS warehouse_batch")
         try:
             return con.execute(query, params or []).fetchall()
         finally:

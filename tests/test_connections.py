@@ -137,3 +137,41 @@ def test_a_warehouse_still_holding_the_state_schema_is_not_silently_shadowed(tmp
     job.run()   # the state in the warehouse
     with pytest.raises(StateError, match="still holds the state schema"):
         api.plan(job.path, job.options(state_db=str(tmp_path / "state.duckdb")))
+
+
+WRITER = ("import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+          "c.execute('CREATE OR REPLACE TABLE dbt_model AS SELECT 1 AS x'); c.close()")
+
+
+@pytest.mark.parametrize("state_db", [True, False], ids=["state-db", "state-in-warehouse"])
+def test_with_a_state_db_the_warehouse_is_free_during_provider_calls(tmp_path, emulator,
+                                                                     monkeypatch, state_db):
+    """While warehouse-batch uploads, creates and downloads (calls that may take minutes),
+    another process (dbt building a model) can write the warehouse when the state lives in
+    its own file; with the state in the warehouse it cannot (the ledger is written there)."""
+    import subprocess
+    import sys
+
+    from warehouse_batch.providers.openai import OpenAIProvider
+
+    job = Job(tmp_path, emulator)
+    outcomes: list[tuple[str, int]] = []
+
+    def other_writer(step):
+        def wrapped(self, *args, **kw):
+            p = subprocess.run([sys.executable, "-c", WRITER, job.db], capture_output=True)
+            outcomes.append((step.__name__, p.returncode))
+            return step(self, *args, **kw)
+        return wrapped
+
+    for name in ("upload", "create", "download_results"):
+        monkeypatch.setattr(OpenAIProvider, name, other_writer(getattr(OpenAIProvider, name)))
+    options = {"state_db": str(tmp_path / "state.duckdb")} if state_db else {}
+    report = job.run(**options)
+    assert report.rows.succeeded == 12
+    assert {name for name, _ in outcomes} == {"upload", "create", "download_results"}
+    if state_db:
+        assert all(code == 0 for _, code in outcomes), outcomes
+        assert job.sql("SELECT x FROM dbt_model") == [(1,)]
+    else:
+        assert all(code != 0 for _, code in outcomes), outcomes

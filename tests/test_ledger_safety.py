@@ -37,9 +37,11 @@ def _forget(emulator, provider_batch_id: str) -> None:
 
 # -- a batch the provider no longer knows --------------------------------------------------------
 
+@pytest.mark.parametrize("state_db", [None, "state.duckdb"], ids=["state-in-warehouse",
+                                                               "state-db"])
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-def test_vanished_batch_is_lost_and_its_rows_are_sent_again(tmp_path, emulator, provider):
-    job = _job(tmp_path, emulator, provider)
+def test_vanished_batch_is_lost_and_its_rows_are_sent_again(tmp_path, emulator, provider, state_db):
+    job = _job(tmp_path, emulator, provider, state_db=state_db)
     api.submit(job.path, job.options())
     ((vanished,),) = job.sql("SELECT provider_batch_id FROM warehouse_batch.batches")
     _forget(emulator, vanished)
@@ -56,6 +58,11 @@ def test_vanished_batch_is_lost_and_its_rows_are_sent_again(tmp_path, emulator, 
                    "warehouse_batch.batches b USING (batch_id) WHERE b.state = 'lost'") == [(0,)]
     assert job.sql("SELECT max(attempts), max(failures) FROM warehouse_batch.results") == [(1, 0)]
     _each_billed_once(emulator, 12)
+    if state_db:   # the ledger lived in the state file only
+        con = duckdb.connect(job.db, read_only=True)
+        assert con.execute("SELECT count(*) FROM duckdb_schemas() WHERE schema_name = "
+                           "'warehouse_batch'").fetchone() == (0,)
+        con.close()
 
 
 def test_lost_batch_does_not_strand_cancel_status_reconcile_or_full_refresh(tmp_path,
@@ -209,9 +216,11 @@ def test_openai_lookup_skips_known_batches_and_tags_of_another_run(tmp_path, emu
 
 # -- a damaged ledger cannot cause a second paid batch ------------------------------------------
 
+@pytest.mark.parametrize("state_db", [None, "state.duckdb"], ids=["state-in-warehouse",
+                                                               "state-db"])
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-def test_deleted_ledger_row_does_not_cause_a_second_paid_batch(tmp_path, emulator, provider):
-    job = _job(tmp_path, emulator, provider)
+def test_deleted_ledger_row_does_not_cause_a_second_paid_batch(tmp_path, emulator, provider, state_db):
+    job = _job(tmp_path, emulator, provider, state_db=state_db)
     api.submit(job.path, job.options())
     ((batch_id, pbid),) = job.sql("SELECT batch_id, provider_batch_id "
                                   "FROM warehouse_batch.batches")

@@ -1,7 +1,11 @@
 """The library: one function per lifecycle step. The CLI, Dagster, Airflow and dbt call these.
 
 Every function opens the DuckDB file for one phase of work and closes it again, so no lock is
-held while a batch runs for hours. Every function is safe to repeat and safe after a crash:
+held while a batch runs for hours; a file another process holds is waited for up to
+`Options.lock_timeout`, then `BusyError` (exit 75). Inside a process that already holds the
+file (dbt-duckdb), pass its connection as `Options.connection`; `Options.state_db` keeps the
+state in a file of its own, so the warehouse is opened only to read sources and write the
+output table (`db.Target`). Every function is safe to repeat and safe after a crash:
 `run` first finishes whatever an earlier process left half-done.
 """
 from __future__ import annotations
@@ -20,7 +24,7 @@ from .attempts import set_command
 from .clock import Backoff, Clock, SystemClock, trouble_backoff
 from .collect import collect_ready, note_lost, poll
 from .db import (Target, attach_alias, default_db_path, default_lock_timeout,
-                 default_state_db, reading, require_exists, session)
+                 default_state_db, reading, require_exists, session, warehouse_released)
 from .dbtproject import DbtSettings
 from .dbtwords import DbtWords
 from .errors import (LookupUndecidedError,
@@ -41,7 +45,8 @@ from .pollfacts import remember
 from .pollpath import job_batches, record_polls, recorded_output, state_row_counts
 from .plan import PlanReport, build_plan
 from .providers.base import LedgerBatch, get_provider
-from .reports import (CollectReport, RowCounts, RunReport, StatusReport, new_run_id)
+from .reports import (CollectReport, RowCounts, RunReport, StatusReport, Timed, job_cost,
+                      new_run_id)
 from .source import prepare
 from .spec import JobSpec, load_job
 from .state import SCHEMA, now_utc
@@ -123,7 +128,8 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     where = target(options, spec)
-    require_exists(where, create=True, tables=() if options.create_db else tables_named(spec))
+    require_exists(where, create=True, tables=lambda: [] if options.create_db
+                   else tables_named(spec))
     if options.db != ":memory:" and not Path(options.db).exists():
         options.log(f"{options.db} does not exist: planning against an empty database; plan "
                     "creates no file")
@@ -133,6 +139,7 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
         check_output(con, spec)
         prepared = prepare(con, spec, provider, options.log)
         report = build_plan(con, prepared)
+        report.cost_usd = job_cost(con, spec.name)   # spent so far (the CLI's --json)
         report.depends_on = list(spec.depends_on)
         return report
 
@@ -160,6 +167,7 @@ def run(job_path: str, options: Options | None = None, *, wait: bool = False,
     report = _step(job_path, options, "run")
     if not wait:
         return report
+    report.finished_at = None
     backoff = backoff or Backoff()
     trouble = trouble_backoff()
     started = options.clock.now()
@@ -183,6 +191,7 @@ def run(job_path: str, options: Options | None = None, *, wait: bool = False,
             trouble.reset()
             if moved or had_trouble:
                 backoff.reset()
+    report.finish()
     return report
 
 
@@ -191,7 +200,9 @@ def _step(job_path: str, options: Options, command: str, *, submit: bool = True,
     """A command's first (often only) pass, with its report and its `runs` row."""
     spec = load(job_path, options)
     report = RunReport(run_id=new_run_id(), job=spec.name, command=command, table=spec.name)
+    report.start()
     _pass(job_path, options, report, first=True, submit=submit, collect=collect)
+    report.finish()
     return report
 
 
@@ -217,7 +228,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
     since = now_utc()
     where = target(options, spec)
     require_exists(where, create=submit,
-                   tables=() if options.create_db or not submit else tables_named(spec))
+                   tables=lambda: [] if options.create_db else tables_named(spec))
     if collect and not full and not options.full_refresh \
             and not (submit and options.retry_failed) \
             and _poll_only(spec, provider, options, report, may_send=submit, first=first):
@@ -240,7 +251,9 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
         error: WarehouseBatchError | None = None
         try:
             if collect:
-                _merge(report.collected, collect_ready(con, provider, spec.name, options.log))
+                with warehouse_released(con):   # provider calls: the warehouse is not held
+                    _merge(report.collected, collect_ready(con, provider, spec.name,
+                                                           options.log))
             report.polls += 1
             moved = report.collected.batches_collected > before
             if moved:   # rows answered now need no rendering by the prepare below
@@ -256,12 +269,13 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                 prepared = prepare(con, spec, provider, options.log)
                 report.rows_rendered += prepared.rendered
             if submit:
-                submitted = submit_work(con, prepared, report.run_id, options.log)
-                record_job_rows(con, spec.name, report.run_id, prepared.rows)
-                _merge(report.submitted, submitted)
-                if collect and (submitted.batches_created or submitted.batches_resumed):
-                    _merge(report.collected, collect_ready(con, provider, spec.name,
-                                                           options.log))
+                with warehouse_released(con):
+                    submitted = submit_work(con, prepared, report.run_id, options.log)
+                    record_job_rows(con, spec.name, report.run_id, prepared.rows)
+                    _merge(report.submitted, submitted)
+                    if collect and (submitted.batches_created or submitted.batches_resumed):
+                        _merge(report.collected, collect_ready(con, provider, spec.name,
+                                                               options.log))
         except ProviderError as e:
             if not _transient(e, first):
                 error = e
@@ -281,6 +295,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
         record_job_hash(con, spec, spec.fingerprint())
         _remember(con, spec, options)   # so the next poll need not read the job in full
         _finish_run(con, report)
+        report.cost_usd = job_cost(con, spec.name)
     return True
 
 
@@ -346,6 +361,7 @@ def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport
         else:
             _remember(con, spec, options)
             report.rows = count_rows(con, table, spec.max_attempts)
+        report.cost_usd = job_cost(con, spec.name)
     report.polls += 1
     report.collected.batches_polled += len(polled)
     report.collected.batches_in_progress = len(polled)
@@ -434,6 +450,8 @@ def status(job_path: str, options: Options | None = None, refresh: bool = True) 
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     warnings: list[str] = []
+    timed = Timed()
+    timed.start()
     where = target(options, spec)
     require_exists(where)
     with reading(where, spec.memory_limit) as con:
@@ -449,19 +467,31 @@ def status(job_path: str, options: Options | None = None, refresh: bool = True) 
                 raise
             gone.append(batch)   # confirmed (a second call) before it is marked lost
     if polled or gone or not readable:
-        with session(where, memory_limit=spec.memory_limit, warehouse="read") as con:
+        # with a state db status reads the state only: rows are counted from it
+        with session(where, memory_limit=spec.memory_limit, warehouse="none") as con:
             for batch, remote in polled:
                 record_poll(con, batch, remote)
-            _remember(con, spec, options)
+            if not where.state_db:
+                _remember(con, spec, options)
             late = gone if readable else (submitted_batches(con, spec.name) if refresh else [])
             for batch in late:
                 if poll(con, providers.for_batch(batch), batch) is None:
                     lost = CollectReport()
                     note_lost(con, batch, lost)
                     warnings.extend(lost.warnings)
-            return StatusReport(spec.name, *_standing(con, spec), warnings)
+            return _status_report(con, spec, warnings, timed)
     with reading(where, spec.memory_limit) as con:
-        return StatusReport(spec.name, *_standing(con, spec), warnings)
+        if con is None:   # a poll found no state: nothing was ever submitted
+            return StatusReport(spec.name, [], RowCounts(), warnings, started_at=timed.started_at)
+        return _status_report(con, spec, warnings, timed)
+
+
+def _status_report(con: duckdb.DuckDBPyConnection, spec: JobSpec, warnings: list[str],
+                   timed: Timed) -> StatusReport:
+    report = StatusReport(spec.name, *_standing(con, spec), warnings)
+    report.started_like(timed)
+    report.finish(job_cost(con, spec.name))
+    return report
 
 
 def _standing(con: duckdb.DuckDBPyConnection, spec: JobSpec) -> tuple[list[dict], RowCounts]:
@@ -558,6 +588,7 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
     spec = load(job_path, options)
     provider = get_provider(spec, options.env)
     report = RunReport(run_id=new_run_id(), job=spec.name, command="reconcile", table=spec.name)
+    report.start()
     where = target(options, spec)
     require_exists(where)
     with session(where) as con:
@@ -578,6 +609,7 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
                                      if b["batch_id"] not in known)
         report.rows = write_output(con, prepared)
         _finish_run(con, report)
+        report.finish(job_cost(con, spec.name))
     return report
 
 

@@ -30,7 +30,7 @@ from .errors import (EXIT_INTERNAL, EXIT_PENDING, EXIT_USER, BusyError,
                      WarehouseBatchError)
 from .keys import redact
 from .pollpath import PollRequest, try_poll, try_status
-from .reports import RunReport
+from .reports import RunReport, iso_now, stamp
 
 if TYPE_CHECKING:
     from . import api
@@ -42,10 +42,21 @@ def _api() -> ModuleType:
     return api
 
 
+# when this command started (ISO, monotonic): every --json report carries its timing
+_STARTED: list = [iso_now(), time.monotonic()]
+
+
+def _stamped(d: dict, exit_code: int, cost_usd: Any = None) -> dict:
+    """`d` with the fields every --json report carries: exit_code, started_at, finished_at
+    (ISO 8601, UTC), elapsed_seconds of the whole command, cost_usd so far."""
+    return stamp(d, exit_code, _STARTED[0], time.monotonic() - _STARTED[1], cost_usd)
+
+
 def _emit(obj: Any, as_json: bool, human: Callable[[], None]) -> None:
     if as_json:
-        click.echo(redact(json.dumps(obj.to_dict() if hasattr(obj, "to_dict") else obj,
-                                     indent=2, default=str)))
+        d = obj.to_dict() if hasattr(obj, "to_dict") else obj
+        d = _stamped(d, getattr(obj, "exit_code", 0), getattr(obj, "cost_usd", None))
+        click.echo(redact(json.dumps(d, indent=2, default=str)))
     else:
         human()
 
@@ -204,7 +215,8 @@ def _guard(as_json: bool, fn: Callable[[], int | None]) -> None:
         code = fn() or 0
     except WarehouseBatchError as e:
         if as_json:
-            click.echo(redact(json.dumps(e.to_dict(), indent=2)))
+            click.echo(redact(json.dumps(_stamped(e.to_dict(), e.exit_code), indent=2,
+                                         default=str)))
         if isinstance(e, BusyError):   # another process holds the file: come back later
             click.echo(f"busy: {redact(str(e))}", err=True)
         elif e.exit_code == EXIT_PENDING:   # transient provider trouble: nothing to fix
@@ -243,8 +255,10 @@ def main() -> None:
       warehouse-batch collect reviews.sql    # later: ingest finished batches
     \b
     Exit codes: 0 done, 2 fix the job/data/command, 3 provider problem,
-    4 done with permanently failed rows, 75 work still pending (come back later).
+    4 done with permanently failed rows, 75 work still pending or a file busy (come back
+    later).
     """
+    _STARTED[:] = [iso_now(), time.monotonic()]
 
 
 _create_db = click.option(

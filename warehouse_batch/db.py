@@ -11,7 +11,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import duckdb
 
 from .clock import SystemClock
 from .errors import (BusyError, MemoryLimitError, MissingDatabaseError, StateError,
-                     UserError)
+                     UserError, WarehouseBatchError)
 from .identity import sql_literal
 from .sqlutil import quote_ident
 from .state import SCHEMA, ensure_schema, schema_current
@@ -121,7 +121,7 @@ def default_state_db() -> str | None:
     return os.environ.get(STATE_DB_ENV) or None
 
 
-def connect(path: "str | Target", *, migrate: bool = True, lock_retries: int | None = None,
+def connect(path: "str | Target", *, migrate: bool = True,
             memory_limit: str | None = None, warehouse: str = "write",
             state_stand_in: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the target read-write with extension auto-install off, and bring the state schema
@@ -144,10 +144,8 @@ def connect(path: "str | Target", *, migrate: bool = True, lock_retries: int | N
         warehouse = "write"   # the state lives in the warehouse: it is always opened
     config: dict = {"autoinstall_known_extensions": False,
                     **memory_settings(target.db, memory_limit)}
-    if target.db == ":memory:" and not target.state_db:
-        con = duckdb.connect(":memory:", config=config)
-    else:
-        con = duckdb.connect(":memory:", config=config)
+    con = duckdb.connect(":memory:", config=config)
+    if target.db != ":memory:" or target.state_db:
         try:
             if target.state_db and state_stand_in:   # plan creates no state file
                 con.execute(f"ATTACH ':memory:' AS {SCHEMA}")
@@ -165,14 +163,22 @@ def connect(path: "str | Target", *, migrate: bool = True, lock_retries: int | N
             con.close()
             raise
     con.execute("SET enable_progress_bar = false")   # never draw on a user's terminal
-    if migrate:
-        ensure_schema(con)
+    _TARGETS[id(con)] = target
+    try:
+        if migrate:
+            ensure_schema(con)
+    except BaseException:
+        _TARGETS.pop(id(con), None)
+        con.close()
+        raise
     return con
 
 
 # cursors this module made on a caller's connection: `read_only` must not re-attach their
 # database (it is the caller's), and `materialise_read_only` isolates the SELECT instead
 _SHARED: set[int] = set()
+# the target each open connection was made for: `read_only` re-attaches with its lock wait
+_TARGETS: dict[int, Target] = {}
 
 
 def _cursor(target: Target, *, migrate: bool) -> duckdb.DuckDBPyConnection:
@@ -257,6 +263,12 @@ def _attach(con: duckdb.DuckDBPyConnection, path: str, alias: str, *, read_only:
             clock.sleep(min(delay, max(target.lock_timeout - waited, 0.0)))
             delay = min(delay * 2, 1.0)
         except duckdb.Error as e:
+            if "different configuration" in str(e) or "already attached" in str(e):
+                raise StateError(
+                    f"cannot open {path}: this process already has it open (DuckDB: "
+                    f"{str(e).splitlines()[0]}); inside the process that holds it (a dbt "
+                    "Python model, a notebook), pass that connection: "
+                    "api.Options(connection=con)") from None
             raise StateError(f"cannot open {path}: {e}") from None
     if use:
         con.execute(f"USE {quote_ident(alias)}")
@@ -285,11 +297,12 @@ def read_only(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     if not path or readonly:   # in-memory cannot be re-attached; read-only already is
         yield
         return
-    _reattach(con, alias, path, read_only=True)
+    target = _TARGETS.get(id(con))
+    _reattach(con, alias, path, read_only=True, target=target)
     try:
         yield
     finally:
-        _reattach(con, alias, path, read_only=False)
+        _reattach(con, alias, path, read_only=False, target=target)
 
 
 def materialise_read_only(con: duckdb.DuckDBPyConnection, table: str, select_sql: str) -> None:
@@ -321,10 +334,11 @@ def materialise_read_only(con: duckdb.DuckDBPyConnection, table: str, select_sql
         reader_con.close()
 
 
-def _reattach(con: duckdb.DuckDBPyConnection, alias: str, path: str, *, read_only: bool) -> None:
+def _reattach(con: duckdb.DuckDBPyConnection, alias: str, path: str, *, read_only: bool,
+              target: Target | None = None) -> None:
     con.execute("USE memory")
     con.execute(f"DETACH {quote_ident(alias)}")
-    _attach(con, path, alias, read_only=read_only)
+    _attach(con, path, alias, read_only=read_only, target=target)
 
 
 def connect_stand_in(path: str, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -341,22 +355,56 @@ def connect_stand_in(path: str, memory_limit: str | None = None) -> duckdb.DuckD
 
 
 def require_exists(target: Target, *, create: bool = False,
-                   tables: list[str] | tuple[str, ...] = ()) -> None:
+                   tables: Callable[[], list[str]] = list) -> None:
     """Refuse a warehouse file that does not exist, naming its path, unless the command
     creates it on purpose (`create`: `submit`/`run`, and `plan` which then plans against an
-    empty database and creates nothing) and the job reads no table from it (`tables`: a job
-    reading only files can start a new database; one reading tables from a missing file has
-    a mistyped --db). A state database is created when missing: it is warehouse-batch's own."""
+    empty database and creates nothing) and the job reads no table from it (`tables()`: a
+    job reading only files can start a new database; one reading tables from a missing file
+    has a mistyped --db). A state database is created when missing: it is warehouse-batch's."""
     if target.shared or target.db == ":memory:" or os.path.exists(target.db):
         return
-    if create and not tables:
+    named = tables() if create else []
+    if create and not named:
         return
-    why = (f" and the job reads {', '.join(sorted(tables)[:3])} from it" if tables and create
-           else "")
+    why = f" and the job reads {', '.join(named[:3])} from it" if named else ""
     raise MissingDatabaseError(
         f"the database {os.path.abspath(target.db)} does not exist{why}",
         hint="check --db (or $WAREHOUSE_BATCH_DB); to start a new, empty database on purpose, "
              "pass --create-db to submit or run")
+
+
+@contextmanager
+def warehouse_released(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """With a state database, the warehouse is detached while inside (provider calls that may
+    take minutes: uploads, creates, downloads) and attached again after, waiting for its lock
+    like any open: so the warehouse is held only to read sources and to write the output
+    table. Temp tables survive (they are the connection's own). Without a state database the
+    state lives in the warehouse and it stays attached."""
+    target = _TARGETS.get(id(con))
+    row = con.execute("SELECT database_name, path, readonly FROM duckdb_databases() "
+                      "WHERE database_name = current_database()").fetchone()
+    if target is None or not target.state_db or target.shared or not row or not row[1]:
+        yield
+        return
+    alias, path, readonly = row
+    con.execute("USE memory")
+    con.execute(f"DETACH {quote_ident(alias)}")
+    try:
+        yield
+    except BaseException:
+        try:   # the error in flight is the one to report; the table is updated if we can
+            _attach(con, path, alias, read_only=readonly, target=target)
+        except WarehouseBatchError:
+            pass
+        raise
+    _attach(con, path, alias, read_only=readonly, target=target)
+
+
+def close(con: duckdb.DuckDBPyConnection) -> None:
+    """Close a connection made by `connect` (forgetting what this module noted about it)."""
+    _SHARED.discard(id(con))
+    _TARGETS.pop(id(con), None)
+    con.close()
 
 
 @contextmanager
@@ -381,8 +429,7 @@ def session(path: "str | Target", *, create: bool = True, memory_limit: str | No
         try:
             yield con
         finally:
-            _SHARED.discard(id(con))
-            con.close()
+            close(con)
 
 
 @contextmanager

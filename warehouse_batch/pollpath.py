@@ -14,20 +14,21 @@ failed (their count depends on the attempt budget), a provider answer it does no
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import duckdb
 
-from .db import DEFAULT_LOCK_TIMEOUT, Target, connect, reading
+from .db import DEFAULT_LOCK_TIMEOUT, Target, close, connect, reading
 from .errors import BusyError, WarehouseBatchError
 from .ledger import BatchProviders, record_poll, submitted_batches, unfinished_batches
 from .lightpoll import light_retrieve
 from .paths import make_scope
 from .pollfacts import JobFacts, recall
 from .providers.base import LedgerBatch, RemoteBatch, get_provider
-from .reports import RowCounts, RunReport, StatusReport, new_run_id
+from .reports import RowCounts, RunReport, StatusReport, Timed, job_cost, new_run_id
 from .sqlutil import quote_ident
 from .state import SCHEMA, fetch_dicts
 
@@ -59,21 +60,30 @@ class PollRequest:
 
 def try_status(req: PollRequest) -> StatusReport | None:
     """`status` when every batch of the job is still running, else None."""
+    started = Timed()
+    started.start()
     found = _poll(req, may_send=False)
     if found is None:
         return None
-    return StatusReport(found.facts.name, found.batches, found.rows)
+    report = StatusReport(found.facts.name, found.batches, found.rows)
+    report.started_like(started)
+    report.finish(found.cost_usd)
+    return report
 
 
 def try_poll(req: PollRequest) -> RunReport | None:
     """`collect` (or `run`: `may_send`) when it would only poll: every batch of the job is
     still running (and, for `run`, nothing is half-submitted and the job file is unchanged
     since the source was last read); else None."""
+    started = Timed()
+    started.start()
     found = _poll(req, may_send=req.command == "run")
     if found is None:
         return None
     report = RunReport(run_id=new_run_id(), job=found.facts.name, command=req.command,
                         table=found.facts.name, rows=found.rows, polls=1)
+    report.started_like(started)
+    report.finish(found.cost_usd)
     c = report.collected
     c.batches_polled = c.batches_in_progress = len(found.remotes)
     c.statuses = {r.provider_batch_id: r.status for r in found.remotes}
@@ -87,6 +97,7 @@ class _Found:
     rows: RowCounts
     remotes: list[RemoteBatch]
     batches: list[dict]          # every batch of the job, as recorded after the polls
+    cost_usd: float | None = None
 
 
 def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
@@ -118,6 +129,7 @@ def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
                 rows = _row_counts(con, output[0])
                 if rows is None:
                     return None
+            cost = job_cost(con, facts.name)
         providers = BatchProviders(get_provider(facts, req.env))   # type: ignore[arg-type]
         polled: list[tuple[LedgerBatch, RemoteBatch]] = []
         for batch in batches:
@@ -131,12 +143,12 @@ def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
             record_polls(con, polled)
             listed = job_batches(con, facts.name) if req.command == "status" else []
         finally:
-            con.close()
+            close(con)
     except BusyError:
         raise   # waited the whole --lock-timeout already: the library would wait again
     except (WarehouseBatchError, duckdb.Error):
         return None   # the library path says so properly
-    return _Found(facts, rows, [r for _, r in polled], listed)
+    return _Found(facts, rows, [r for _, r in polled], listed, cost)
 
 
 def _output(con: duckdb.DuckDBPyConnection, facts: JobFacts) -> tuple[str, str | None] | None:
@@ -210,6 +222,24 @@ def job_batches(con: duckdb.DuckDBPyConnection, job_name: str) -> list[dict]:
                           [job_name])
     for b in batches:
         b["counts"] = json.loads(b["counts"]) if b["counts"] else None
+        b.update(progress(b["counts"], b["request_count"]))
         for k in ("created_at", "submitted_at", "collected_at"):
-            b[k] = b[k].isoformat() if b[k] else None
+            b[k] = (b[k].replace(tzinfo=dt.timezone.utc).isoformat() if b[k] else None)
     return batches
+
+
+def progress(counts: dict | None, request_count: int | None) -> dict:
+    """`completed`, `failed` and `total` requests of a batch from the counts its provider last
+    reported (OpenAI and Azure: `completed`, `failed`, `total`; Anthropic: `succeeded`,
+    `errored`, `canceled`, `expired`, `processing`). `completed + failed` of `total` have been
+    processed; None where the provider has not reported yet (`total`: the ledger's count)."""
+    if not counts:
+        return {"completed": None, "failed": None, "total": request_count}
+    if "succeeded" in counts or "processing" in counts:   # Anthropic
+        failed = sum(int(counts.get(k) or 0) for k in ("errored", "canceled", "expired"))
+        total = sum(int(v or 0) for v in counts.values() if isinstance(v, int))
+        return {"completed": int(counts.get("succeeded") or 0), "failed": failed,
+                "total": total or request_count}
+    return {"completed": int(counts.get("completed") or 0),
+            "failed": int(counts.get("failed") or 0),
+            "total": int(counts.get("total") or 0) or request_count}

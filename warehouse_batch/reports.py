@@ -3,16 +3,79 @@
 the pipeline; `--json` prints their `to_dict()`."""
 from __future__ import annotations
 
+import datetime as dt
 import secrets
+import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import duckdb
 
 from .errors import EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING
-from .state import now_utc
+from .state import SCHEMA, now_utc
 
 
 def new_run_id() -> str:
     """A command's run id: its start time and 24 random bits (`runs.run_id`)."""
     return now_utc().strftime("r%Y%m%dT%H%M%S") + "_" + secrets.token_hex(3)
+
+
+def iso_now() -> str:
+    """The time now as a timezone-aware ISO 8601 string (UTC), as JSON reports carry it."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def job_cost(con: duckdb.DuckDBPyConnection, job_name: str) -> float | None:
+    """What the job's answers have cost so far at batch prices (`warehouse_batch.costs`):
+    0.0 before anything is billed, None when a billed model has no price."""
+    row = con.execute(f"SELECT count(*), sum(cost_usd), count(*) FILTER (WHERE cost_usd IS NULL "
+                      f"AND answers_billed > 0) FROM {SCHEMA}.costs WHERE job_name = ?",
+                      [job_name]).fetchone()
+    if not row[0]:
+        return 0.0
+    if row[2]:
+        return None
+    return round(float(row[1] or 0.0), 6)
+
+
+@dataclass(kw_only=True)
+class Timed:
+    """When a command ran and what the job has cost so far: fields every report carries
+    (`--json`), so a pipeline can log and alert on them without parsing text."""
+
+    started_at: str | None = None        # ISO 8601, timezone-aware (UTC)
+    finished_at: str | None = None
+    elapsed_seconds: float | None = None
+    cost_usd: float | None = None        # the job's answers so far, batch prices
+
+    def start(self) -> None:
+        self.started_at = iso_now()
+        self._t0 = time.monotonic()
+
+    def started_like(self, other: "Timed") -> None:
+        """Take the start of `other` (a report built after its command began)."""
+        self.started_at, self._t0 = other.started_at, getattr(other, "_t0", time.monotonic())
+
+    def finish(self, cost_usd: float | None = None) -> None:
+        if self.started_at is None:
+            self.start()
+        self.finished_at = iso_now()
+        self.elapsed_seconds = round(time.monotonic() - getattr(self, "_t0", time.monotonic()),
+                                     3)
+        if cost_usd is not None:
+            self.cost_usd = cost_usd
+
+
+def stamp(d: dict, exit_code: int, started_at: str, elapsed: float,
+          cost_usd: Any = None) -> dict:
+    """Add the fields every `--json` report carries to `d` (a report's `to_dict()` or an
+    error's): exit code, timestamps and elapsed seconds of the whole command, cost so far."""
+    d["exit_code"] = exit_code
+    d["started_at"] = started_at
+    d["finished_at"] = iso_now()
+    d["elapsed_seconds"] = round(elapsed, 3)
+    d.setdefault("cost_usd", cost_usd)
+    return d
 
 
 @dataclass
@@ -66,7 +129,7 @@ class CollectReport:
 
 
 @dataclass
-class RunReport:
+class RunReport(Timed):
     """What a submit / collect / run did, and where the job stands now."""
 
     run_id: str
@@ -100,12 +163,15 @@ class RunReport:
         d = asdict(self)
         d["status"] = "pending" if self.pending else ("failed" if self.rows.failed
                                                       else "succeeded")
+        d["exit_code"] = self.exit_code
         return d
 
 
 @dataclass
-class StatusReport:
-    """Where a job stands: its batches as the ledger has them and its rows by `_status`."""
+class StatusReport(Timed):
+    """Where a job stands: its batches as the ledger has them (each with `completed`,
+    `failed` and `total` requests as the provider last reported them) and its rows by
+    `_status`."""
 
     job: str
     batches: list[dict]   # every batch of the job, `lost` ones included (with the reason)
@@ -120,4 +186,6 @@ class StatusReport:
 
     def to_dict(self) -> dict:
         return {"job": self.job, "batches": self.batches, "rows": self.rows.to_dict(),
-                "warnings": self.warnings}
+                "warnings": self.warnings, "exit_code": self.exit_code,
+                "started_at": self.started_at, "finished_at": self.finished_at,
+                "elapsed_seconds": self.elapsed_seconds, "cost_usd": self.cost_usd}
