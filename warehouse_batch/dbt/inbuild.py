@@ -66,7 +66,8 @@ def model(dbt: Any, session: duckdb.DuckDBPyConnection, job: str, *,
           state_db: str | None = None, max_attempts: int | None = None,
           env: dict[str, str] | None = None) -> duckdb.DuckDBPyRelation:
     """Run the job file `job` (relative to the dbt project) once on dbt's connection and
-    return its output table for dbt to materialise (see the module docstring)."""
+    return its output table for dbt to materialise (see the module docstring). `state_db`
+    (relative to the project) keeps warehouse-batch's state in a file of its own."""
     settings = _settings()
     root, searched = find_project_dir(settings, None, env)
     if root is None:
@@ -77,7 +78,7 @@ def model(dbt: Any, session: duckdb.DuckDBPyConnection, job: str, *,
     options = api.Options(db=str(database), connection=session, dbt=settings,
                           env=env if env is not None else dict(os.environ), log=_log,
                           max_attempts=max_attempts,
-                          **({"state_db": state_db} if state_db else {}))
+                          **({"state_db": str(root / state_db)} if state_db else {}))
     spec = api.load(str(path), options)
     _check_names(spec.name, this, path)
     _check_lineage(dbt, spec.depends_on, path)

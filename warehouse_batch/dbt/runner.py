@@ -67,6 +67,7 @@ class DbtRunReport:
     selected: list[str]
     jobs: list[JobResult] = field(default_factory=list)
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    finished_at: dt.datetime | None = None
     elapsed_seconds: float = 0.0
 
     @property
@@ -76,9 +77,13 @@ class DbtRunReport:
                      + [EXIT_PENDING for j in self.jobs if j.status == "skipped"])
 
     def to_dict(self) -> dict:
+        costs = [(j.report or {}).get("cost_usd") for j in self.jobs]
+        known = [c for c in costs if isinstance(c, (int, float))]
         return {"exit_code": self.exit_code, "project": self.project, "db": self.db,
                 "selected": self.selected, "started_at": self.started_at.isoformat(),
+                "finished_at": self.finished_at.isoformat() if self.finished_at else None,
                 "elapsed_seconds": round(self.elapsed_seconds, 3),
+                "cost_usd": round(sum(known), 6) if known else None,
                 "jobs": [j.to_dict() for j in self.jobs]}
 
 
@@ -223,4 +228,5 @@ def run_project(settings: DbtSettings, select: tuple[str, ...] = (),
         if result.exit_code not in (EXIT_OK, EXIT_FAILED_ROWS):
             blocked[node_id] = "is pending" if result.exit_code == EXIT_PENDING else "failed"
     report.elapsed_seconds = time.monotonic() - started
+    report.finished_at = dt.datetime.now(dt.timezone.utc)
     return report

@@ -100,6 +100,26 @@ def test_build_never_waits_and_a_later_build_materialises_every_answer(project, 
                           "USING (review_id) WHERE e.response = a.response") == [(n,)]
 
 
+def test_in_build_with_a_state_db_keeps_the_warehouse_free_of_state(project, emulator):
+    model = project / "models" / "enriched_reviews.py"
+    model.write_text(model.read_text().replace(
+        '"enrich/reviews.sql")', '"enrich/reviews.sql", state_db="wb_state.duckdb")'))
+    ok(dbt(project, emulator, "build"))
+    emulator.advance(DAY)
+    ok(dbt(project, emulator, "build"))
+    n = len(seed_rows())
+    assert query(project, "SELECT _status, count(*) FROM enriched_reviews GROUP BY 1") == \
+        [("succeeded", n)]
+    assert query(project, "SELECT count(*) FROM duckdb_tables() "
+                          "WHERE schema_name = 'warehouse_batch'") == [(0,)]
+    con = duckdb.connect(str(project / "wb_state.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM results").fetchone()[0] > 0
+    finally:
+        con.close()
+    assert len(creates(emulator)) == 1
+
+
 def test_a_python_model_that_hides_the_jobs_parent_is_refused(project, emulator):
     model = project / "models" / "enriched_reviews.py"
     model.write_text(model.read_text().replace('    dbt.ref("stg_reviews")', "    pass"))
@@ -115,6 +135,8 @@ def test_dbt_run_select_tag_enriches_only_the_selected_jobs(project, emulator):
     r = wb(project, emulator, "dbt", "run", "--select", "tag:weekly", "--json")
     assert r.returncode == 75, r.stderr      # submitted, pending
     report = json.loads(r.stdout)
+    assert report["exit_code"] == 75 and report["elapsed_seconds"] >= 0
+    assert report["started_at"].endswith("+00:00") and report["finished_at"].endswith("+00:00")
     assert [j["job"] for j in report["jobs"]] == ["enrich/review_topics.sql"]
     assert report["jobs"][0]["depends_on"] == ["model.shop.stg_reviews"]
     assert report["jobs"][0]["status"] == "pending"
