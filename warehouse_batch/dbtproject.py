@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import ConfigurationError, JobFileError, Location
+from .errors import ConfigurationError, JobFileError, Location, UserError
 
 PROJECT_FILE = "dbt_project.yml"
 PROFILES_FILE = "profiles.yml"
@@ -132,7 +132,7 @@ class DbtProject:
             try:
                 self._manifest = json.loads(path.read_text(encoding="utf-8"))
             except FileNotFoundError:
-                raise ConfigurationError(
+                raise UserError(
                     f"the dbt project {self.root} has no manifest ({path} is missing): run "
                     "`dbt parse` (or `dbt build`) there first") from None
             except (OSError, ValueError) as e:
@@ -142,7 +142,7 @@ class DbtProject:
     def manifest_metadata(self) -> dict:
         try:
             return self.manifest.get("metadata") or {}
-        except ConfigurationError:
+        except (ConfigurationError, UserError):
             return {}
 
     # -- vars ------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ..dbtproject import DbtProject, DbtSettings, load_project
 from ..dbtwords import DbtWords
 from ..db import attach_alias, default_db_path
 from ..errors import (EXIT_FAILED_ROWS, EXIT_INTERNAL, EXIT_OK, EXIT_PENDING, EXIT_PROVIDER,
-                      EXIT_USER, ConfigurationError, JobFileError, Location,
+                      EXIT_USER, ConfigurationError, JobFileError, Location, UserError,
                       WarehouseBatchError)
 from ..keys import redact
 from ..paths import make_scope
@@ -101,8 +101,8 @@ class ProjectJobs:
 def project_for(settings: DbtSettings, env: dict | None = None) -> DbtProject:
     project, searched = load_project(settings, None, env)
     if project is None:
-        raise ConfigurationError(f"no dbt project found (looked in {'; '.join(searched)})",
-                                 hint="run from the dbt project or pass --project-dir")
+        raise UserError(f"no dbt project found (looked in {'; '.join(searched)})",
+                        hint="run from the dbt project or pass --project-dir")
     return project
 
 
