@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,8 +23,10 @@ import duckdb
 from .attempts import set_command
 from .clock import Backoff, Clock, SystemClock, trouble_backoff
 from .collect import collect_ready, note_lost, poll
-from .db import (Target, default_db_path, default_lock_timeout, default_state_db, reading,
-                 require_exists, session, warehouse_released)
+from .db import (Target, attach_alias, default_db_path, default_lock_timeout,
+                 default_state_db, reading, require_exists, session, warehouse_released)
+from .dbtproject import DbtSettings
+from .dbtwords import DbtWords
 from .errors import (LookupUndecidedError,
                      ProviderError, UnreachableError, WarehouseBatchError)
 from .jobrows import mark_answered, record_job_rows
@@ -76,6 +79,8 @@ class Options:
     state_db: str | None = field(default_factory=default_state_db)   # the state's own file
     lock_timeout: float = field(default_factory=default_lock_timeout)  # then exit 75
     create_db: bool = False               # submit/run may create a missing --db file
+    dbt: DbtSettings = field(default_factory=DbtSettings)   # where ref()/source() look
+    dbt_outputs: dict[str, str] = field(default_factory=dict)   # other jobs' tables by name
 
 
 def target(options: Options, spec: JobSpec | None = None) -> Target:
@@ -102,7 +107,13 @@ def load(job_path: str, options: Options | None = None) -> JobSpec:
     """Read a job file and apply option overrides (attempts, chunk limits)."""
     options = options or Options()
     scope = make_scope(job_path, options.env, options.allowed_paths, options.allowed_hosts)
-    spec = load_job(job_path, vars=options.vars, scope=scope)
+    # a ref() into another catalog than the warehouse's is refused (on a caller's connection
+    # the caller, e.g. dbt, built the refs itself)
+    catalog = (attach_alias(options.db)
+               if options.db != ":memory:" and options.connection is None else None)
+    words = DbtWords(job_path, options.dbt, options.env or os.environ,
+                     outputs=dict(options.dbt_outputs), catalog=catalog)
+    spec = load_job(job_path, vars=options.vars, scope=scope, words=words)
     for name in ("max_attempts", "batch_max_requests", "batch_max_bytes", "batch_max_tokens",
                  "enqueued_token_limit", "memory_limit"):
         value = getattr(options, name)
@@ -129,6 +140,7 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
         prepared = prepare(con, spec, provider, options.log)
         report = build_plan(con, prepared)
         report.cost_usd = job_cost(con, spec.name)   # spent so far (the CLI's --json)
+        report.depends_on = list(spec.depends_on)
         return report
 
 

@@ -99,6 +99,18 @@ def _memory_limit(ctx: click.Context, param: click.Parameter, value: str | None)
         raise click.BadParameter(str(e)) from None
 
 
+dbt_options = [
+    click.option("--project-dir", default=None, metavar="DIR",
+                 help="the dbt project ref()/source() resolve in [default: $DBT_PROJECT_DIR, "
+                      "else the nearest dbt_project.yml above the job file or here]"),
+    click.option("--profiles-dir", default=None, metavar="DIR",
+                 help="where profiles.yml is [default: $DBT_PROFILES_DIR, else here, else "
+                      "the project, else ~/.dbt]"),
+    click.option("--target", default=None, metavar="NAME",
+                 help="the dbt target [default: $DBT_TARGET, else the profile's]"),
+]
+
+
 def _lock_timeout(ctx: click.Context, param: click.Parameter, value: str | None
                   ) -> float | None:
     if value is None:
@@ -158,6 +170,7 @@ def job_options(f: Callable) -> Callable:
                           "[default: the job's memory_limit, else "
                           "$WAREHOUSE_BATCH_MEMORY_LIMIT, else 512MB]; spills go to "
                           "$WAREHOUSE_BATCH_TEMP_DIR, else <db>.tmp"),
+        *dbt_options,
     ]
     for d in reversed(decorators):
         f = d(f)
@@ -167,8 +180,10 @@ def job_options(f: Callable) -> Callable:
 def _options(db, vars_, quiet, max_attempts, batch_max_requests, batch_max_bytes,
              batch_max_tokens, enqueued_token_limit=None, allow_paths=(), allow_hosts=(),
              memory_limit=None, state_db=None, lock_timeout=None, create_db=False,
-             **extra) -> api.Options:
+             project_dir=None, profiles_dir=None, target=None, **extra) -> api.Options:
+    from .dbtproject import DbtSettings   # here, as _api(): the cheap poll imports neither
     opts = _api().Options(vars=_parse_vars(vars_), max_attempts=max_attempts,
+                       dbt=DbtSettings(project_dir, profiles_dir, target),
                        state_db=state_db or default_state_db(), create_db=create_db,
                        lock_timeout=(default_lock_timeout() if lock_timeout is None
                                      else lock_timeout),
@@ -595,6 +610,161 @@ def check(db, stuck_minutes, max_error_rate, recent_batches, as_json, state_db) 
             "\n".join(f"ALERT {a.kind} [{a.job}]: {a.message}" for a in r.alerts)
             or "ok: no alerts"))
         return r.exit_code
+    _guard(as_json, body)
+
+
+class _DbtStyleCommand(click.Command):
+    """A command whose `--select` and `--exclude` take several values the way dbt's do
+    (`--select a b tag:c --exclude d`): the values after the flag, up to the next option."""
+
+    multi = ("--select", "-s", "--exclude", "--models", "-m")
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out: list[str] = []
+        flag = None
+        for a in args:
+            if a.startswith("-"):
+                flag = a if a in self.multi else None
+                out.append(a)
+                if a == "--":
+                    flag = None
+            elif flag is not None and out[-1] != flag:
+                out += [flag, a]
+            else:
+                out.append(a)
+        return super().parse_args(ctx, out)
+
+
+@main.group()
+def dbt() -> None:
+    """Enrichment jobs in a dbt project (see the README's dbt section).
+
+    \b
+    Job files there may use ref(), source(), var() and env_var(); the project's jobs live in
+    its jobs folder (vars: {warehouse_batch: {jobs: ...}} in dbt_project.yml, default enrich/).
+      warehouse-batch dbt run --select tag:nightly      # the selected jobs, in order
+      warehouse-batch dbt ls --select stg_reviews+      # which jobs a selection reaches
+    """
+
+
+def _with(decorators: list[Callable]) -> Callable:
+    """Apply a list of click decorators (as `job_options` does)."""
+    def apply(f: Callable) -> Callable:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+    return apply
+
+
+def _dbt_selection(f: Callable) -> Callable:
+    decorators = [
+        click.option("--select", "-s", "--models", "-m", "select", multiple=True,
+                     metavar="SELECTOR", help="jobs to run: name, tag:x, path:dir, +name, "
+                     "name+, a,b (both); several are a union [default: every job]"),
+        click.option("--exclude", multiple=True, metavar="SELECTOR",
+                     help="jobs to leave out (same syntax)"),
+        click.option("--db", default=None, metavar="PATH",
+                     help="the warehouse DuckDB file [default: the dbt target's path]"),
+        click.option("--json", "as_json", is_flag=True, help="print a JSON report on stdout"),
+        click.option("-q", "--quiet", is_flag=True, help="no progress messages on stderr"),
+        click.option("--allow-path", "allow_paths", multiple=True, metavar="DIR",
+                     help="a folder the jobs may read besides their own and the project"),
+        click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST[:PORT]",
+                     help="a host a base_url in a job file may name"),
+        click.option("--state-db", default=None, metavar="PATH",
+                     help="DuckDB file holding the warehouse_batch state [default: "
+                          "$WAREHOUSE_BATCH_STATE_DB, else the state lives in --db]"),
+        click.option("--lock-timeout", callback=_lock_timeout, default=None, metavar="SECONDS",
+                     help="wait this long for a file another process holds, then exit 75"),
+        *dbt_options,
+    ]
+    for d in reversed(decorators):
+        f = d(f)
+    return f
+
+
+def _dbt_body(as_json: bool, quiet: bool, **kw: Any) -> int:
+    from .dbt.runner import run_project   # the [dbt] part; imported by its commands only
+    from .dbtproject import DbtSettings
+    settings = DbtSettings(kw.pop("project_dir"), kw.pop("profiles_dir"), kw.pop("target"))
+    state_db, lock_timeout = kw.pop("state_db"), kw.pop("lock_timeout")
+    report = run_project(settings, kw.pop("select"), kw.pop("exclude"),
+                         state_db=state_db or default_state_db(),
+                         lock_timeout=(default_lock_timeout() if lock_timeout is None
+                                       else lock_timeout),
+                         allowed_paths=tuple(kw.pop("allow_paths")),
+                         allowed_hosts=tuple(kw.pop("allow_hosts")), log=_logger(quiet), **kw)
+
+    def human() -> None:
+        click.echo(f"dbt project {report.project} ({report.db}): "
+                   f"{len(report.jobs)} job(s) selected")
+        for j in report.jobs:
+            rows = (j.report or {}).get("rows") or {}
+            detail = (f"{rows.get('rows', 0):,} rows, {rows.get('succeeded', 0):,} succeeded, "
+                      f"{rows.get('failed', 0):,} failed, {rows.get('pending', 0):,} pending"
+                      if j.report else (j.error or {}).get("message") or j.skipped_because
+                      or "")
+            click.echo(f"  {j.job:<40} {j.name:<24} {j.status:<12} {redact(str(detail))}")
+    _emit(report, as_json, human)
+    return 0 if kw.get("dry_run") else report.exit_code
+
+
+@dbt.command(name="run", cls=_DbtStyleCommand)
+@_dbt_selection
+@click.option("--wait", is_flag=True, help="run each job until every row is terminal")
+@click.option("--max-wait", type=click.FloatRange(min=0), default=None, callback=_finite,
+              metavar="SECONDS", help="with --wait: give up on a job after this long")
+def dbt_run(as_json, quiet, **kw) -> None:
+    """Run the project's selected enrichment jobs in dependency order (each as `run`)."""
+    _guard(as_json, lambda: _dbt_body(as_json, quiet, **kw))
+
+
+@dbt.command(name="ls", cls=_DbtStyleCommand)
+@_dbt_selection
+def dbt_ls(as_json, quiet, **kw) -> None:
+    """List the jobs a selection reaches, in the order `dbt run` would run them."""
+    _guard(as_json, lambda: _dbt_body(as_json, quiet, dry_run=True, **kw))
+
+
+@dbt.command(name="schema")
+@click.argument("jobs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--model", default=None, metavar="NAME",
+              help="the dbt model (one job) [default: the Python model that names the job]")
+@click.option("--db", default=None, metavar="PATH",
+              help="the warehouse DuckDB file [default: the dbt target's path]")
+@click.option("-o", "--output", default=None, metavar="FILE",
+              help="write the YAML here [default: stdout]")
+@click.option("-q", "--quiet", is_flag=True, help="no progress messages on stderr")
+@click.option("--json", "as_json", is_flag=True, help="errors as JSON on stdout")
+@_with(dbt_options)
+def dbt_schema(jobs, model, db, output, quiet, as_json, project_dir, profiles_dir,
+               target) -> None:
+    """Print a schema.yml for the dbt models enriched by these jobs: every column with its
+    type and meaning, and tests (_status accepted values, the key unique and not null)."""
+    def body() -> None:
+        from .dbt.docs import model_entry, python_models_for, schema_yaml
+        from .dbtproject import DbtSettings, load_project
+        from .errors import UserError
+        settings = DbtSettings(project_dir, profiles_dir, target)
+        entries = []
+        for job in jobs:
+            project, searched = load_project(settings, job)
+            if project is None:
+                raise UserError(f"no dbt project found (looked in {'; '.join(searched)})")
+            where = db or project.database_path()
+            spec = _api().load(job, _api().Options(db=where, dbt=settings))
+            names = [model] if model else python_models_for(project, Path(job))
+            if len(names) != 1 or (model and len(jobs) > 1):
+                raise UserError(f"{job}: name its dbt model with --model (one job at a time)"
+                                if model or not names else
+                                f"{job}: several Python models name it ({', '.join(names)}); "
+                                "pick one with --model")
+            entries.append(model_entry(spec, names[0], where))
+        text = schema_yaml(entries)
+        if output:
+            Path(output).write_text(text, encoding="utf-8")
+        else:
+            click.echo(text, nl=False)
     _guard(as_json, body)
 
 

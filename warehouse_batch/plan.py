@@ -43,6 +43,7 @@ class PlanReport:
     enqueued_token_limit: int | None = None   # setting or learned; None: not known
     waves: int | None = None                  # rounds of batches the limit allows at once
     requests_over_limit: int = 0              # alone larger than the limit: they will fail
+    depends_on: list[str] = field(default_factory=list)   # dbt models/sources the SELECT reads
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -130,4 +130,5 @@ def named_files(spec: JobSpec) -> list[str]:
              if t is not None and t.file != spec.path]
     if spec.output_schema_file is not None:
         files.append(spec.output_schema_file)
+    files.extend(spec.dbt_files)   # a changed dbt manifest may move what ref() reads
     return files

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .db import check_memory_limit
+from .dbtwords import DbtWords
 from .errors import JobFileError, Location
 from .models import output_limit
 from .paths import Scope, make_scope
@@ -110,6 +111,8 @@ class JobSpec:
     unused_vars: set[str] = field(default_factory=set)   # --vars it does not use (jobset.py)
     attach: dict[str, str] = field(default_factory=dict)  # alias -> DuckDB file (attach.py)
     export: str | None = None   # the Parquet file the output table is copied to (output.py)
+    depends_on: list[str] = field(default_factory=list)   # dbt models/sources it reads
+    dbt_files: list[str] = field(default_factory=list)    # dbt manifest / project it read
 
     def location_of(self, key: str) -> Location:
         return self.key_locations.get(key, Location(self.path, 1, 1))
@@ -147,9 +150,11 @@ def _state_db(config: dict, locations: dict[str, Location], scope: Scope | None)
 
 
 def load_job(path: str | Path, vars: dict[str, Any] | None = None,
-             scope: Scope | None = None, *, require_all_vars: bool = True) -> JobSpec:
+             scope: Scope | None = None, words: DbtWords | None = None, *,
+             require_all_vars: bool = True) -> JobSpec:
     """Read and validate a job file; `scope` is what the operator allows it to touch
-    (default: its folder and project root, plus the environment's allowances)."""
+    (default: its folder and project root, plus the environment's allowances); `words`
+    resolves dbt's ref/source/env_var (default: dbt's own project and profile defaults)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -157,21 +162,24 @@ def load_job(path: str | Path, vars: dict[str, Any] | None = None,
         raise JobFileError(f"job file not found: {p}") from None
     except UnicodeDecodeError as e:
         raise JobFileError(f"job file is not UTF-8: {e}", Location(str(p))) from None
-    return parse_job(text, str(p), vars=vars or {}, scope=scope,
+    return parse_job(text, str(p), vars=vars or {}, scope=scope, words=words,
                      require_all_vars=require_all_vars)
 
 
 def parse_job(text: str, path: str = "<job>", vars: dict[str, Any] | None = None,
-              scope: Scope | None = None, *, require_all_vars: bool = True) -> JobSpec:
+              scope: Scope | None = None, words: DbtWords | None = None, *,
+              require_all_vars: bool = True) -> JobSpec:
     """Parse the text of a job file named `path` (used in messages and to resolve files).
 
     Every `--var` must be used by the job; with `require_all_vars` off (many jobs sharing
     the command line's vars, `jobset.py`) the unused ones are listed in `unused_vars`."""
     scope = scope or make_scope(path)
+    words = words or DbtWords(path)
     config, locations, body = _split_config(text, path)
     _check_keys(config, locations, path)
     spec = _build_spec(config, locations, path, vars or {}, scope)
-    spec.sql, spec.sql_line, used_vars = _prepare_sql(body, path, spec.vars)
+    spec.sql, spec.sql_line, used_vars = _prepare_sql(body, path, spec.vars, words)
+    spec.depends_on, spec.dbt_files = list(words.depends_on), list(words.files)
     _check_sql(spec.sql, path, scope)
     templates = [t.text for t in (spec.prompt, spec.system) if t is not None]
     if require_all_vars:
@@ -183,6 +191,17 @@ def parse_job(text: str, path: str = "<job>", vars: dict[str, Any] | None = None
             except JobFileError:
                 spec.unused_vars.add(name)
     return spec
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The literal values of a job file's config block, without reading its SELECT (to learn
+    the names of a project's output tables before any job's `ref()` is resolved)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise JobFileError(f"cannot read the job file: {e}", Location(str(p))) from None
+    return _split_config(text, str(p))[0]
 
 
 # --- the config block -------------------------------------------------------------------------
@@ -599,10 +618,12 @@ def _template(config: dict, locations: dict[str, Location], inline_key: str, fil
 
 # --- the SELECT -------------------------------------------------------------------------------
 
-def _prepare_sql(body: str, path: str, vars: dict[str, Any]) -> tuple[str, int, set[str]]:
-    """Bind `{{ var('x') }}` in the SQL body as literals; keep line numbers as in the file.
-    Returns the SQL, the line of its first statement line, and the var names it used."""
-    body, used = render_sql_body(body, path, vars)
+def _prepare_sql(body: str, path: str, vars: dict[str, Any],
+                 words: DbtWords | None = None) -> tuple[str, int, set[str]]:
+    """Bind `{{ var('x') }}` in the SQL body as literals and dbt's words as `words` resolves
+    them; keep line numbers as in the file. Returns the SQL, the line of its first statement
+    line, and the var names it used."""
+    body, used = render_sql_body(body, path, vars, words)
     stripped = body.strip()
     if not stripped:
         raise JobFileError("the job file has no SELECT after the config block",

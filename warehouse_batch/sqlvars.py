@@ -10,18 +10,40 @@ the rendering small and bounded.
 
 Every `--var` given must be used, by a `var('name')` in the SQL or by `vars.name` in the
 prompt or system template; an unused one is a typo until proven otherwise.
+
+dbt's words (`ref`, `source`, `env_var`, and project vars behind `var`) are resolved by a
+`SqlWords` the caller passes in (`dbtwords.DbtWords`); this module only finds the calls,
+with the line and column of each, and puts what the resolver returns in their place.
 """
 from __future__ import annotations
 
 import difflib
 import math
-from typing import Any, Iterable
+import re
+from typing import Any, Iterable, Protocol
 
 from jinja2 import Environment, StrictUndefined, TemplateSyntaxError, nodes
 
 from .errors import JobFileError, Location
 
-_HINT_VAR = "write {{ var('name') }} or {{ var('name', default) }} in the SQL"
+_HINT_VAR = ("write {{ var('name') }} or {{ var('name', default) }} in the SQL (in a dbt "
+             "project also ref(), source() and env_var())")
+WORDS = ("var", "ref", "source", "env_var")
+_KWARGS = {"ref": {"v", "version"}}     # ref('model', v=2)
+
+
+class SqlWords(Protocol):
+    """Resolves dbt's words in a job's SQL; each returns SQL text (a relation or a literal)."""
+
+    def var(self, name: str, location: Location) -> Any:
+        """The project's value of a var no `--var` gave; KeyError when it has none."""
+
+    def ref(self, args: list[str], kwargs: dict[str, Any], location: Location) -> str: ...
+
+    def source(self, args: list[str], location: Location) -> str: ...
+
+    def env_var(self, name: str, default: Any, location: Location) -> str:
+        """`default` is None when the call gives none (as in dbt)."""
 
 
 def sql_value(value: Any, name: str, location: Location) -> str:
@@ -51,8 +73,10 @@ def _env() -> Environment:
     return Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
-def _calls(tree: nodes.Template, path: str) -> list[tuple[nodes.Call, str, Any]]:
-    """The `var(...)` calls of the SQL body; anything else in a `{{ }}` or `{% %}` is refused."""
+def _calls(tree: nodes.Template, path: str,
+           columns: list[int | None]) -> list[tuple[nodes.Call, str, list, dict, Location]]:
+    """The calls of the SQL body (`var`, `ref`, `source`, `env_var` with literal arguments),
+    each with its arguments and location; anything else in a `{{ }}` or `{% %}` is refused."""
     found = []
     for child in tree.body:
         if not isinstance(child, nodes.Output):
@@ -62,24 +86,59 @@ def _calls(tree: nodes.Template, path: str) -> list[tuple[nodes.Call, str, Any]]
         for part in child.nodes:
             if isinstance(part, nodes.TemplateData):
                 continue
-            ok = (isinstance(part, nodes.Call) and isinstance(part.node, nodes.Name)
-                  and part.node.name == "var" and not part.kwargs and not part.dyn_args
-                  and not part.dyn_kwargs and 1 <= len(part.args) <= 2
+            column = columns[len(found)] if len(found) < len(columns) else None
+            loc = Location(path, part.lineno, column)
+            word = (part.node.name if isinstance(part, nodes.Call)
+                    and isinstance(part.node, nodes.Name) else None)
+            ok = (word in WORDS and not part.dyn_args and not part.dyn_kwargs
+                  and all(k.key in _KWARGS.get(word, ()) for k in part.kwargs)
                   and all(isinstance(a, (nodes.Const, nodes.List, nodes.Dict))
-                          for a in part.args)
-                  and isinstance(part.args[0], nodes.Const)
-                  and isinstance(part.args[0].value, str))
+                          for a in [*part.args, *(k.value for k in part.kwargs)])
+                  and 1 <= len(part.args) <= 2
+                  and all(isinstance(a, nodes.Const) and isinstance(a.value, str)
+                          for a in (part.args if word in ("ref", "source") else
+                                    part.args[:1])))
             if not ok:
                 raise JobFileError("the SQL part of a job file takes only {{ var('name') }} "
-                                   "or {{ var('name', default) }} with literal arguments",
-                                   Location(path, part.lineno), hint=_HINT_VAR)
-            default = part.args[1].as_const() if len(part.args) == 2 else ...
-            found.append((part, part.args[0].value, default))
+                                   "or {{ var('name', default) }} (and dbt's ref('model'), "
+                                   "source('source', 'table'), env_var('NAME', default)) with "
+                                   "literal arguments", loc, hint=_HINT_VAR)
+            args = [a.as_const() for a in part.args]
+            kwargs = {k.key: k.value.as_const() for k in part.kwargs}
+            found.append((part, word, args, kwargs, loc))
     return found
 
 
-def render_sql_body(body: str, path: str, vars: dict[str, Any]) -> tuple[str, set[str]]:
-    """The SQL with each `{{ var(...) }}` replaced by a literal, and the var names it used.
+_EXPRESSION = re.compile(r"\{\{-?\s*(\w*)", re.DOTALL)
+_COMMENT = re.compile(r"\{#.*?#\}", re.DOTALL)
+
+
+def _call_columns(body: str) -> list[int | None]:
+    """The column of each `{{ … }}` expression's first word, in order (each holds one call)."""
+    text = _COMMENT.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), body)
+    out: list[int | None] = []
+    for m in _EXPRESSION.finditer(text):
+        start = m.start(1)
+        out.append(start - (text.rfind("\n", 0, start) + 1) + 1)
+    return out
+
+
+def _quoted(body: str, call: nodes.Call, loc: Location) -> bool:
+    """Whether the `{{ … }}` holding the call at `loc` sits inside '…' quotes."""
+    if loc.column is None:
+        return False
+    line = body.split("\n")[loc.line - 1] if loc.line else ""
+    before = line[:loc.column - 1].rstrip()
+    opened = before.rfind("{{")
+    closed = line.find("}}", loc.column - 1)
+    return (opened > 0 and line[opened - 1] == "'" and closed >= 0
+            and line[closed + 2:closed + 3] == "'")
+
+
+def render_sql_body(body: str, path: str, vars: dict[str, Any],
+                    words: SqlWords | None = None) -> tuple[str, set[str]]:
+    """The SQL with each `{{ var(...) }}` replaced by a literal (and each dbt word by what
+    `words` resolves it to), and the var names it used.
 
     Line numbers are kept (a var's literal never contains a newline unless its value does).
     """
@@ -92,22 +151,45 @@ def render_sql_body(body: str, path: str, vars: dict[str, Any]) -> tuple[str, se
         raise JobFileError(f"SQL template: {e.message}", Location(path, e.lineno)) from None
     used: set[str] = set()
     literals: dict[int, str] = {}
-    for call, name, default in _calls(tree, path):
-        used.add(name)
-        loc = Location(path, call.lineno)
-        if name in vars:
-            value = vars[name]
-        elif default is not ...:
-            value = default
+    for call, word, args, kwargs, loc in _calls(tree, path, _call_columns(body)):
+        if word == "var":
+            used.add(args[0])
+            literals[id(call)] = _var(args, vars, words, loc)
+            continue
+        if words is None:
+            raise JobFileError(f"{word}() is dbt's and needs a dbt project", loc)
+        if _quoted(body, call, loc):
+            what = "a quoted literal" if word == "env_var" else "a quoted relation name"
+            raise JobFileError(f"{word}() already gives SQL ({what}); remove the quotes "
+                               "around it", loc)
+        if word == "ref":
+            literals[id(call)] = words.ref(args, kwargs, loc)
+        elif word == "source":
+            literals[id(call)] = words.source(args, loc)
         else:
-            raise JobFileError(f"the SQL uses var({name!r}) but no value was given", loc,
-                               hint=f"pass --var {name}=VALUE")
-        literals[id(call)] = sql_value(value, name, loc)
+            literals[id(call)] = words.env_var(args[0], args[1] if len(args) > 1 else None,
+                                               loc)
     # Render through Jinja (keeps whitespace control like {{- -}}), each call a literal.
     for child in tree.body:
         child.nodes = [nodes.TemplateData(literals[id(p)], lineno=p.lineno)
                        if isinstance(p, nodes.Call) else p for p in child.nodes]
     return env.from_string(tree).render(), used
+
+
+def _var(args: list, vars: dict[str, Any], words: SqlWords | None, loc: Location) -> str:
+    """`var(name, default?)`: `--var`, else the dbt project's vars, else the default."""
+    name = args[0]
+    if name in vars:
+        return sql_value(vars[name], name, loc)
+    if words is not None:
+        try:
+            return sql_value(words.var(name, loc), name, loc)
+        except KeyError:
+            pass
+    if len(args) > 1:
+        return sql_value(args[1], name, loc)
+    raise JobFileError(f"the SQL uses var({name!r}) but no value was given", loc,
+                       hint=f"pass --var {name}=VALUE")
 
 
 def template_var_names(texts: Iterable[str]) -> set[str] | None:
