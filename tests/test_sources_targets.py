@@ -141,3 +141,6 @@ def test_an_export_that_cannot_be_written_is_a_located_error(tmp_path, fast_emul
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"{job.path}:" in r.stderr and "export: cannot write" in r.stderr
     assert job.sql("SELECT count(*) FROM enriched") == [(3,)]   # the table itself is written
+    # the command's runs row is closed with the error, not left `running`
+    (status, error), = job.sql("SELECT status, error FROM warehouse_batch.runs")
+    assert status == "error" and "export: cannot write" in error

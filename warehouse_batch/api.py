@@ -291,7 +291,12 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
         if error is not None:
             _write_after_error(con, report, spec, provider, prepared, since, error, options)
             raise error
-        report.rows = _bring_output_up_to_date(con, spec, provider, prepared, since, options)
+        try:
+            report.rows = _bring_output_up_to_date(con, spec, provider, prepared, since,
+                                                   options)
+        except WarehouseBatchError as e:   # e.g. the export copy could not be written
+            _finish_run(con, report, error=e)
+            raise
         record_job_hash(con, spec, spec.fingerprint())
         _remember(con, spec, options)   # so the next poll need not read the job in full
         _finish_run(con, report)
