@@ -2,12 +2,12 @@
 -- billed and spent, from the attempts history and the costs view (migration 016).
 -- Parameters: $since, $until (DATE, inclusive).
 WITH sends AS (
-    SELECT rq.job_name, CAST(a.collected_at AS DATE) AS day,
+    SELECT b.job_name, CAST(a.collected_at AS DATE) AS day,
            count(*) AS requests,
            count(DISTINCT a.request_hash) FILTER (WHERE a.outcome = 'succeeded') AS rows_enriched,
            count(*) FILTER (WHERE a.outcome <> 'succeeded') AS failed
     FROM warehouse_batch.attempts a
-    JOIN warehouse_batch.requests rq USING (request_hash)
+    JOIN warehouse_batch.batches b USING (batch_id)
     WHERE CAST(a.collected_at AS DATE) BETWEEN $since AND $until
     GROUP BY ALL
 ), spend AS (
