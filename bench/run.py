@@ -29,6 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import warehouse_batch
 from measure import Emulator, Measured, machine, measure
 from report import Row, markdown, rows_for, text_table
 
@@ -116,6 +117,7 @@ class Bench:
                                            self.args.template)
         if not self.args.no_floors:
             self.floors(rows)
+        self.precompile()
         self.startup()
         self.emu = Emulator(self.cli, self.wd / "emulator", self.logs)
         try:
@@ -124,6 +126,17 @@ class Bench:
         finally:
             self.emu.stop()
         self.disk()
+
+    def precompile(self) -> None:
+        """Write the package's bytecode before any command is measured, as an install does.
+
+        Without it every measured command would compile the package from source when the
+        environment says not to keep bytecode (`PYTHONDONTWRITEBYTECODE`, set on some CI and
+        development machines): ~0.1 CPU s per command, which no installed copy pays."""
+        package = Path(warehouse_batch.__file__).parent
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True,
+                       env=env, stdout=subprocess.DEVNULL)
 
     def floors(self, rows: int) -> None:
         """The references every ratio is taken against, measured as whole processes."""
