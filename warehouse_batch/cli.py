@@ -90,13 +90,21 @@ def _parse_vars(values: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _memory_limit(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return check_memory_limit(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+def _checked(check: Callable[[str], Any]) -> Callable:
+    """A click callback that runs `check` on a given value (None passes through) and turns
+    its ValueError into click's usage error."""
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+    return callback
+
+
+_memory_limit = _checked(check_memory_limit)
+_lock_timeout = _checked(check_lock_timeout)
 
 
 dbt_options = [
@@ -109,16 +117,6 @@ dbt_options = [
     click.option("--target", default=None, metavar="NAME",
                  help="the dbt target [default: $DBT_TARGET, else the profile's]"),
 ]
-
-
-def _lock_timeout(ctx: click.Context, param: click.Parameter, value: str | None
-                  ) -> float | None:
-    if value is None:
-        return None
-    try:
-        return check_lock_timeout(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
 
 
 def job_options(f: Callable) -> Callable:

@@ -465,6 +465,19 @@ def _memory_error(path: str, memory_limit: str | None) -> MemoryLimitError:
 
 
 @contextmanager
+def reading_state(db: str, state_db: str | None = None, memory_limit: str | None = None
+                  ) -> Iterator[duckdb.DuckDBPyConnection]:
+    """`reading` for the commands that only read the state (`report`, `check`): the state
+    must be there and current, else a `StateError` naming the file."""
+    with reading(Target(db=db, state_db=state_db), memory_limit) as con:
+        if con is None:
+            raise StateError(f"{state_db or db} holds no warehouse-batch state this version "
+                             "can read (missing, or from an older version: run any job once "
+                             "to upgrade it)")
+        yield con
+
+
+@contextmanager
 def reading(path: "str | Target", memory_limit: str | None = None
             ) -> Iterator[duckdb.DuckDBPyConnection | None]:
     """A read-only connection for a poll (no migration, no write, shared with other readers);

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 import duckdb
 
 from .clock import Clock, SystemClock
-from .db import Target, reading
-from .errors import EXIT_ALERTS, EXIT_OK, StateError
+from .db import reading_state
+from .errors import EXIT_ALERTS, EXIT_OK
 from .sqlutil import load_sql
 
 
@@ -75,11 +75,7 @@ def check(db: str, *, stuck_minutes: float = 30, max_error_rate: float = 0.05,
     now = dt.datetime.fromtimestamp((clock or SystemClock()).now(), dt.timezone.utc)
     thresholds = {"stuck_minutes": stuck_minutes, "max_error_rate": max_error_rate,
                   "recent_batches": recent_batches}
-    with reading(Target(db=db, state_db=state_db), memory_limit) as con:
-        if con is None:
-            raise StateError(f"{state_db or db} holds no warehouse-batch state this version can read "
-                             "(missing, or from an older version: run any job once to "
-                             "upgrade it)")
+    with reading_state(db, state_db, memory_limit) as con:
         alerts = find_alerts(con, now.replace(tzinfo=None), stuck_minutes=stuck_minutes,
                              max_error_rate=max_error_rate, recent_batches=recent_batches)
     return HealthReport(now.isoformat(timespec="seconds"), thresholds, alerts)

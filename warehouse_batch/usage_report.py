@@ -12,8 +12,7 @@ from dataclasses import asdict, dataclass, field
 import duckdb
 
 from .clock import Clock, SystemClock
-from .db import Target, reading
-from .errors import StateError
+from .db import reading_state
 from .sqlutil import load_sql
 
 
@@ -149,9 +148,5 @@ def report(db: str, since_days: int = 7, *, clock: Clock | None = None,
     now = dt.datetime.fromtimestamp((clock or SystemClock()).now(), dt.timezone.utc)
     until = now.date()
     since = until - dt.timedelta(days=since_days - 1)
-    with reading(Target(db=db, state_db=state_db), memory_limit) as con:
-        if con is None:
-            raise StateError(f"{state_db or db} holds no warehouse-batch state this version can read "
-                             "(missing, or from an older version: run any job once to "
-                             "upgrade it)")
+    with reading_state(db, state_db, memory_limit) as con:
         return build_report(con, since, until, now.isoformat(timespec="seconds"))

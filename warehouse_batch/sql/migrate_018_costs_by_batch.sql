@@ -1,8 +1,11 @@
--- warehouse-batch state, version 18: the costs view reads the batches, not the requests.
--- An attempt's job, provider and model are its batch's (a handful of ledger rows), not its
--- request's: the view no longer joins every stored request (a million at a million rows,
--- ~0.5 CPU s, paid by every command since each report carries the job's cost so far), and a
--- request two jobs share is charged to the job whose batch sent it. Same columns otherwise.
+-- warehouse-batch state, version 18: the costs view, by day, from every billed attempt.
+-- Per job, provider, model and day (UTC, the day the batch was collected): the tokens billed
+-- for every send (attempts.*_tokens, version 16), so answers rejected and sent again count,
+-- priced at batch rates, with the real-time cost of the same tokens (prices.realtime) and the
+-- savings. An attempt's job, provider and model are its batch's (a handful of ledger rows),
+-- not its request's: joining every stored request cost every command ~0.5 CPU s at a million
+-- rows (each report carries the job's cost so far), and a request two jobs share is charged
+-- to the job whose batch sent it.
 CREATE OR REPLACE VIEW warehouse_batch.costs AS
 WITH models AS (
     SELECT DISTINCT provider, model FROM warehouse_batch.batches
