@@ -3,13 +3,15 @@
 file opened only when a command needs it."""
 from __future__ import annotations
 
+import threading
+
 import duckdb
 import pytest
 
 from warehouse_batch import api
 from warehouse_batch.db import Target, materialise_read_only, session
 
-from helpers import Job
+from helpers import Job, write_job
 
 
 def _databases(con: duckdb.DuckDBPyConnection) -> list[tuple]:
@@ -24,6 +26,7 @@ def test_a_job_runs_on_the_callers_connection_while_it_holds_the_file(tmp_path, 
     left as it was: open, its database attached the same way, no uncommitted transaction."""
     job = Job(tmp_path, emulator)
     caller = duckdb.connect(job.db)
+    caller.execute("SET force_compression = 'uncompressed'")   # the caller's own choice
     before = _databases(caller)
     try:
         with pytest.raises(duckdb.Error):   # what the library would hit on its own
@@ -47,8 +50,45 @@ def test_a_job_runs_on_the_callers_connection_while_it_holds_the_file(tmp_path, 
         # the library set nothing on the caller's session that it did not undo
         assert caller.execute("SELECT current_setting('file_search_path')").fetchone() \
             in ((""), ("",), (None,))
+        assert caller.execute("SELECT current_setting('force_compression')").fetchone() \
+            == ("uncompressed",)
     finally:
         caller.close()
+
+
+def test_two_jobs_on_one_callers_connection_at_once_do_not_conflict(tmp_path, emulator):
+    """dbt-duckdb with threads > 1 runs two Python models at the same time on cursors of one
+    connection. Two passes writing the state at once would be a DuckDB write-write conflict
+    ("Catalog write-write conflict on create"); the library's work on a caller's connection
+    is serialised in the process, so both jobs go through, each with its own answers."""
+    first = Job(tmp_path, emulator, rows=12)
+    other = tmp_path / "b"
+    other.mkdir()
+    second = Job(other, emulator, db=first.db)   # the same warehouse and table
+    second.path = str(write_job(other, """
+        name='enriched_b', provider='openai', model='gpt-4.1-mini', unique_key='id',
+        prompt='{{ text }}', max_tokens=5""", "SELECT id, text FROM reviews WHERE id <= 7"))
+    caller = duckdb.connect(first.db)
+    results: dict[str, object] = {}
+
+    def one(job: Job) -> None:
+        try:
+            results[job.path] = api.run(job.path, job.options(connection=caller))
+        except BaseException as e:   # surfaced below, in the test's thread
+            results[job.path] = e
+
+    threads = [threading.Thread(target=one, args=(j,)) for j in (first, second)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        caller.close()
+    assert all(isinstance(r, api.RunReport) for r in results.values()), results
+    emulator.advance(3600)
+    assert first.run().rows.succeeded == 12
+    assert second.run().rows.succeeded == 7
 
 
 def test_the_select_runs_in_a_rolled_back_transaction_with_its_own_types(tmp_path):

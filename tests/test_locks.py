@@ -159,3 +159,26 @@ def test_a_poll_with_a_state_db_never_opens_the_warehouse(tmp_path, emulator):
         assert status.rows.pending == 12 and status.batches[0]["total"] == 12
     finally:
         holder.release()
+
+
+def test_a_poll_finds_a_state_db_named_only_in_the_job_file(tmp_path, emulator):
+    """`state_db` in the job's config, nothing on the command line: the CLI's cheap poll
+    finds the state file without parsing the job (it imports no parser) and still never
+    opens the warehouse, which another process holds."""
+    job = Job(tmp_path, emulator)
+    job.write(extra=", state_db='state.duckdb'")
+    env = emulator_env(emulator)
+    first = subprocess.run(EXE + ["run", job.path, "--db", job.db, "-q"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 75, first.stderr
+    assert (tmp_path / "state.duckdb").exists()
+    holder = Holder(job.db)
+    try:
+        for command in ("collect", "run", "status"):
+            p = subprocess.run(EXE + [command, job.path, "--db", job.db, "--json",
+                                      "--lock-timeout", "0"], env=env, capture_output=True,
+                               text=True, timeout=120)
+            assert p.returncode == 75 and "busy" not in p.stderr, (command, p.stderr)
+            assert json.loads(p.stdout)["rows"]["pending"] == 12
+    finally:
+        holder.release()

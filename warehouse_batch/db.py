@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from contextlib import contextmanager
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -178,6 +179,16 @@ def connect(path: "str | Target", *, migrate: bool = True,
 _SHARED: set[int] = set()
 # the target each open connection was made for: `read_only` re-attaches with its lock wait
 _TARGETS: dict[int, Target] = {}
+# Work on a caller's connection is serialised within the process: dbt-duckdb with threads > 1
+# runs two Python models at once on cursors of one connection, and two passes writing the
+# state at the same moment are a DuckDB write-write conflict (not a lock another process
+# holds, which `_attach` waits for). Re-entrant: a session may read inside another.
+_SHARED_WORK = threading.RLock()
+
+
+def _one_at_a_time(target: Target) -> Any:
+    """Hold `_SHARED_WORK` while working on a caller's connection; nothing otherwise."""
+    return _SHARED_WORK if target.shared else nullcontext()
 
 
 def _cursor(target: Target, *, migrate: bool) -> duckdb.DuckDBPyConnection:
@@ -419,7 +430,7 @@ def session(path: "str | Target", *, create: bool = True, memory_limit: str | No
         warehouse = "write"
     state_missing = bool(target.state_db) and not target.shared and \
         not os.path.exists(target.state_db)   # type: ignore[arg-type]
-    with _memory_guard(target.db, memory_limit):
+    with _one_at_a_time(target), _memory_guard(target.db, memory_limit):
         con = (connect_stand_in(target.db, memory_limit)
                if missing and not create and not target.state_db
                else connect(target, memory_limit=memory_limit,
@@ -486,16 +497,15 @@ def reading(path: "str | Target", memory_limit: str | None = None
     never needs the warehouse); on a caller's connection, a cursor of it."""
     target = as_target(path)
     if target.shared:
-        con = target.connection.cursor()   # type: ignore[union-attr]
-        try:
-            if target.state_db and con.execute(
+        with _SHARED_WORK:
+            con = target.connection.cursor()   # type: ignore[union-attr]
+            try:
+                attached = not target.state_db or con.execute(
                     "SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
-                    [SCHEMA]).fetchone()[0] == 0:
-                yield None
-                return
-            yield con if schema_current(con) else None
-        finally:
-            con.close()
+                    [SCHEMA]).fetchone()[0] > 0
+                yield con if attached and schema_current(con) else None
+            finally:
+                con.close()
         return
     path = target.state_db or target.db
     if path == ":memory:" or not os.path.exists(path):

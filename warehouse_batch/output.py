@@ -156,15 +156,17 @@ def _build(con: duckdb.DuckDBPyConnection, table: OutputTable, rows_sql: str) ->
     """Create (or replace) the output table from `rows_sql`, its text columns compressed with
     ZSTD where the file's format has it: at a million rows DuckDB's default analysis of
     dictionary/FSST compression cost more CPU (3.4 s against 2.2 s) for a larger table, and
-    scans read both as fast. Rows written later by updates get DuckDB's default choice."""
+    scans read both as fast. Rows written later by updates get DuckDB's default choice.
+    The setting is put back as it was (on a caller's connection, the caller's value)."""
     zstd = zstd_available(con, table.catalog)
     if zstd:
+        before = con.execute("SELECT current_setting('force_compression')").fetchone()[0]
         con.execute("SET force_compression = 'zstd'")
     try:
         con.execute(f"CREATE OR REPLACE TABLE {table.qualified} AS {rows_sql}")
     finally:
         if zstd:
-            con.execute("RESET force_compression")
+            con.execute(f"SET force_compression = {sql_literal(str(before))}")
 
 
 def write_output(con: duckdb.DuckDBPyConnection, prepared: Prepared,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -51,6 +52,7 @@ class JobFacts:
     files: list[str] = field(default_factory=list)   # files the job names, resolved
     digest: str = ""
     scope: Scope | None = None
+    job_state_db: str | None = None   # the `state_db` the job file names, resolved
 
     def location_of(self, key: str) -> Location:
         return Location(self.path, 1, 1)
@@ -99,7 +101,7 @@ def remember(con: duckdb.DuckDBPyConnection, spec: JobSpec, table_key: tuple[str
                      provider_options=dict(spec.provider_options),
                      max_attempts=spec.max_attempts, fingerprint=spec.fingerprint(),
                      table_schema=table_key[0], table_name=table_key[1], files=files,
-                     digest=digest)
+                     digest=digest, job_state_db=spec.state_db)
     key, value = facts_key(spec.path), facts.to_json()
     if con.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = ?", [key]).fetchone() \
             != (value,):
@@ -121,6 +123,24 @@ def recall(con: duckdb.DuckDBPyConnection, job_path: str, scope: Scope,
         return None
     facts.scope = scope
     return facts
+
+
+_STATE_DB = re.compile(r"""\bstate_db\s*=\s*(['"])([^'"\n]+)\1""")
+
+
+def state_db_named_in(job_path: str, scope: Scope) -> str | None:
+    """The `state_db` a job file seems to name in its config, found without parsing the file
+    (a poll does not import the parser), resolved as the parser does; None if none is seen or
+    it lies outside the job's scope. Only a hint: `recall` uses the facts found there only
+    when a full read of these very bytes recorded the same `job_state_db`."""
+    try:
+        text = Path(job_path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    m = _STATE_DB.search(text)
+    if m is None or not scope.allows(m.group(2)):
+        return None
+    return str(scope.resolve(m.group(2)))
 
 
 def named_files(spec: JobSpec) -> list[str]:

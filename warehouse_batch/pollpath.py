@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 import duckdb
@@ -26,7 +26,7 @@ from .errors import BusyError, WarehouseBatchError
 from .ledger import BatchProviders, record_poll, submitted_batches, unfinished_batches
 from .lightpoll import light_retrieve
 from .paths import make_scope
-from .pollfacts import JobFacts, recall
+from .pollfacts import JobFacts, recall, state_db_named_in
 from .providers.base import LedgerBatch, RemoteBatch, get_provider
 from .reports import RowCounts, RunReport, StatusReport, Timed, job_cost, new_run_id
 from .sqlutil import quote_ident
@@ -104,13 +104,17 @@ def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
     """Poll the job's batches if this process can decide alone that nothing else is to be
     done; record the polls and return what was found, else None."""
     scope = make_scope(req.job, req.env, req.allowed_paths, req.allowed_hosts)
-    where = req.target()
+    # a state database named only in the job file (the command line and the environment
+    # win): found without parsing the file, and trusted only if the facts recorded there
+    # came from a full read of these bytes that resolved the same file
+    named = None if req.state_db else state_db_named_in(req.job, scope)
+    where = req.target() if named is None else replace(req.target(), state_db=named)
     try:
         with reading(where, req.memory_limit) as con:
             if con is None:
                 return None
             facts = recall(con, req.job, scope, req.vars, req.max_attempts)
-            if facts is None:
+            if facts is None or (named is not None and facts.job_state_db != named):
                 return None
             batches = submitted_batches(con, facts.name)
             if not batches or (may_send and unfinished_batches(con, facts.name)):
