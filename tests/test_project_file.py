@@ -160,3 +160,30 @@ def test_apply_fills_only_what_the_environment_does_not_set(tmp_path):
     assert env["WAREHOUSE_BATCH_ALLOWED_PATHS"] == str(tmp_path / "data")
     assert env["WAREHOUSE_BATCH_ALLOWED_HOSTS"] == "x.y,llm.internal"
     assert env["ANTHROPIC_BASE_URL"] == "http://llm.internal"
+
+
+def test_library_callers_get_the_project_defaults_of_each_jobs_folder(tmp_path, fast_emulator,
+                                                                      monkeypatch):
+    """`api.options_for` (what the Dagster resource and the Airflow operator use): the job's
+    project file fills in what the caller leaves unset, the environment wins over it, given
+    values win over both, and the process environment is not changed (a long-lived
+    orchestrator process runs jobs of several projects). The options then run the job."""
+    from warehouse_batch import api
+    root = a_project(tmp_path, 'db = "shop.duckdb"\nstate_db = "state.duckdb"\n'
+                               'memory_limit = "300MB"\n')
+    make_db(root / "shop.duckdb", 5)
+    for var in ("WAREHOUSE_BATCH_DB", "WAREHOUSE_BATCH_STATE_DB",
+                "WAREHOUSE_BATCH_MEMORY_LIMIT"):
+        monkeypatch.delenv(var, raising=False)
+    before = dict(os.environ)
+    job = str(root / "enrich" / "enriched.sql")
+    options = api.options_for(job, env={**os.environ, **emulator_env(fast_emulator)})
+    assert (options.db, options.state_db, options.memory_limit) == \
+        (str(root / "shop.duckdb"), str(root / "state.duckdb"), "300MB")
+    assert dict(os.environ) == before
+    given = api.options_for(job, env={"WAREHOUSE_BATCH_MEMORY_LIMIT": "400MB"},
+                            db=str(tmp_path / "other.duckdb"), state_db=None)
+    assert (given.db, given.state_db, given.memory_limit) == \
+        (str(tmp_path / "other.duckdb"), str(root / "state.duckdb"), "400MB")
+    report = api.run(job, options)
+    assert report.rows.rows == 5 and (root / "state.duckdb").exists()

@@ -23,8 +23,9 @@ import duckdb
 from .attempts import set_command
 from .clock import Backoff, Clock, SystemClock, trouble_backoff
 from .collect import collect_ready, note_lost, poll
-from .db import (Target, attach_alias, default_db_path, default_lock_timeout,
-                 default_state_db, reading, require_exists, session, warehouse_released)
+from . import project
+from .db import (DB_ENV, DEFAULT_DB, MEMORY_ENV, STATE_DB_ENV, Target, attach_alias,
+                 default_db_path, default_lock_timeout, default_state_db, reading, require_exists, session, warehouse_released)
 from .dbtproject import DbtSettings
 from .dbtwords import DbtWords
 from .errors import (LookupUndecidedError,
@@ -81,6 +82,22 @@ class Options:
     create_db: bool = False               # submit/run may create a missing --db file
     dbt: DbtSettings = field(default_factory=DbtSettings)   # where ref()/source() look
     dbt_outputs: dict[str, str] = field(default_factory=dict)   # other jobs' tables by name
+
+
+def options_for(job_path: str, env: Mapping[str, str] | None = None, **given: Any) -> Options:
+    """`Options` for a job as the command line builds them when a flag is not given: the
+    environment (`env`, default the process's), then the project file found from the job's
+    folder (`warehouse-batch.toml` / `[tool.warehouse-batch]`), then the defaults. For
+    callers that are not the CLI (Dagster, Airflow) and run many jobs in one long process:
+    the process's environment is read, never changed. `given` fields win over both (None
+    counts as not given)."""
+    merged = dict(os.environ if env is None else env)
+    project.defaults(merged, start=Path(job_path).resolve().parent)
+    fields = {k: v for k, v in given.items() if v is not None}
+    fields.setdefault("db", merged.get(DB_ENV) or DEFAULT_DB)
+    fields.setdefault("state_db", merged.get(STATE_DB_ENV) or None)
+    fields.setdefault("memory_limit", merged.get(MEMORY_ENV) or None)
+    return Options(env=merged, **fields)
 
 
 def target(options: Options, spec: JobSpec | None = None) -> Target:

@@ -35,7 +35,6 @@ from airflow.sdk.exceptions import AirflowException, AirflowRescheduleException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from .. import api
-from ..db import default_db_path
 from ..errors import WarehouseBatchError
 from ..reports import RunReport
 from .standing import RUNNING, cost_so_far, later, look
@@ -43,13 +42,14 @@ from .standing import RUNNING, cost_so_far, later, look
 _sleep = asyncio.sleep   # the trigger's wait between looks (tests replace it)
 
 
-def _options(db: str | None, vars: Mapping[str, Any] | None, max_attempts: int | None,
-             memory_limit: str | None, allowed_paths: Sequence[str],
+def _options(job: str, db: str | None, vars: Mapping[str, Any] | None,
+             max_attempts: int | None, memory_limit: str | None, allowed_paths: Sequence[str],
              allowed_hosts: Sequence[str], log: Callable[[str], None]) -> api.Options:
-    return api.Options(db=db or default_db_path(), vars=dict(vars or {}),
-                       max_attempts=max_attempts, memory_limit=memory_limit,
-                       allowed_paths=tuple(allowed_paths), allowed_hosts=tuple(allowed_hosts),
-                       log=log)
+    """The library's options; what the task leaves unset comes from the environment and the
+    job's project file, as for the CLI (`api.options_for`)."""
+    return api.options_for(job, db=db, vars=dict(vars or {}), max_attempts=max_attempts,
+                           memory_limit=memory_limit, allowed_paths=tuple(allowed_paths),
+                           allowed_hosts=tuple(allowed_hosts), log=log)
 
 
 class WarehouseBatchTrigger(BaseTrigger):
@@ -79,7 +79,7 @@ class WarehouseBatchTrigger(BaseTrigger):
                  "poll_interval": self.poll_interval})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        options = _options(self.db, self.vars, self.max_attempts, self.memory_limit,
+        options = _options(self.job, self.db, self.vars, self.max_attempts, self.memory_limit,
                            self.allowed_paths, self.allowed_hosts, self.log.debug)
         while True:
             await _sleep(self.poll_interval)   # first: a batch never ends the moment it starts
@@ -135,7 +135,7 @@ class WarehouseBatchOperator(BaseOperator):
         return self._after(self._call(api.run))
 
     def _options(self) -> api.Options:
-        return _options(self.db, self.vars, self.max_attempts, self.memory_limit,
+        return _options(self.job, self.db, self.vars, self.max_attempts, self.memory_limit,
                         self.allowed_paths, self.allowed_hosts, self.log.info)
 
     def _call(self, step: Callable[[str, api.Options], RunReport]) -> RunReport:

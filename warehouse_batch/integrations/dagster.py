@@ -52,8 +52,12 @@ class WarehouseBatchResource(ConfigurableResource):
     options set). API keys come from the process environment, or from `env` filled with
     `dagster.EnvVar(...)` so they are never written into the run's config."""
 
-    db: str = Field(description="the DuckDB file holding the sources, the state and the "
-                                "output tables")
+    db: Optional[str] = Field(default=None, description="the DuckDB file holding the sources "
+                              "and the output tables (default: $WAREHOUSE_BATCH_DB, else the "
+                              "job's project file, else warehouse.duckdb)")
+    state_db: Optional[str] = Field(default=None, description="a DuckDB file of its own for "
+                                    "warehouse-batch's state (default: the environment, the "
+                                    "project file, else the job's state_db)")
     env: dict[str, str] = Field(
         default_factory=dict,
         description="provider settings over the process environment (OPENAI_BASE_URL, "
@@ -72,13 +76,14 @@ class WarehouseBatchResource(ConfigurableResource):
                              "is retried before it fails")
 
     def options(self, vars: Mapping[str, Any] | None = None,
-                log: Any = None) -> api.Options:
-        """The library's options for one call."""
-        options = api.Options(
-            db=self.db, vars=dict(vars or {}),
-            env={**os.environ, **self.env} if self.env else None,
-            memory_limit=self.memory_limit, max_attempts=self.max_attempts,
-            allowed_paths=tuple(self.allowed_paths), allowed_hosts=tuple(self.allowed_hosts))
+                log: Any = None, job: str | None = None) -> api.Options:
+        """The library's options for one call on `job` (its project file fills in what this
+        resource leaves unset, as for the CLI)."""
+        options = api.options_for(
+            job or os.getcwd(), env={**os.environ, **self.env}, db=self.db,
+            state_db=self.state_db, vars=dict(vars or {}), memory_limit=self.memory_limit,
+            max_attempts=self.max_attempts, allowed_paths=tuple(self.allowed_paths),
+            allowed_hosts=tuple(self.allowed_hosts))
         if log is not None:
             options.log = log
         return options
@@ -110,7 +115,7 @@ def enrichment_asset(job: str | os.PathLike[str], *, key: AssetKey | str | Seque
     def _enrich(context) -> MaterializeResult:   # type: ignore[no-untyped-def]
         # unannotated: Dagster checks the hint's object, and `annotations` makes it a string
         resource: WarehouseBatchResource = getattr(context.resources, resource_key)
-        return materialize_job(path, resource.options(job_vars, log=context.log.info),
+        return materialize_job(path, resource.options(job_vars, log=context.log.info, job=path),
                                resource, context)
 
     return _enrich
@@ -163,7 +168,7 @@ def enrichment_sensor(enrichment: AssetsDefinition, *, name: str | None = None,
     def _watch(context) -> RunRequest | SkipReason:   # type: ignore[no-untyped-def]
         resource: WarehouseBatchResource = getattr(context.resources, resource_key)
         try:
-            standing = look(path, resource.options(job_vars))
+            standing = look(path, resource.options(job_vars, job=path))
         except WarehouseBatchError as e:
             if later(e):
                 return SkipReason(f"try again later: {e}")

@@ -204,3 +204,20 @@ def test_a_file_locked_by_another_process_is_retried_and_skipped(tmp_path, emula
     assert retried   # busy: retried (and, with the lock held throughout, retries run out)
     [skip] = _tick(sensor, resource, instance)
     assert skip.startswith("try again later")
+
+
+def test_a_resource_without_db_takes_the_jobs_project_file(tmp_path, emulator):
+    """Left unset on the resource, the database and the state database come from the
+    project file beside the job, as for the CLI."""
+    job = Job(tmp_path, emulator, rows=4)
+    (tmp_path / "warehouse-batch.toml").write_text(
+        f'db = "{job.db}"\nstate_db = "state.duckdb"\n')
+    env = emulator_env(emulator)
+    resource = WarehouseBatchResource(
+        env={k: v for k, v in env.items() if k.startswith(("OPENAI_", "ANTHROPIC_"))})
+    asset = enrichment_asset(job.path)
+    result = dg.materialize([asset], resources={"warehouse_batch": resource})
+    assert result.success
+    assert _metadata(result, asset.key)["rows"] == 4
+    assert (tmp_path / "state.duckdb").exists()
+    assert job.sql("SELECT count(*) FROM enriched") == [(4,)]
