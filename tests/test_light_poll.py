@@ -173,6 +173,23 @@ def test_a_changed_job_or_template_file_is_read_in_full(tmp_path, emulator):
     assert code == 2 and "warehouse_batch.api" in imported
 
 
+def test_a_changed_env_var_value_is_read_in_full(tmp_path, emulator):
+    """A job whose SELECT reads `env_var('TONE')`: the same file with another value of the
+    variable is another job, so the poll's facts do not stand and `run` sends the changed
+    rows (the digest covers the values of the variables the job read, never stores them)."""
+    job = _job(tmp_path, emulator)
+    job.path = str(write_job(tmp_path, """
+        name='enriched', provider='openai', model='gpt-4.1-mini', unique_key='id',
+        prompt='{{ text }}', max_tokens=5""",
+        "SELECT id, text || ' ' || {{ env_var('TONE') }} AS text FROM reviews"))
+    env = emulator_env(emulator, TONE="calm")
+    assert _cli(job, "run", env=env)[0] == 75       # submitted, in flight
+    assert _cli(job, "run", env=env)[3] == set()    # the cheap poll: nothing changed
+    code, out, _, imported = _cli(job, "run", "--json", env={**env, "TONE": "angry"})
+    assert code == 75 and "warehouse_batch.api" in imported
+    assert json.loads(out)["submitted"]["requests_submitted"] == 12
+
+
 def test_a_changed_output_schema_file_is_read_in_full(tmp_path, emulator):
     """The schema file a job names is among what its facts stand on."""
     job = _job(tmp_path, emulator)

@@ -397,7 +397,8 @@ def _remember(con: duckdb.DuckDBPyConnection, spec: JobSpec, options: Options) -
     """Record what a later poll needs of this job (`pollfacts`): the CLI's cheap poll
     (`pollpath`) then neither parses the job file nor imports the pipeline."""
     out = resolve_output(con, spec)
-    remember(con, spec, (out.schema, out.table), options.vars, options.max_attempts)
+    remember(con, spec, (out.schema, out.table), options.vars, options.max_attempts,
+             options.env)
 
 
 def _transient(error: ProviderError, first: bool) -> bool:

@@ -58,6 +58,7 @@ class DbtWords:
     depends_on: list[str] = field(default_factory=list)      # dbt unique ids, in order
     job_refs: list[str] = field(default_factory=list)        # names in `outputs` it read
     files: list[str] = field(default_factory=list)           # files read (manifest, yml)
+    env_names: list[str] = field(default_factory=list)       # variables env_var() read
     _project: DbtProject | None = None
     _searched: list[str] | None = None
 
@@ -138,6 +139,8 @@ class DbtWords:
         return self._relation(node, location, f"source({args[0]!r}, {args[1]!r})")
 
     def env_var(self, name: str, default: Any, location: Location) -> str:
+        if name not in self.env_names:
+            self.env_names.append(name)
         if is_secret_name(name):
             raise JobFileError(f"env_var({name!r}): a job file may not read a variable that "
                                "holds a secret (API keys, tokens, passwords)", location,

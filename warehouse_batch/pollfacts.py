@@ -53,6 +53,7 @@ class JobFacts:
     digest: str = ""
     scope: Scope | None = None
     job_state_db: str | None = None   # the `state_db` the job file names, resolved
+    env_names: list[str] = field(default_factory=list)   # variables its env_var() read
 
     def location_of(self, key: str) -> Location:
         return Location(self.path, 1, 1)
@@ -69,13 +70,15 @@ def facts_key(job_path: str) -> str:
 
 
 def inputs_digest(job_path: str, scope: Scope, vars: Mapping[str, Any],
-                  max_attempts: int | None, files: list[str]) -> str | None:
-    """A digest of everything the facts of `job_path` are derived from; None when a file
+                  max_attempts: int | None, files: list[str],
+                  env_values: Mapping[str, str | None] | None = None) -> str | None:
+    """A digest of everything the facts of `job_path` are derived from (with the values of
+    the variables its `env_var()` read: a changed one changes the job); None when a file
     cannot be read (then there are no facts to use)."""
     said = {"version": FACTS_VERSION, "package": __version__, "cwd": os.getcwd(),
             "job": str(Path(job_path).resolve()), "vars": vars, "max_attempts": max_attempts,
             "scope": [str(scope.job_dir), [str(r) for r in scope.roots], sorted(scope.hosts)],
-            "files": files}
+            "files": files, "env": dict(env_values or {})}
     h = hashlib.sha256(json.dumps(said, sort_keys=True, default=str).encode("utf-8"))
     for name in [job_path, *files]:
         try:
@@ -88,20 +91,24 @@ def inputs_digest(job_path: str, scope: Scope, vars: Mapping[str, Any],
 
 
 def remember(con: duckdb.DuckDBPyConnection, spec: JobSpec, table_key: tuple[str, str],
-             vars: Mapping[str, Any], max_attempts: int | None) -> None:
-    """Record the facts of `spec` (just read in full, with these `--var` values and
-    `--max-attempts` override) for later polls; writes only when they changed."""
+             vars: Mapping[str, Any], max_attempts: int | None,
+             env: Mapping[str, str] | None = None) -> None:
+    """Record the facts of `spec` (just read in full, with these `--var` values,
+    `--max-attempts` override and environment) for later polls; writes only when they
+    changed."""
     files = named_files(spec)
     if spec.scope is None:
         return
-    digest = inputs_digest(spec.path, spec.scope, vars, max_attempts, files)
+    digest = inputs_digest(spec.path, spec.scope, vars, max_attempts, files,
+                           _env_values(spec.env_names, env))
     if digest is None:
         return
     facts = JobFacts(path=spec.path, name=spec.name, provider=spec.provider,
                      provider_options=dict(spec.provider_options),
                      max_attempts=spec.max_attempts, fingerprint=spec.fingerprint(),
                      table_schema=table_key[0], table_name=table_key[1], files=files,
-                     digest=digest, job_state_db=spec.state_db)
+                     digest=digest, job_state_db=spec.state_db,
+                     env_names=list(spec.env_names))
     key, value = facts_key(spec.path), facts.to_json()
     if con.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = ?", [key]).fetchone() \
             != (value,):
@@ -109,7 +116,8 @@ def remember(con: duckdb.DuckDBPyConnection, spec: JobSpec, table_key: tuple[str
 
 
 def recall(con: duckdb.DuckDBPyConnection, job_path: str, scope: Scope,
-           vars: Mapping[str, Any], max_attempts: int | None) -> JobFacts | None:
+           vars: Mapping[str, Any], max_attempts: int | None,
+           env: Mapping[str, str] | None = None) -> JobFacts | None:
     """The facts recorded for `job_path`, if everything they came from is unchanged."""
     row = con.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = ?",
                       [facts_key(job_path)]).fetchone()
@@ -119,10 +127,16 @@ def recall(con: duckdb.DuckDBPyConnection, job_path: str, scope: Scope,
         facts = JobFacts(path=job_path, **json.loads(row[0]))
     except (TypeError, ValueError):
         return None   # written by another version
-    if inputs_digest(job_path, scope, vars, max_attempts, facts.files) != facts.digest:
+    if inputs_digest(job_path, scope, vars, max_attempts, facts.files,
+                     _env_values(facts.env_names, env)) != facts.digest:
         return None
     facts.scope = scope
     return facts
+
+
+def _env_values(names: list[str], env: Mapping[str, str] | None) -> dict[str, str | None]:
+    source = os.environ if env is None else env
+    return {name: source.get(name) for name in names}
 
 
 _STATE_DB = re.compile(r"""\bstate_db\s*=\s*(['"])([^'"\n]+)\1""")

@@ -113,7 +113,7 @@ def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
         with reading(where, req.memory_limit) as con:
             if con is None:
                 return None
-            facts = recall(con, req.job, scope, req.vars, req.max_attempts)
+            facts = recall(con, req.job, scope, req.vars, req.max_attempts, req.env)
             if facts is None or (named is not None and facts.job_state_db != named):
                 return None
             batches = submitted_batches(con, facts.name)

@@ -113,6 +113,7 @@ class JobSpec:
     export: str | None = None   # the Parquet file the output table is copied to (output.py)
     depends_on: list[str] = field(default_factory=list)   # dbt models/sources it reads
     dbt_files: list[str] = field(default_factory=list)    # dbt manifest / project it read
+    env_names: list[str] = field(default_factory=list)    # variables its env_var() read
 
     def location_of(self, key: str) -> Location:
         return self.key_locations.get(key, Location(self.path, 1, 1))
@@ -180,6 +181,7 @@ def parse_job(text: str, path: str = "<job>", vars: dict[str, Any] | None = None
     spec = _build_spec(config, locations, path, vars or {}, scope)
     spec.sql, spec.sql_line, used_vars = _prepare_sql(body, path, spec.vars, words)
     spec.depends_on, spec.dbt_files = list(words.depends_on), list(words.files)
+    spec.env_names = list(words.env_names)
     _check_sql(spec.sql, path, scope)
     templates = [t.text for t in (spec.prompt, spec.system) if t is not None]
     if require_all_vars:
