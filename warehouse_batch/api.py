@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -48,6 +47,7 @@ from .plan import PlanReport, build_plan
 from .providers.base import LedgerBatch, get_provider
 from .reports import (CollectReport, RowCounts, RunReport, StatusReport, Timed, job_cost,
                       new_run_id)
+from .scratch import scratch_dir
 from .source import prepare
 from .spec import JobSpec, load_job
 from .state import SCHEMA, now_utc
@@ -558,7 +558,7 @@ def cancel(job_path: str, options: Options | None = None) -> CancelReport:
     report = CancelReport(spec.name)
     where = target(options, spec)
     require_exists(where)
-    with session(where) as con, tempfile.TemporaryDirectory() as tmp:
+    with session(where) as con, scratch_dir() as tmp:
         refuse_foreign(con, spec)
         for batch in unfinished_batches(con, spec.name):
             provider = providers.for_batch(batch)
@@ -620,7 +620,7 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
         prepared = prepare(con, spec, provider, options.log)
         claim_output(con, spec)
         _record_run(con, report, spec)
-        with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:
+        with scratch_dir() as tmp:
             recover_orphans(con, prepared, Path(tmp), report.submitted)
             if unfinished_batches(con, spec.name):
                 provider.preflight()

@@ -16,7 +16,6 @@ exactly ours, or it is released as foreign and nothing is recorded from it.
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +28,7 @@ from .ledger import (BatchProviders, release_foreign, retrieve_or_lose, submitte
                      update_batch)
 from .outcomes import build_outcomes, fail_all, merge_outcomes
 from .providers.base import LedgerBatch, Provider, RemoteBatch
+from .scratch import scratch_dir
 from .sqlutil import load_sql
 from .state import SCHEMA, now_utc
 from .tuning import collect_tuning
@@ -173,7 +173,7 @@ def ingest(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatc
     if group is None:
         with CommitGroup(con, report) as own:
             return ingest(con, provider, batch, remote, report, own)
-    with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:
+    with scratch_dir() as tmp:
         paths = [p for p in provider.download_results(batch, remote, Path(tmp))
                  if p.stat().st_size > 0]
         faults.checkpoint("during_collect")

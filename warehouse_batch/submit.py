@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -43,6 +42,7 @@ from .prepared import Prepared
 from .reports import SubmitReport
 from .request_store import (SeqRange, batch_ranges, chunk_ranges, next_seq,
                             store_new)
+from .scratch import scratch_dir
 from .state import SCHEMA, fetch_dicts, now_utc
 
 
@@ -432,7 +432,7 @@ def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
     classified = not unfinished
     if unfinished or _has_work(con, prepared):
         provider.preflight()
-    with tempfile.TemporaryDirectory(prefix="warehouse-batch-") as tmp:
+    with scratch_dir() as tmp:
         if recover_orphans(con, prepared, Path(tmp), report):
             classified = False
         resume_unfinished(con, prepared, Path(tmp), report, log)
