@@ -13,8 +13,10 @@ the estimated tokens of the batches in flight plus its own must fit), and how ma
 job will take (`waves`). A single request larger than the limit can never be sent; it fails
 permanently (`fail_oversized`) until the limit or the request changes.
 
-Every estimate is the same one: bytes of the JSONL line // 4 (`est_tokens_sql`), system
-prompt and JSON included, so it is on the high side of what the provider counts.
+Every estimate is the same one, `estimate.py`'s: input tokens from the characters of each
+request's message text (system prompt + prompt, not the JSON framing), with the documented
+per-model ratio until the job's own billed usage teaches a better one. Each batch's sum is
+`batches.est_tokens`.
 """
 from __future__ import annotations
 
@@ -35,11 +37,6 @@ SETTING_HINT = ("set enqueued_token_limit=N in the config block or pass "
                 "--enqueued-token-limit N")
 _LIMIT_RE = re.compile(r"Limit:\s*([0-9][0-9,._ ]*)", re.IGNORECASE)
 IN_FLIGHT_STATES = ("creating", "submitted")
-
-
-def est_tokens_sql(nbytes_expr: str) -> str:
-    """SQL for the token estimate of one request from the bytes of its upload line."""
-    return f"({nbytes_expr}) // 4"
 
 
 def parse_limit(message: str | None) -> int | None:
