@@ -190,37 +190,32 @@ def for_job(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> Estimator:
 
 def refuse_overlong(con: duckdb.DuckDBPyConnection, prepared: Prepared,
                     estimator: Estimator | None = None) -> None:
-    """Refuse (DataError naming the keys) rows whose request cannot be answered: estimated
-    input tokens plus `max_tokens` past the model's context window (`data/models.json`), or
-    an upload line longer than the provider takes in one batch. Reads the rows rendered now
-    (`wb_current` with a prompt); call it before anything is written."""
+    """Refuse (DataError naming the keys) rows whose request no model could answer: estimated
+    input tokens plus `max_tokens` past the model's context window (`data/models.json`).
+    Reads the rows rendered now (`wb_current` rows with a prompt); call it before anything
+    is written. (A request's size in bytes needs no check of its own: a prompt is at most
+    `render.MAX_PROMPT_CHARS` characters, a few MB of JSON, and every provider takes 100 MB
+    or more in one batch.)"""
     spec, provider = prepared.spec, prepared.provider
-    estimator = estimator or for_job(con, prepared)
     window = context_window(provider.name, spec.model)
+    if window is None:
+        return
+    estimator = estimator or for_job(con, prepared)
     out = max_output_tokens(prepared) or 0
-    max_line = type(provider).limits.max_bytes
     tokens = estimator.tokens_sql("prompt_chars")
-    line = f"body_bytes + {prepared.line_overhead()}"
-    conds = [f"{line} > {int(max_line)}"]
-    if window is not None:
-        conds.append(f"{tokens} + {int(out)} > {int(window)}")
-    over = con.execute(f"""SELECT key_json, {tokens} AS tokens, {line} AS nbytes,
-            count(*) OVER () AS n
-        FROM wb_current WHERE prompt_chars IS NOT NULL AND ({' OR '.join(conds)})
+    over = con.execute(f"""SELECT key_json, tokens, count(*) OVER () FROM (
+            SELECT key_json, row_number, {tokens} AS tokens FROM wb_current
+            WHERE prompt_chars IS NOT NULL)
+        WHERE tokens + {int(out)} > {int(window)}
         ORDER BY row_number LIMIT 11""").fetchall()
     if not over:
         return
-    rows = [{**json.loads(k), "est_input_tokens": t, "request_bytes": b} for k, t, b, _ in over]
-    what = []
-    if window is not None:
-        what.append(f"more than the context window of {spec.model} ({window:,} tokens, "
-                    f"input and max_tokens={out:,} together)")
-    what.append(f"a request larger than {provider.name} takes in one batch "
-                f"({max_line / 1e6:,.0f} MB)")
+    rows = [{**json.loads(k), "est_input_tokens": t} for k, t, _ in over]
     prompt_key = "prompt_file" if "prompt_file" in spec.key_locations else "prompt"
     raise DataError(
-        f"{over[0][3]:,} row(s) would need {' or '.join(what)}: no provider can answer them "
-        f"(estimated with the {estimator.describe()})", rows=rows,
-        location=spec.location_of(prompt_key),
+        f"{over[0][2]:,} row(s) would pass the context window of {spec.model} "
+        f"({window:,} tokens for input and max_tokens={out:,} together): no request of "
+        f"theirs can be answered (input estimated with the {estimator.describe()})",
+        rows=rows, location=spec.location_of(prompt_key),
         hint="shorten the text: {{ col | truncate_tokens(N) }} in the template, left(col, N) "
              "in the SELECT, or leave such rows out with a WHERE")

@@ -127,5 +127,6 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
         limits={"max_requests": limits.max_requests, "max_bytes": limits.max_bytes,
                 "max_tokens": limits.max_tokens},
         enqueued_token_limit=token_limit, requests_over_limit=over,
-        waves=capacity.waves(chunk_tokens, token_limit) if token_limit is not None else None,
+        waves=(capacity.waves(chunk_tokens, capacity.usable(token_limit))
+               if token_limit is not None else None),
     )
