@@ -125,3 +125,19 @@ def test_truncate_tokens_refuses_bad_budgets_with_their_location(arg, shown):
         compile_template(Template(text, "p.j2", 10), "prompt")
     assert e.value.location.file == "p.j2" and e.value.location.line == 11
     assert f"not {shown}" in e.value.message
+
+
+def test_a_new_documented_ratio_cuts_truncated_prompts_anew(tmp_path, emulator, monkeypatch):
+    """The cut is part of each row's input fingerprint: a release with another documented
+    ratio renders the truncated rows again (only the long row's request changes)."""
+    from warehouse_batch import source
+    from warehouse_batch.estimate import Ratio
+
+    job = _long_job(tmp_path, emulator, prompt="Summarise: {{ text | truncate_tokens(2000) }}")
+    assert job.run().rows.succeeded == 4
+    assert api.plan(job.path, job.options()).rows_changed == 0
+    monkeypatch.setattr(source, "documented", lambda *a: Ratio(3.0, 7.0, 200))
+    plan = api.plan(job.path, job.options())
+    assert plan.rows_changed == 1 and plan.requests_to_send == 1
+    assert len(plan.sample_request["body"]["messages"][-1]["content"]) == \
+        len("Summarise: ") + 6000

@@ -191,6 +191,8 @@ def input_salt(prepared: Prepared, prompt: CompiledTemplate) -> int:
     shape = {"version": FINGERPRINT_VERSION, "identity": prepared.identity_sql("__wb_prompt"),
              "prompt": prompt.source.text, "vars": spec.vars, "key": spec.unique_key,
              "columns": [[c, prepared.types[c]] for c in prepared.columns]}
+    if "truncate_tokens" in prompt.source.text:   # its cut moves with the documented ratio
+        shape["chars_per_token"] = prompt.chars_per_token
     digest = sha256_hex(json.dumps(shape, sort_keys=True, default=str))
     return int(digest[:15], 16)   # fits a BIGINT literal
 
