@@ -16,7 +16,7 @@ from warehouse_batch import api
 from warehouse_batch.clock import Backoff
 from warehouse_batch.estimate import Fit, Ratio, documented, solve
 
-from helpers import EmulatorClock, Job, emulator_env
+from helpers import EmulatorClock, Job, emulator_env, write_job
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "reviews"
 EXE = [sys.executable, "-m", "warehouse_batch.cli"]
@@ -146,14 +146,15 @@ def test_learning_is_per_job_provider_and_model(tmp_path, fast_emulator):
 
 def test_embeddings_have_no_framing_and_no_output(tmp_path, fast_emulator):
     job = Job(tmp_path, fast_emulator, rows=4)
-    job.write(extra=", endpoint='embeddings'", model="text-embedding-3-small")
-    job.path = str(Path(job.path))
-    text = Path(job.path).read_text().replace("system='Answer with one word.', ", "") \
-        .replace("max_tokens=5", "dimensions=8")
-    Path(job.path).write_text(text)
+    job.path = str(write_job(tmp_path, """
+        name='enriched', provider='openai', model='text-embedding-3-small', unique_key='id',
+        endpoint='embeddings', dimensions=8, prompt='{{ text }}'""",
+                             "SELECT id, text FROM reviews"))
     plan = api.plan(job.path, job.options())
     assert plan.estimate["overhead"] == 0 and plan.estimate["output_basis"] == "none"
     assert plan.est_output_tokens == 0 and plan.worst_case_cost_usd == plan.est_input_cost_usd
+    texts = job.sql("SELECT text FROM reviews")
+    assert plan.est_input_tokens == sum(math.floor(len(s) / 4 + 0.5) for (s,) in texts)
 
 
 PRIOR = Ratio(chars_per_token=4.0, request_overhead=7.0, typical_output=200)
@@ -181,3 +182,24 @@ def test_solve_falls_back_to_a_line_through_zero_on_a_negative_intercept():
     fit = Fit(n=50, sum_chars=10_000, sum_tokens=2_400, slope=0.3, intercept=-12.0,
               spread=400.0, output_mean=3.0, outputs=50)
     assert solve(fit, PRIOR) == (0.24, 0.0)
+
+
+@pytest.mark.parametrize("provider, model", [("anthropic", "claude-haiku-4-5"),
+                                             ("openai", "gpt-4o-mini")])
+def test_learned_estimate_of_a_changed_prompt_matches_the_bill(tmp_path, emulator, provider,
+                                                               model):
+    """The same on each protocol: after one collect, a changed prompt (longer, so the mean
+    length moves) is estimated within 10% of the billed input tokens."""
+    job = Job(tmp_path, emulator, rows=30, provider=provider, model=model)
+    assert job.run().rows.succeeded == 30
+    done = {b for (b,) in job.sql("SELECT batch_id FROM warehouse_batch.batches")}
+    job.write(prompt="Think about the tone, the words and what the customer wants, then "
+                     "classify the sentiment of this review: {{ text }}")
+    plan = api.plan(job.path, job.options())
+    assert plan.estimate["input_basis"] == "learned"
+    assert job.run().rows.succeeded == 30
+    new = [b for (b,) in job.sql("SELECT batch_id FROM warehouse_batch.batches")
+           if b not in done]
+    (billed,), = job.sql("SELECT sum(input_tokens) FROM warehouse_batch.attempts WHERE "
+                         "batch_id IN (SELECT unnest(?::VARCHAR[]))", [new])
+    assert abs(plan.est_input_tokens - billed) <= 0.10 * billed, (plan.est_input_tokens, billed)

@@ -179,13 +179,13 @@ def for_job(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> Estimator:
     if spec.endpoint == "embeddings":
         out, out_basis = 0.0, "none"
     elif fit.outputs > 0 and fit.output_mean is not None:
-        out, out_basis = float(fit.output_mean), "learned"
+        out, out_basis = min(float(fit.output_mean), cap or math.inf), "learned"
+    elif cap is not None and cap <= prior.typical_output:
+        out, out_basis = float(cap), "max_tokens"
     else:
         out, out_basis = float(prior.typical_output), "typical"
-    if cap is not None and out >= cap and out_basis != "none":
-        out, out_basis = float(cap), ("max_tokens" if out_basis == "typical" else out_basis)
-    return Estimator(per_char, overhead, out, basis, out_basis if spec.endpoint !=
-                     "embeddings" else "none", learned, system_chars, prior.chars_per_token)
+    return Estimator(per_char, overhead, out, basis, out_basis, learned, system_chars,
+                     prior.chars_per_token)
 
 
 def refuse_overlong(con: duckdb.DuckDBPyConnection, prepared: Prepared,
