@@ -146,9 +146,10 @@ class Estimator:
         return d
 
     def describe(self) -> str:
-        """One line for `plan`'s text output."""
-        ratio = (f"{1 / self.tokens_per_char:.2f} characters per token + "
-                 f"{self.overhead:.1f} tokens per request")
+        """How the input is estimated, in words (for messages)."""
+        per_token = (f"{1 / self.tokens_per_char:.2f}" if self.tokens_per_char > 0
+                     else "unbounded")
+        ratio = f"{per_token} characters per token + {self.overhead:.1f} tokens per request"
         if self.input_basis == "learned":
             return f"learned from {self.learned_from:,} billed request(s) of this job: {ratio}"
         return f"documented ratio (data/tokens.json): {ratio}"
