@@ -78,8 +78,9 @@ def test_the_learned_limit_cuts_the_next_run(tmp_path, emulator):
     # a changed prompt re-sends every row: plan and the run cut them under the learned limit
     job.write(prompt="Say the sentiment of: {{ text }}")
     plan = api.plan(job.path, job.options())
-    assert plan.enqueued_token_limit == limit and plan.limits["max_tokens"] == limit
-    assert plan.batches >= 5 and plan.waves == plan.batches   # one chunk fits at a time
+    assert plan.enqueued_token_limit == limit
+    assert plan.limits["max_tokens"] == capacity.usable(limit)   # estimates are not counts
+    assert plan.batches >= 3 and plan.waves == plan.batches   # one chunk fits at a time
     before = len(creates(emulator))
     report = job.run()
     assert report.exit_code == 0 and report.rows.succeeded == 200

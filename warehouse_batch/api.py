@@ -44,6 +44,7 @@ from .paths import make_scope
 from .pollfacts import remember
 from .pollpath import job_batches, record_polls, recorded_output, state_row_counts
 from .plan import PlanReport, build_plan
+from .estimate import refuse_overlong
 from .providers.base import LedgerBatch, get_provider
 from .reports import (CollectReport, RowCounts, RunReport, StatusReport, Timed, job_cost,
                       new_run_id)
@@ -261,6 +262,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
             check_output(con, spec)
             if submit:
                 prepared = prepare(con, spec, provider, options.log, keep_rows=keep_rows)
+                refuse_overlong(con, prepared)   # rows no model can answer: refused at once
                 report.rows_rendered += prepared.rendered
             claim_output(con, spec)
         _record_run(con, report, spec)   # once per command (a poll-only pass records none)
@@ -284,6 +286,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                 drop_output(con, spec)
             if prepared is None and submit:
                 prepared = prepare(con, spec, provider, options.log)
+                refuse_overlong(con, prepared)
                 report.rows_rendered += prepared.rendered
             if submit:
                 with warehouse_released(con):

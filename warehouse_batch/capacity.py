@@ -13,8 +13,14 @@ the estimated tokens of the batches in flight plus its own must fit), and how ma
 job will take (`waves`). A single request larger than the limit can never be sent; it fails
 permanently (`fail_oversized`) until the limit or the request changes.
 
-Every estimate is the same one: bytes of the JSONL line // 4 (`est_tokens_sql`), system
-prompt and JSON included, so it is on the high side of what the provider counts.
+Every estimate is the same one, `estimate.py`'s: input tokens from the characters of each
+request's message text (system prompt + prompt, not the JSON framing), with the documented
+per-model ratio until the job's own billed usage teaches a better one. Each batch's sum is
+`batches.est_tokens`. An estimate is not a count (a learned one is right on average, so a
+chunk packed to the limit would pass it half the time, and be refused again on every pass):
+chunks, and the batches in flight together, are kept under `HEADROOM` of the limit
+(`usable`); a batch goes alone, whatever its estimate under the limit, when nothing else is
+in flight.
 """
 from __future__ import annotations
 
@@ -35,11 +41,12 @@ SETTING_HINT = ("set enqueued_token_limit=N in the config block or pass "
                 "--enqueued-token-limit N")
 _LIMIT_RE = re.compile(r"Limit:\s*([0-9][0-9,._ ]*)", re.IGNORECASE)
 IN_FLIGHT_STATES = ("creating", "submitted")
+HEADROOM = 0.9     # the share of a limit estimated tokens may fill (see the module docstring)
 
 
-def est_tokens_sql(nbytes_expr: str) -> str:
-    """SQL for the token estimate of one request from the bytes of its upload line."""
-    return f"({nbytes_expr}) // 4"
+def usable(limit: int) -> int:
+    """The estimated tokens chunks and in-flight batches may fill under `limit`."""
+    return int(limit * HEADROOM)
 
 
 def parse_limit(message: str | None) -> int | None:
@@ -106,7 +113,8 @@ def wait_reason(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, provider: st
     if limit is None or batch.est_tokens is None:
         return None
     in_flight = in_flight_tokens(con, provider, batch.model)
-    if in_flight + batch.est_tokens <= limit:
+    if batch.est_tokens <= limit and (in_flight == 0
+                                      or in_flight + batch.est_tokens <= usable(limit)):
         return None
     if batch.est_tokens > limit:
         return (f"batch {batch.batch_id} ({batch.est_tokens:,} estimated tokens) passes the "
@@ -114,8 +122,8 @@ def wait_reason(con: duckdb.DuckDBPyConnection, batch: LedgerBatch, provider: st
                 "requests are cut again into smaller batches on the next pass")
     return (f"batch {batch.batch_id} ({batch.est_tokens:,} estimated tokens) waits: "
             f"{in_flight:,} tokens are enqueued at {provider} for {batch.model} and the "
-            f"enqueued-token limit is {limit:,}; it is created once running batches finish "
-            "(run --wait, or run again later)")
+            f"enqueued-token limit is {limit:,} (estimates fill {HEADROOM:.0%} of it); it is "
+            "created once running batches finish (run --wait, or run again later)")
 
 
 def waves(chunk_tokens: Iterable[int], limit: int | None) -> int:
@@ -185,11 +193,11 @@ def limit_for_batch(con: duckdb.DuckDBPyConnection, provider: Provider,
 
 def budget_limits(con: duckdb.DuckDBPyConnection,
                   provider: Provider) -> tuple[Limits, int | None]:
-    """The job's chunk limits with the enqueued-token limit folded into `max_tokens`, and
-    that limit (None when unknown)."""
+    """The job's chunk limits with the enqueued-token limit's usable share folded into
+    `max_tokens`, and that limit (None when unknown)."""
     limits = provider.effective_limits()
     limit = token_limit(con, provider.name, provider.spec.model,
                         configured_limit(provider, provider.name, provider.spec.model))
-    if limit is not None and (limits.max_tokens is None or limit < limits.max_tokens):
-        limits = dataclasses.replace(limits, max_tokens=limit)
+    if limit is not None and (limits.max_tokens is None or usable(limit) < limits.max_tokens):
+        limits = dataclasses.replace(limits, max_tokens=usable(limit))
     return limits, limit

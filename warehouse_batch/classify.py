@@ -19,11 +19,12 @@ def classify(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> None:
 
 def build_send_table(con: duckdb.DuckDBPyConnection) -> int:
     """Temp table `wb_send`: each distinct request that needs sending, once, with its row id
-    (`_rid`, its first row: its prompt is in view `wb_prompt`) and body size (`body_bytes`,
-    the same for every row of a request). Returns the number of requests. One grouping pass
+    (`_rid`, its first row: its prompt is in view `wb_prompt`), body size (`body_bytes`,
+    the same for every row of a request) and prompt length in characters (`prompt_chars`). Returns the number of requests. One grouping pass
     over `wb_plan`, which carries no wide string but the hash."""
     cats = ", ".join(f"'{c}'" for c in SEND_CATEGORIES)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_send AS
-        SELECT min(_rid) AS _rid, request_hash, any_value(body_bytes) AS body_bytes
+        SELECT min(_rid) AS _rid, request_hash, any_value(body_bytes) AS body_bytes,
+               any_value(prompt_chars) AS prompt_chars
         FROM wb_plan WHERE category IN ({cats}) GROUP BY request_hash""")
     return con.execute("SELECT count(*) FROM wb_send").fetchone()[0]

@@ -415,14 +415,35 @@ def _print_plan(r) -> None:
     if r.requests_over_limit:
         click.echo(f"  {'too large to send':<22}{r.requests_over_limit:>12,}  (each alone passes "
                    "the enqueued-token limit: they will fail)")
+    est = r.estimate or {}
+    if est:
+        click.echo(f"  {'token estimate':<22}{_estimate_basis(est)}")
     if r.est_input_cost_usd is not None:
-        worst = (f", output at most ${r.max_output_cost_usd:,.4f}"
-                 if r.max_output_cost_usd is not None else "")
-        click.echo(f"  {'estimated cost':<22}input ${r.est_input_cost_usd:,.4f}{worst} "
-                   "(batch prices)")
+        per = est.get("output_per_answer", 0)
+        how = {"learned": "learned", "typical": "typical, not yet learned",
+               "max_tokens": "max_tokens", "none": "no output"}.get(est.get("output_basis"), "")
+        click.echo(f"  {'expected cost':<22}${r.est_cost_usd:,.4f}  (input "
+                   f"${r.est_input_cost_usd:,.4f} + output ${r.est_output_cost_usd:,.4f}: "
+                   f"~{r.est_output_tokens:,} tokens, {per:,.1f} per answer, {how}; "
+                   "batch prices)")
+        if r.worst_case_cost_usd is not None:
+            click.echo(f"  {'worst case':<22}${r.worst_case_cost_usd:,.4f}  (every answer "
+                       f"uses all of max_tokens: output ${r.max_output_cost_usd:,.4f})")
+        else:
+            click.echo(f"  {'worst case':<22}unbounded (no max_tokens)")
     if r.sample_request:
         click.echo("one request:")
         click.echo(json.dumps(r.sample_request, indent=2, ensure_ascii=False))
+
+
+def _estimate_basis(est: dict) -> str:
+    """How plan's token figures were estimated, in words (estimate.Estimator)."""
+    per_char = est.get("tokens_per_char") or 0
+    ratio = (f"{1 / per_char:.2f} characters per token + {est.get('overhead', 0):.1f} tokens "
+             "per request" if per_char else "")
+    if est.get("input_basis") == "learned":
+        return f"learned from {est.get('learned_from', 0):,} billed request(s): {ratio}"
+    return f"documented ratio, nothing learned yet: {ratio}"
 
 
 def _print_run(r: RunReport) -> None:

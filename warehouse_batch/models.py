@@ -42,3 +42,13 @@ def output_limit(provider: str, model: str) -> OutputLimit:
     if best is None:
         return OutputLimit(int(data["unknown_model_ceiling"]), documented=False)
     return OutputLimit(int(best["max_output_tokens"]), documented=True)
+
+
+def context_window(provider: str, model: str) -> int | None:
+    """The documented context window of `model` (input and output tokens of one request
+    together; longest matching name prefix), or None when the model is not listed (Azure
+    deployments and OpenAI-compatible servers: the name is the user's)."""
+    best = longest_prefix([m for m in _table()["models"] if m["provider"] == provider], model)
+    if best is None or best.get("context_window") is None:
+        return None
+    return int(best["context_window"])

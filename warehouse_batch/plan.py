@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 import duckdb
 
-from . import capacity
+from . import capacity, estimate
 from .chunking import assign_chunks
 from .classify import SEND_CATEGORIES, build_send_table, classify
 from .identity import custom_id_sql
@@ -38,6 +38,11 @@ class PlanReport:
     rows_rendered: int = 0                        # rows changed or not yet answered
     est_input_cost_usd: float | None = None      # batch price; None when the model is unpriced
     max_output_cost_usd: float | None = None     # every request using all of max_tokens
+    est_output_tokens: int = 0                   # expected: learned (or typical) per answer
+    est_output_cost_usd: float | None = None     # expected output, batch price
+    est_cost_usd: float | None = None            # expected: input + expected output
+    worst_case_cost_usd: float | None = None     # input + every answer at max_tokens
+    estimate: dict = field(default_factory=dict)  # how tokens were estimated (estimate.py)
     sample_request: dict | None = None
     limits: dict = field(default_factory=dict)
     enqueued_token_limit: int | None = None   # setting or learned; None: not known
@@ -51,31 +56,39 @@ class PlanReport:
 
 
 def estimate_cost(con: duckdb.DuckDBPyConnection, prepared: Prepared, requests: int,
-                  input_tokens: int) -> dict:
-    """Input cost at batch prices, and the worst case for output (all of max_tokens)."""
+                  input_tokens: int, output_tokens: int = 0) -> dict:
+    """At batch prices: the input cost, the expected output cost (`output_tokens`, the
+    estimator's expected answers) and the worst case for output (all of max_tokens), with
+    the expected and worst-case totals. Empty when the model has no price."""
     price = con.execute("""SELECT arg_max(p, length(p.model)) FROM warehouse_batch.prices p
                            WHERE p.provider = ? AND starts_with(?, p.model)""",
                         [prepared.provider.name, prepared.spec.model]).fetchone()[0]
     if price is None:
         return {}
-    max_tokens = prepared.spec.generation.get("max_tokens")
-    out = None
+    max_tokens = estimate.max_output_tokens(prepared)
+    worst = None
     if prepared.spec.endpoint == "embeddings":
-        out = 0.0
+        worst = 0.0
     elif max_tokens:
-        out = round(requests * max_tokens * price["output"] / 1e6, 6)
-    return {"est_input_cost_usd": round(input_tokens * price["input"] / 1e6, 6),
-            "max_output_cost_usd": out}
+        worst = round(requests * max_tokens * price["output"] / 1e6, 6)
+    cost_in = round(input_tokens * price["input"] / 1e6, 6)
+    cost_out = round(output_tokens * price["output"] / 1e6, 6)
+    return {"est_input_cost_usd": cost_in, "max_output_cost_usd": worst,
+            "est_output_cost_usd": cost_out, "est_cost_usd": round(cost_in + cost_out, 6),
+            "worst_case_cost_usd": None if worst is None else round(cost_in + worst, 6)}
 
 
 def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport:
-    """Classify rows and estimate the batches, without writing anything."""
+    """Classify rows and estimate the batches, without writing anything. Rows no model can
+    answer (too long for its context window) are refused first (`estimate.refuse_overlong`)."""
+    estimator = estimate.for_job(con, prepared)
+    estimate.refuse_overlong(con, prepared, estimator)
     classify(con, prepared)
     counts = dict(con.execute("SELECT category, count(*) FROM wb_plan GROUP BY 1").fetchall())
     to_send_rows = sum(counts.get(c, 0) for c in SEND_CATEGORIES)
     requests = build_send_table(con)
-    sized = (f"SELECT *, {capacity.est_tokens_sql('nbytes')} AS ntok FROM (SELECT "
-             f"body_bytes + {prepared.line_overhead()} AS nbytes FROM wb_send)")
+    sized = (f"SELECT body_bytes + {prepared.line_overhead()} AS nbytes, "
+             f"{estimator.tokens_sql('prompt_chars')} AS ntok FROM wb_send")
     limits, token_limit = capacity.budget_limits(con, prepared.provider)
     over = 0
     if token_limit is not None:
@@ -85,7 +98,8 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
     batches, nbytes, ntok = assign_chunks(con, sized, limits)
     chunk_tokens = [t for (t,) in con.execute(
         "SELECT sum(ntok) FROM wb_chunked GROUP BY chunk ORDER BY chunk").fetchall()]
-    cost = estimate_cost(con, prepared, requests, ntok)
+    out_tokens = round(requests * estimator.output_per_answer)
+    cost = estimate_cost(con, prepared, requests, ntok, out_tokens)
     sample = None
     # the first line of the first batch (custom_ids sort as their request hashes)
     for source in ("WHERE c._rid = (SELECT _rid FROM wb_send ORDER BY request_hash LIMIT 1)",
@@ -107,10 +121,12 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
         rows_to_send=to_send_rows, requests_to_send=requests,
         duplicates_collapsed=to_send_rows - requests,
         batches=batches, bytes_to_send=nbytes, est_input_tokens=ntok, **cost,
+        est_output_tokens=out_tokens, estimate=estimator.to_dict(),
         render_mode=prepared.render_mode, rows_rendered=prepared.rendered,
         sample_request=sample,
         limits={"max_requests": limits.max_requests, "max_bytes": limits.max_bytes,
                 "max_tokens": limits.max_tokens},
         enqueued_token_limit=token_limit, requests_over_limit=over,
-        waves=capacity.waves(chunk_tokens, token_limit) if token_limit is not None else None,
+        waves=(capacity.waves(chunk_tokens, capacity.usable(token_limit))
+               if token_limit is not None else None),
     )

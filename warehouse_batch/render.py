@@ -36,6 +36,7 @@ from jinja2.exceptions import SecurityError, TemplateError
 
 from .errors import (ConfigurationError, DataError, JobFileError,
                      TemplateBudgetError)
+from .estimate import MAX_TRUNCATE_TOKENS, truncate_chars
 from .identity import sql_literal
 from .sandbox import BoundedSandbox, Budget
 from .spec import Template
@@ -48,6 +49,8 @@ DEFAULT_MAX_JOB_CHARS = 4_000_000_000
 MAX_JOB_CHARS_ENV = "WAREHOUSE_BATCH_MAX_JOB_CHARS"
 _CONST_FOLD_CHARS = 100_000
 RESERVED_NAMES = {"row", "vars"}
+TRUNCATE_TOKENS = "truncate_tokens"
+DEFAULT_CHARS_PER_TOKEN = 4.0     # the documented default (data/tokens.json)
 
 # Column types whose Python text (what Jinja prints) equals DuckDB's CAST(... AS VARCHAR).
 _SQL_TEXT_TYPES = {"VARCHAR", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
@@ -89,19 +92,26 @@ class CompiledTemplate:
     budget: Budget          # one prompt's budget, reset for each render
     max_job_chars: int = DEFAULT_MAX_JOB_CHARS
     job_chars: int = field(default=0)   # characters rendered so far by this job
+    chars_per_token: float = DEFAULT_CHARS_PER_TOKEN   # truncate_tokens' documented ratio
 
     def variables(self) -> set[str]:
         return meta.find_undeclared_variables(self.ast)
 
 
-def compile_template(t: Template, what: str) -> CompiledTemplate:
+def compile_template(t: Template, what: str,
+                     chars_per_token: float = DEFAULT_CHARS_PER_TOKEN) -> CompiledTemplate:
+    """Parse and compile a template in the bounded sandbox. `chars_per_token` is the job's
+    documented ratio (`estimate.documented`): `truncate_tokens(N)` keeps N times as many
+    characters."""
     # While compiling, Jinja evaluates constant filter calls (`{{ 'x'|center(10) }}`) and
     # writes their results into the code: a small budget keeps those small (a larger one
     # is left to run, and be refused, per row).
     budget = Budget(_CONST_FOLD_CHARS, _CONST_FOLD_CHARS, 0)
     env = make_env(budget, null_as_empty=True)
+    env.filters[TRUNCATE_TOKENS] = _truncate_tokens_filter(chars_per_token)
     try:
         tree = env.parse(t.text)
+        _check_truncate_tokens(tree, t)
         compiled = env.from_string(t.text)
     except TemplateSyntaxError as e:
         raise JobFileError(f"{what} template: {e.message}", t.location(e.lineno)) from None
@@ -109,7 +119,55 @@ def compile_template(t: Template, what: str) -> CompiledTemplate:
         raise JobFileError(f"{what} template is nested too deeply to compile",
                            t.location()) from None
     budget.__init__(MAX_PROMPT_CHARS, MAX_WORK_CHARS, MAX_LOOP_STEPS)
-    return CompiledTemplate(t, what, tree, compiled, budget, job_char_budget())
+    return CompiledTemplate(t, what, tree, compiled, budget, job_char_budget(),
+                            chars_per_token=chars_per_token)
+
+
+def _truncate_tokens_filter(chars_per_token: float) -> Any:
+    """`{{ text | truncate_tokens(N) }}`: the text cut to about N tokens, counted with the
+    documented estimate (N * chars_per_token characters, `estimate.truncate_chars`). NULL
+    stays NULL (printed empty, as in SQL); other values are cut as their text."""
+    def truncate_tokens(value: Any, tokens: Any = None) -> Any:
+        n = _token_budget(tokens)
+        if n is None:      # reached at run time only (e.g. through map('truncate_tokens', x))
+            raise SecurityError(f"{TRUNCATE_TOKENS} takes a whole number of tokens from 1 to "
+                                f"{MAX_TRUNCATE_TOKENS:,}, not {tokens!r}")
+        if value is None:
+            return None
+        return str(value)[:truncate_chars(chars_per_token, n)]
+    return truncate_tokens
+
+
+def _token_budget(value: Any) -> int | None:
+    """A valid truncate_tokens budget, or None."""
+    if isinstance(value, int) and not isinstance(value, bool) \
+            and 1 <= value <= MAX_TRUNCATE_TOKENS:
+        return value
+    return None
+
+
+def _check_truncate_tokens(tree: nodes.Template, t: Template) -> None:
+    """Every `truncate_tokens` takes one literal whole number of tokens, 1 to
+    MAX_TRUNCATE_TOKENS: refused at plan with its line otherwise."""
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        if not isinstance(node, nodes.Filter) or node.name != TRUNCATE_TOKENS:
+            continue
+        args = node.args
+        ok = (len(args) == 1 and not node.kwargs and node.dyn_args is None
+              and node.dyn_kwargs is None and isinstance(args[0], nodes.Const)
+              and _token_budget(args[0].value) is not None)
+        if not ok:
+            shown = "nothing"
+            if args or node.kwargs:
+                try:
+                    shown = (repr(args[0].as_const()) if len(args) == 1 and not node.kwargs
+                             else "several arguments" if args else "a keyword argument")
+                except Exception:   # not a constant (a variable, a call)
+                    shown = "an expression"
+            raise JobFileError(
+                f"{TRUNCATE_TOKENS} takes one literal whole number of tokens from 1 to "
+                f"{MAX_TRUNCATE_TOKENS:,}, not {shown}", t.location(node.lineno),
+                hint="e.g. {{ body | truncate_tokens(2000) }}")
 
 
 def check_variables(ct: CompiledTemplate, columns: list[str],
@@ -328,8 +386,9 @@ def to_sql(ct: CompiledTemplate, types: dict[str, str]) -> str | None:
     """A DuckDB expression equal to the rendered template, or None if it needs Jinja.
 
     Compiles text plus `{{ col }}`, `{{ row.col }}` and `{{ row['col'] }}` over columns whose
-    text form is the same in Python and DuckDB (strings and integers). NULL renders as an
-    empty string, as the sandbox's `finalize` prints it.
+    text form is the same in Python and DuckDB (strings and integers), each optionally
+    `| truncate_tokens(N)` (DuckDB's `left` counts characters as Python slices do). NULL
+    renders as an empty string, as the sandbox's `finalize` prints it.
     """
     parts: list[str] = []
     for node in ct.ast.body:
@@ -339,10 +398,16 @@ def to_sql(ct: CompiledTemplate, types: dict[str, str]) -> str | None:
             if isinstance(child, nodes.TemplateData):
                 parts.append(sql_literal(child.data))
                 continue
+            keep = None         # {{ col | truncate_tokens(N) }}: its first characters
+            if isinstance(child, nodes.Filter) and child.name == TRUNCATE_TOKENS \
+                    and child.node is not None:
+                keep = truncate_chars(ct.chars_per_token, child.args[0].value)
+                child = child.node
             col = _column_ref(child)
             if col is None or types.get(col, "").upper() not in _SQL_TEXT_TYPES:
                 return None
-            parts.append(f"coalesce(CAST({quote_ident(col)} AS VARCHAR), '')")
+            text = f"coalesce(CAST({quote_ident(col)} AS VARCHAR), '')"
+            parts.append(text if keep is None else f"left({text}, {int(keep)})")
     if not parts:
         return "''"
     return "(" + " || ".join(parts) + ")"

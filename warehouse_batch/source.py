@@ -19,7 +19,8 @@ same pass; a row whose fingerprint matches the one in `job_rows` keeps its recor
                 `key_json`, `request_hash` (its custom_id is derived:
                 `identity.custom_id_sql`), `body_bytes` and
                 `prompt_bytes` (the request body's and the prompt's length in bytes; NULL
-                for answered unchanged rows: they are never sent), `input_fp`,
+                for answered unchanged rows: they are never sent), `prompt_chars` (the
+                prompt's length in characters: token estimates, `estimate.py`), `input_fp`,
                 `prev_request_hash`, `unchanged`, `answered`;
 * `wb_prompt`   a view: the prompt of each row rendered now (`_rid`, `row_number`,
                 `key_json`, `prompt`), computed again by each reader instead of stored (from
@@ -39,6 +40,7 @@ import pyarrow as pa
 from .attach import attached
 from .db import materialise_read_only, read_only
 from .errors import DataError, JobFileError, Location
+from .estimate import documented
 from .identity import key_json_sql, sha256_hex, sql_literal
 from .columns import STATE_COLUMNS, answer_column_names, check_projection
 from .keys import refuse_keys_in_requests
@@ -122,11 +124,12 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
     with read_only(con), attached(con, spec):
         columns, types = bind_columns(con, spec)
     _check_columns(spec, columns)
-    prompt = compile_template(spec.prompt, "prompt")
+    ratio = documented(provider.name, spec.model, spec.endpoint).chars_per_token
+    prompt = compile_template(spec.prompt, "prompt", chars_per_token=ratio)
     check_variables(prompt, columns, types)
     system_text = None
     if spec.system is not None:
-        system = compile_template(spec.system, "system")
+        system = compile_template(spec.system, "system", chars_per_token=ratio)
         check_constant(system)
         system_text = render_constant(system, spec.vars)
     prompt_sql = to_sql(prompt, types)
@@ -164,7 +167,7 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
                    CASE WHEN unchanged THEN prev_request_hash ELSE sha256(ident)
                    END AS request_hash,
                    strlen(ident) - {prepared.identity_overhead()} AS body_bytes,
-                   strlen(prompt) AS prompt_bytes,
+                   strlen(prompt) AS prompt_bytes, length(prompt) AS prompt_chars,
                    input_fp, prev_request_hash, unchanged, answered
             FROM (SELECT *, {prepared.identity_sql('prompt')} AS ident FROM (
                 SELECT s.rowid AS _rid, s.__wb_n AS row_number, s.__wb_key AS key_json,
@@ -188,6 +191,8 @@ def input_salt(prepared: Prepared, prompt: CompiledTemplate) -> int:
     shape = {"version": FINGERPRINT_VERSION, "identity": prepared.identity_sql("__wb_prompt"),
              "prompt": prompt.source.text, "vars": spec.vars, "key": spec.unique_key,
              "columns": [[c, prepared.types[c]] for c in prepared.columns]}
+    if "truncate_tokens" in prompt.source.text:   # its cut moves with the documented ratio
+        shape["chars_per_token"] = prompt.chars_per_token
     digest = sha256_hex(json.dumps(shape, sort_keys=True, default=str))
     return int(digest[:15], 16)   # fits a BIGINT literal
 

@@ -29,7 +29,7 @@ from typing import Callable
 
 import duckdb
 
-from . import capacity, faults
+from . import capacity, estimate, faults
 from .errors import AmbiguousCreateError, LookupUndecidedError, ProviderError
 from .identity import custom_id_sql, sql_literal
 from .chunking import assign_chunks
@@ -72,17 +72,20 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
     # keep ids unique (49 characters; metadata values may hold 512, file names more)
     stem = f"wbb_{run_id}_{secrets.token_hex(8)}"
     limits, token_limit = capacity.budget_limits(con, provider)
+    estimator = estimate.for_job(con, prepared)
     con.execute("BEGIN TRANSACTION")
     try:
-        # tokens are estimated from bytes (capacity.est_tokens_sql, the one estimate used
-        # everywhere): conservative for enqueued-token budgets and cost estimates.
+        # input tokens are estimated from the message text (estimate.py, the one estimate
+        # used everywhere: plan, enqueued-token limits, batches.est_tokens); each request's
+        # text characters are recorded with it (batch_requests.text_chars) to learn from.
         # `sid` is the request's row in wb_send, `old_seq` its stored number.
         con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_todo AS
-            SELECT *, {capacity.est_tokens_sql('nbytes')} AS ntok FROM (
-                SELECT s.rowid AS sid, s.request_hash, {nbytes} + 1 AS nbytes,
-                       r.seq AS old_seq
-                FROM wb_send s LEFT JOIN (SELECT request_hash, seq FROM {SCHEMA}.requests) r
-                    USING (request_hash))""")
+            SELECT s.rowid AS sid, s.request_hash, {nbytes} + 1 AS nbytes,
+                   {estimator.tokens_sql('s.prompt_chars')} AS ntok,
+                   CAST({estimator.chars_sql('s.prompt_chars')} AS INTEGER) AS text_chars,
+                   r.seq AS old_seq
+            FROM wb_send s LEFT JOIN (SELECT request_hash, seq FROM {SCHEMA}.requests) r
+                USING (request_hash)""")
         # the classification is not read again in this pass (a later pass classifies anew):
         # at a million rows its ~100 MB are better left to the inserts below
         con.execute("DROP TABLE IF EXISTS wb_plan")
@@ -93,8 +96,9 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
         store_new(con, prepared, "wb_chunked", "wb_send", base, run_id, now)
         ranges, exact = chunk_ranges(con, "wb_chunked", base)
         batch_id = f"{sql_literal(stem + '_')} || printf('%04d', chunk)"
-        con.execute(f"""INSERT INTO {SCHEMA}.batch_requests (batch_id, request_hash)
-            SELECT {batch_id}, request_hash FROM wb_chunked""")
+        con.execute(f"""INSERT INTO {SCHEMA}.batch_requests (batch_id, request_hash,
+                text_chars)
+            SELECT {batch_id}, request_hash, text_chars FROM wb_chunked""")
         con.execute(f"""INSERT INTO {SCHEMA}.batches
             (batch_id, run_id, job_name, provider, endpoint, model, chunk, state,
              request_count, bytes, est_tokens, created_at)

@@ -24,11 +24,11 @@ WITH open_batches AS (
     SELECT DISTINCT request_hash FROM warehouse_batch.batch_requests
     WHERE batch_id IN (SELECT batch_id FROM open_batches)
 )
-SELECT _rid, request_hash, body_bytes, 'done' AS category
+SELECT _rid, request_hash, body_bytes, prompt_chars, 'done' AS category
 FROM wb_current WHERE answered      -- unchanged since their answer came: no lookup needed
 UNION ALL
 SELECT
-    c._rid, c.request_hash, c.body_bytes,
+    c._rid, c.request_hash, c.body_bytes, c.prompt_chars,
     CASE
         WHEN r.status = 'succeeded' THEN 'done'
         WHEN f.request_hash IS NOT NULL THEN 'in_flight'
