@@ -44,14 +44,17 @@ from .paths import make_scope
 from .pollfacts import remember
 from .pollpath import job_batches, record_polls, recorded_output, state_row_counts
 from .plan import PlanReport, build_plan
+from .classify import SEND_CATEGORIES, classify
+from .realtime import (TryReport, build_try_send, pick_rows, price_plan, send_unfinished,
+                       tried_rows)
 from .providers.base import LedgerBatch, get_provider
 from .reports import (CollectReport, RowCounts, RunReport, StatusReport, Timed, job_cost,
                       new_run_id)
 from .source import prepare
 from .spec import JobSpec, load_job
 from .state import SCHEMA, now_utc
-from .submit import (can_advance, discard_input, recover_orphans, resume_unfinished,
-                     submit_work)
+from .submit import (can_advance, create_intents, discard_input, recover_orphans,
+                     resume_unfinished, submit_work)
 
 
 @dataclass
@@ -139,6 +142,7 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
         check_output(con, spec)
         prepared = prepare(con, spec, provider, options.log)
         report = build_plan(con, prepared)
+        price_plan(con, prepared, report)   # real-time sends at real-time prices
         report.cost_usd = job_cost(con, spec.name)   # spent so far (the CLI's --json)
         report.depends_on = list(spec.depends_on)
         return report
@@ -273,6 +277,12 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                     submitted = submit_work(con, prepared, report.run_id, options.log)
                     record_job_rows(con, spec.name, report.run_id, prepared.rows)
                     _merge(report.submitted, submitted)
+                    sent, answered = send_unfinished(con, provider, spec.name, options.clock,
+                                                     options.log)
+                    _merge(report.submitted, sent)
+                    _merge(report.collected, answered)
+                    if answered.batches_collected:
+                        mark_answered(con, spec.name, answered_since_sql(since))
                     if collect and (submitted.batches_created or submitted.batches_resumed):
                         _merge(report.collected, collect_ready(con, provider, spec.name,
                                                                options.log))
@@ -618,5 +628,45 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
     return report
 
 
+def try_rows(job_path: str, options: Options | None = None, *, rows: int = 3,
+             sample: bool = False) -> TryReport:
+    """Send `rows` rows of the job (the SELECT's first, or a random `sample`) through the
+    provider's real-time API and return them with their answers, to check a prompt before
+    paying for a batch. The output table and the job's row records (`job_rows`) are not
+    touched; the answers go into the results cache under their request hashes like any
+    other (a later run sends those rows no more). Rows already answered, or in flight in a
+    batch, are not sent again: their cached answer (or none yet) is shown."""
+    options = options or Options()
+    spec = load(job_path, options)
+    provider = get_provider(spec, options.env)
+    where = target(options, spec)
+    require_exists(where, create=True,
+                   tables=lambda: [] if options.create_db else tables_named(spec))
+    run = RunReport(run_id=new_run_id(), job=spec.name, command="try", table=spec.name)
+    report = TryReport(spec.name, provider.name, spec.model, run.run_id)
+    with session(where, memory_limit=spec.memory_limit) as con:
+        set_command(con, run.run_id, False)
+        check_output(con, spec)
+        prepared = prepare(con, spec, provider, options.log, keep_rows=True)
+        pick_rows(con, rows, sample)
+        _record_run(con, run, spec)
+        try:
+            classify(con, prepared)
+            if build_try_send(con, SEND_CATEGORIES):
+                create_intents(con, prepared, run.run_id, "realtime")
+            with warehouse_released(con):
+                sent, _ = send_unfinished(con, provider, spec.name, options.clock, options.log)
+            report.requests_sent = sent.requests_realtime
+            run.submitted.requests_submitted = sent.requests_realtime
+        except WarehouseBatchError as e:
+            _finish_run(con, run, error=e)
+            raise
+        report.rows = tried_rows(con, run.run_id)
+        _finish_run(con, run)
+        report.cost_usd = job_cost(con, spec.name)
+    return report
+
+
 __all__ = ["Options", "RunReport", "StatusReport", "CancelReport", "PlanReport", "LedgerBatch",
-           "plan", "submit", "collect", "run", "status", "cancel", "reconcile", "load"]
+           "TryReport", "plan", "submit", "collect", "run", "status", "cancel", "reconcile",
+           "try_rows", "load"]
