@@ -27,9 +27,9 @@ with that status would be.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
+import queue
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,40 +138,77 @@ def send_batch(con: duckdb.DuckDBPyConnection, provider: Provider, batch: Ledger
                clock: Clock, report: SubmitReport,
                log: Callable[[str], None] = lambda m: None) -> None:
     """Send every request of a realtime batch that has no answer line yet, `concurrency()`
-    at a time, storing each line as it arrives (one short transaction each). Raises the
-    first error that stopped it, after storing every answer that came back."""
+    at a time, storing each line as it arrives (one short transaction each). A sender takes
+    its next request only once its last answer is stored, so a crash loses at most the
+    answers in flight at that moment (one per sender). Raises the first error that stopped
+    it, after storing every answer that came back."""
     todo = _unanswered(con, batch.batch_id)
     if not todo:
         return
     if batch.state == "intent":
         update_batch(con, batch.batch_id, provider_status="sending",
                      submitted_at=now_utc(), error=None)
+    senders = min(concurrency(provider.env), len(todo))
     log(f"sending {len(todo):,} request(s) through the real-time API "
-        f"({provider.name}, {concurrency(provider.env):,} at a time)")
+        f"({provider.name}, {senders:,} at a time)")
     gate, stop = Gate(clock), threading.Event()
+    pending: queue.Queue = queue.Queue()
+    for item in todo:
+        pending.put(item)
+    arrived: queue.Queue = queue.Queue()
+
+    def sender() -> None:
+        stored = threading.Event()
+        try:
+            while not stop.is_set():
+                try:
+                    custom_id, body = pending.get_nowait()
+                except queue.Empty:
+                    return
+                line = send_one(provider, custom_id, body, gate, stop)
+                if line is None:
+                    return
+                stored.clear()
+                arrived.put((custom_id, line, stored))
+                stored.wait()
+        except BaseException as e:   # reported to the main thread, which stops the others
+            arrived.put((None, e, None))
+        finally:
+            arrived.put(None)
+
+    threads = [threading.Thread(target=sender, name=f"wb-realtime-{i}", daemon=True)
+               for i in range(senders)]
+    for t in threads:
+        t.start()
     failure: BaseException | None = None
-    sent = 0
-    with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency(provider.env),
-                                               thread_name_prefix="wb-realtime") as pool:
-        futures = {pool.submit(send_one, provider, cid, body, gate, stop): cid
-                   for cid, body in todo}
-        for future in concurrent.futures.as_completed(futures):
-            try:
-                line = future.result()
-            except BaseException as e:   # stop the others; keep what they already got
-                stop.set()
-                failure = failure or e
-                continue
-            if line is None:
-                continue
+    sent, running = 0, len(threads)
+    while running:
+        item = arrived.get()
+        if item is None:
+            running -= 1
+            continue
+        custom_id, line, stored = item
+        if custom_id is None:
+            stop.set()
+            failure = failure or line
+            continue
+        try:
             con.execute(f"INSERT INTO {SCHEMA}.realtime_lines VALUES (?, ?, ?, ?)",
-                        [batch.batch_id, futures[future], json.dumps(line), now_utc()])
+                        [batch.batch_id, custom_id, json.dumps(line), now_utc()])
             sent += 1
             faults.checkpoint("realtime_after_line")
+        except BaseException as e:
+            stop.set()
+            failure = failure or e
+        finally:
+            stored.set()
+    for t in threads:
+        t.join()
     report.requests_submitted += sent
     report.requests_realtime += sent
     if failure is not None:
-        update_batch(con, batch.batch_id, error=f"real-time send stopped: {failure}")
+        if isinstance(failure, Exception):
+            update_batch(con, batch.batch_id, error=f"real-time send stopped: {failure}")
         raise failure
 
 
@@ -278,8 +315,8 @@ def pick_rows(con: duckdb.DuckDBPyConnection, rows: int, sample: bool) -> int:
     or a random sample of them. Returns how many were picked."""
     order = "random()" if sample else "row_number"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_try AS
-        SELECT _rid, row_number() OVER (ORDER BY {order}) AS pos
-        FROM (SELECT _rid, row_number FROM wb_current ORDER BY {order} LIMIT {int(rows)})""")
+        SELECT _rid, row_number() OVER (ORDER BY o) AS pos
+        FROM (SELECT _rid, {order} AS o FROM wb_current ORDER BY o LIMIT {int(rows)})""")
     return con.execute("SELECT count(*) FROM wb_try").fetchone()[0]
 
 
