@@ -232,6 +232,25 @@ def test_a_crash_mid_way_pays_for_no_answer_twice_and_loses_none(tmp_path, emula
     assert creates(emulator) == []
 
 
+def test_cancel_keeps_the_answers_a_stopped_real_time_send_got(tmp_path, emulator):
+    job = Job(tmp_path, emulator, rows=5, extra=", realtime_below=10")
+    env = emulator_env(emulator, WAREHOUSE_BATCH_REALTIME_CONCURRENCY="1")
+    cmd = [*EXE, "run", job.path, "--db", job.db]
+    crashed = subprocess.run(cmd, env={**env, "WAREHOUSE_BATCH_CRASH_AT": "realtime_after_line"},
+                             capture_output=True, text=True, timeout=120)
+    assert crashed.returncode == -9, crashed.stderr
+    cancelled = api.cancel(job.path, job.options())
+    assert len(cancelled.abandoned) == 1
+    # as a cancelled batch's: the unanswered are "not processed", sent again (no attempt spent)
+    assert job.sql("SELECT status, retryable, count(*) FROM warehouse_batch.results "
+                   "GROUP BY ALL ORDER BY 1") == [("failed", True, 4), ("succeeded", False, 1)]
+    assert job.sql("SELECT outcome, count(*) FROM warehouse_batch.attempts GROUP BY 1 "
+                   "ORDER BY 1") == [("missing", 4), ("succeeded", 1)]
+    report = job.run(wait=False)
+    assert report.rows.succeeded == 5 and report.submitted.requests_realtime == 4
+    assert len(sync_calls(emulator)) == 5 and creates(emulator) == []
+
+
 # -- try ---------------------------------------------------------------------------------------
 
 def test_try_prints_three_answers_and_leaves_the_output_table_alone(tmp_path, emulator):

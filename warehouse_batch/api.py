@@ -45,8 +45,8 @@ from .pollfacts import remember
 from .pollpath import job_batches, record_polls, recorded_output, state_row_counts
 from .plan import PlanReport, build_plan
 from .classify import SEND_CATEGORIES, classify
-from .realtime import (TryReport, build_try_send, pick_rows, price_plan, send_unfinished,
-                       tried_rows)
+from .realtime import (TryReport, build_try_send, close_batch, pick_rows, price_plan,
+                       send_unfinished, tried_rows)
 from .providers.base import LedgerBatch, get_provider
 from .reports import (CollectReport, RowCounts, RunReport, StatusReport, Timed, job_cost,
                       new_run_id)
@@ -554,6 +554,10 @@ def cancel(job_path: str, options: Options | None = None) -> CancelReport:
         refuse_foreign(con, spec)
         for batch in unfinished_batches(con, spec.name):
             provider = providers.for_batch(batch)
+            if batch.mode == "realtime":   # keep the answers it got; the rest go next run
+                close_batch(con, provider, batch, CollectReport())
+                report.abandoned.append(batch.batch_id)
+                continue
             found = None
             if batch.state == "creating":   # it may exist: cancel it rather than forget it
                 payload = write_payload(con, line_sql(provider, "r.custom_id", "r.body"),

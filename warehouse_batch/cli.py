@@ -834,9 +834,14 @@ def dbt_schema(jobs, model, db, output, quiet, as_json, project_dir, profiles_di
               help="enqueued-token limit (every model's, or one model's); repeatable")
 @click.option("--token-limit-fail-fast", is_flag=True,
               help="refuse an over-limit create with HTTP 400 (Azure) instead of failing it")
+@click.option("--sync-requests-per-minute", type=click.IntRange(min=0), default=None,
+              metavar="N", help="synchronous model calls answered per minute of the clock; "
+                                "more get 429 with retry-after until the minute ends")
+@click.option("--sync-429-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="fraction of synchronous model calls answered 429 (retry-after 1 s)")
 def emulator(host, port, state_dir, seed, clock, latency, failure_rate, expire_fraction,
              cancel_fraction, create_429_rate, retry_after, token_limits,
-             token_limit_fail_fast) -> None:
+             token_limit_fail_fast, sync_requests_per_minute, sync_429_rate) -> None:
     """Run a local server speaking the OpenAI Batch and Anthropic Message Batches protocols.
 
     \b
@@ -853,7 +858,9 @@ def emulator(host, port, state_dir, seed, clock, latency, failure_rate, expire_f
                          failure_rate=failure_rate, expire_fraction=expire_fraction,
                          cancel_fraction=cancel_fraction, create_429_rate=create_429_rate,
                          create_retry_after=retry_after,
-                         token_limit_fail_fast=token_limit_fail_fast)
+                         token_limit_fail_fast=token_limit_fail_fast,
+                         sync_requests_per_minute=sync_requests_per_minute,
+                         sync_429_rate=sync_429_rate)
     for item in token_limits:
         model, _, n = item.rpartition("=")
         if not n.isdigit():

@@ -237,6 +237,16 @@ class _Answered:
                           [batch.batch_id])
 
 
+def close_batch(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatch,
+                report: CollectReport) -> None:
+    """Ingest a realtime batch as it stands (`cancel`): the answers stored so far are
+    recorded; requests without one count as not processed and go with the next run."""
+    update_batch(con, batch.batch_id, provider_status="cancelled", ended_at=now_utc())
+    remote = RemoteBatch(provider_batch_id=batch.batch_id, status="cancelled", ended=True)
+    if ingest(con, _Answered(provider, con), batch, remote, report):
+        report.batches_collected += 1
+
+
 def send_unfinished(con: duckdb.DuckDBPyConnection, job_provider: Provider, job_name: str,
                     clock: Clock, log: Callable[[str], None] = lambda m: None
                     ) -> tuple[SubmitReport, CollectReport]:
