@@ -215,7 +215,9 @@ def test_a_rate_limit_that_never_clears_stops_the_pass_and_the_next_run_finishes
 
 # -- crash safety ------------------------------------------------------------------------------
 
-def test_a_crash_mid_way_pays_for_no_answer_twice_and_loses_none(tmp_path, emulator):
+@pytest.mark.parametrize("finisher", ["run", "reconcile"])
+def test_a_crash_mid_way_pays_for_no_answer_twice_and_loses_none(tmp_path, emulator,
+                                                                 finisher):
     job = Job(tmp_path, emulator, rows=5, extra=", realtime_below=10")
     env = emulator_env(emulator, WAREHOUSE_BATCH_REALTIME_CONCURRENCY="1")
     cmd = [*EXE, "run", job.path, "--db", job.db]
@@ -224,7 +226,8 @@ def test_a_crash_mid_way_pays_for_no_answer_twice_and_loses_none(tmp_path, emula
     assert crashed.returncode == -9, crashed.stderr
     assert len(sync_calls(emulator)) == 1
     assert job.sql("SELECT count(*) FROM warehouse_batch.realtime_lines") == [(1,)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*EXE, finisher, job.path, "--db", job.db], env=env,
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert len(sync_calls(emulator)) == 5                # the first answer was not bought again
     assert job.sql("SELECT count(*) FROM enriched WHERE _status = 'succeeded'") == [(5,)]
@@ -278,6 +281,9 @@ def test_try_prints_three_answers_and_leaves_the_output_table_alone(tmp_path, em
     doc = json.loads(again.stdout)
     assert doc["requests_sent"] == 0 and [r["source"] for r in doc["rows"]] == ["cached"] * 3
     assert all(r["answer"] in ("positive", "negative", "neutral") for r in doc["rows"])
+    assert [r["prompt"] for r in doc["rows"]] == [
+        f"Say the sentiment of: {t}" for (t,) in job.sql("SELECT text FROM reviews ORDER BY id "
+                                                         "LIMIT 3")]
     assert len(sync_calls(emulator)) == 3
 
     # the run that follows sends only the nine rows `try` did not answer

@@ -621,6 +621,10 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
             if unfinished_batches(con, spec.name):
                 provider.preflight()
                 resume_unfinished(con, prepared, Path(tmp), report.submitted, options.log)
+        # a real-time send a crash cut short: the requests without a stored answer
+        sent, answered = send_unfinished(con, provider, spec.name, options.clock, options.log)
+        _merge(report.submitted, sent)
+        _merge(report.collected, answered)
         _merge(report.collected, collect_ready(con, provider, spec.name, options.log))
         # every lost batch of the job, with its reason (their requests go with the next run)
         known = {b["batch_id"] for b in report.collected.lost}

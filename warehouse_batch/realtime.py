@@ -344,11 +344,16 @@ def build_try_send(con: duckdb.DuckDBPyConnection, categories: tuple[str, ...]) 
 def tried_rows(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict]:
     """Each tried row: its key, prompt, and the cached answer of its request (`source`:
     `sent` by this command, `cached` before, or `in_flight` in a batch not yet ended)."""
-    rows = con.execute(f"""SELECT c.key_json, p.prompt, c.request_hash, r.status,
-            r.response_text, len(r.embedding), r.error_message, r.finish_reason,
+    # a row answered before is not rendered again (wb_prompt lacks it): its stored prompt
+    rows = con.execute(f"""SELECT c.key_json, coalesce(p.prompt, q.prompt), c.request_hash,
+            r.status, r.response_text, len(r.embedding), r.error_message, r.finish_reason,
             r.input_tokens, r.output_tokens, r.run_id = ? AS sent_now
         FROM wb_try t JOIN wb_current c USING (_rid) LEFT JOIN wb_prompt p USING (_rid)
         LEFT JOIN {SCHEMA}.results r USING (request_hash)
+        LEFT JOIN (SELECT request_hash, any_value(prompt) AS prompt FROM {SCHEMA}.requests
+                   WHERE request_hash IN (SELECT c2.request_hash FROM wb_try t2
+                                          JOIN wb_current c2 USING (_rid))
+                   GROUP BY request_hash) q USING (request_hash)
         ORDER BY t.pos""", [run_id]).fetchall()
     out = []
     for (key, prompt, rhash, status, text, dims, error, finish, tin, tout, now) in rows:
