@@ -64,6 +64,26 @@ def test_a_small_change_goes_through_the_synchronous_api_and_no_batch_pays_for_i
                    "GROUP BY 1 ORDER BY 1") == [("batch", 20), ("realtime", 5)]
 
 
+def test_a_small_change_while_a_batch_runs_goes_in_real_time_beside_it(tmp_path, emulator):
+    job = Job(tmp_path, emulator, rows=12, extra=", realtime_below=5")
+    first = job.run(wait=False)                    # 12 requests: a batch, still running
+    assert len(creates(emulator)) == 1 and first.collected.batches_in_progress == 1
+    con = duckdb.connect(job.db)
+    con.execute("UPDATE reviews SET text = text || ' (edited)' WHERE id IN (1, 2)")
+    con.close()
+    # (`run` would only poll while the batch runs and the job file is unchanged: submit
+    # reads the source)
+    report = api.submit(job.path, job.options())
+    assert report.submitted.requests_realtime == 2 and len(creates(emulator)) == 1
+    assert report.rows.pending == 10                   # the batch's rows
+    assert job.sql("SELECT id FROM enriched WHERE _status = 'succeeded' ORDER BY id"
+                   ) == [(1,), (2,)]
+    report = job.run(wait=True)
+    assert report.rows.succeeded == 12 and len(sync_calls(emulator)) == 2
+    # the batch's answers for rows 1 and 2 (their old text) are cached too, but not used
+    assert job.sql("SELECT count(*) FROM enriched WHERE text LIKE '%(edited)'") == [(2,)]
+
+
 def test_a_change_at_or_above_the_threshold_goes_in_a_batch(tmp_path, emulator):
     job = Job(tmp_path, emulator, rows=5, extra=", realtime_below=5")
     job.run(wait=True)

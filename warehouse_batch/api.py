@@ -277,11 +277,8 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                     submitted = submit_work(con, prepared, report.run_id, options.log)
                     record_job_rows(con, spec.name, report.run_id, prepared.rows)
                     _merge(report.submitted, submitted)
-                    sent, answered = send_unfinished(con, provider, spec.name, options.clock,
-                                                     options.log)
-                    _merge(report.submitted, sent)
-                    _merge(report.collected, answered)
-                    if answered.batches_collected:
+                    if send_unfinished(con, provider, spec.name, options.clock,
+                                       report.submitted, report.collected, options.log):
                         mark_answered(con, spec.name, answered_since_sql(since))
                     if collect and (submitted.batches_created or submitted.batches_resumed):
                         _merge(report.collected, collect_ready(con, provider, spec.name,
@@ -622,9 +619,8 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
                 provider.preflight()
                 resume_unfinished(con, prepared, Path(tmp), report.submitted, options.log)
         # a real-time send a crash cut short: the requests without a stored answer
-        sent, answered = send_unfinished(con, provider, spec.name, options.clock, options.log)
-        _merge(report.submitted, sent)
-        _merge(report.collected, answered)
+        send_unfinished(con, provider, spec.name, options.clock, report.submitted,
+                        report.collected, options.log)
         _merge(report.collected, collect_ready(con, provider, spec.name, options.log))
         # every lost batch of the job, with its reason (their requests go with the next run)
         known = {b["batch_id"] for b in report.collected.lost}
@@ -663,9 +659,9 @@ def try_rows(job_path: str, options: Options | None = None, *, rows: int = 3,
             if build_try_send(con, SEND_CATEGORIES):
                 create_intents(con, prepared, run.run_id, "realtime")
             with warehouse_released(con):
-                sent, _ = send_unfinished(con, provider, spec.name, options.clock, options.log)
-            report.requests_sent = sent.requests_realtime
-            run.submitted.requests_submitted = sent.requests_realtime
+                send_unfinished(con, provider, spec.name, options.clock, run.submitted,
+                                run.collected, options.log)
+            report.requests_sent = run.submitted.requests_realtime
         except WarehouseBatchError as e:
             _finish_run(con, run, error=e)
             raise

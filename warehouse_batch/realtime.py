@@ -248,12 +248,15 @@ def close_batch(con: duckdb.DuckDBPyConnection, provider: Provider, batch: Ledge
 
 
 def send_unfinished(con: duckdb.DuckDBPyConnection, job_provider: Provider, job_name: str,
-                    clock: Clock, log: Callable[[str], None] = lambda m: None
-                    ) -> tuple[SubmitReport, CollectReport]:
+                    clock: Clock, sent: SubmitReport, collected: CollectReport,
+                    log: Callable[[str], None] = lambda m: None) -> int:
     """Send and ingest every realtime batch of the job not yet collected (those just
-    recorded, and any a crash or a stopped pass left), each through its own provider."""
-    sent, collected = SubmitReport(), CollectReport()
+    recorded, and any a crash or a stopped pass left), each through its own provider.
+    Adds what it sent and collected into `sent` and `collected` (the command's running
+    reports: their snapshot fields, such as batches waiting, are left alone). Returns how
+    many batches it collected."""
     providers = BatchProviders(job_provider)
+    done = 0
     for batch in unfinished_batches(con, job_name):
         if batch.mode != "realtime":
             continue
@@ -263,8 +266,9 @@ def send_unfinished(con: duckdb.DuckDBPyConnection, job_provider: Provider, job_
         remote = RemoteBatch(provider_batch_id=batch.batch_id, status="completed", ended=True)
         if ingest(con, _Answered(provider, con), batch, remote, collected):
             collected.batches_collected += 1
+            done += 1
         sent.batch_ids.append(batch.batch_id)
-    return sent, collected
+    return done
 
 
 # -- plan and `try` ----------------------------------------------------------------------------
