@@ -45,6 +45,9 @@ from .pollfacts import remember
 from .pollpath import job_batches, record_polls, recorded_output, state_row_counts
 from .plan import PlanReport, build_plan
 from .estimate import refuse_overlong
+from .classify import SEND_CATEGORIES, classify
+from .realtime import (TryReport, build_try_send, close_batch, pick_rows, price_plan,
+                       send_unfinished, tried_rows)
 from .providers.base import LedgerBatch, get_provider
 from .reports import (CollectReport, RowCounts, RunReport, StatusReport, Timed, job_cost,
                       new_run_id)
@@ -52,8 +55,8 @@ from .scratch import scratch_dir
 from .source import prepare
 from .spec import JobSpec, load_job
 from .state import SCHEMA, now_utc
-from .submit import (can_advance, discard_input, recover_orphans, resume_unfinished,
-                     submit_work)
+from .submit import (can_advance, create_intents, discard_input, recover_orphans,
+                     resume_unfinished, submit_work)
 
 
 @dataclass
@@ -157,6 +160,7 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
         check_output(con, spec)
         prepared = prepare(con, spec, provider, options.log)
         report = build_plan(con, prepared)
+        price_plan(con, prepared, report)   # real-time sends at real-time prices
         report.cost_usd = job_cost(con, spec.name)   # spent so far (the CLI's --json)
         report.depends_on = list(spec.depends_on)
         return report
@@ -293,6 +297,9 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                     submitted = submit_work(con, prepared, report.run_id, options.log)
                     record_job_rows(con, spec.name, report.run_id, prepared.rows)
                     _merge(report.submitted, submitted)
+                    if send_unfinished(con, provider, spec.name, options.clock,
+                                       report.submitted, report.collected, options.log):
+                        mark_answered(con, spec.name, answered_since_sql(since))
                     if collect and (submitted.batches_created or submitted.batches_resumed):
                         _merge(report.collected, collect_ready(con, provider, spec.name,
                                                                options.log))
@@ -565,6 +572,10 @@ def cancel(job_path: str, options: Options | None = None) -> CancelReport:
         refuse_foreign(con, spec)
         for batch in unfinished_batches(con, spec.name):
             provider = providers.for_batch(batch)
+            if batch.mode == "realtime":   # keep the answers it got; the rest go next run
+                close_batch(con, provider, batch, CollectReport())
+                report.abandoned.append(batch.batch_id)
+                continue
             found = None
             if batch.state == "creating":   # it may exist: cancel it rather than forget it
                 payload = write_payload(con, line_sql(provider, "r.custom_id", "r.body"),
@@ -628,6 +639,9 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
             if unfinished_batches(con, spec.name):
                 provider.preflight()
                 resume_unfinished(con, prepared, Path(tmp), report.submitted, options.log)
+        # a real-time send a crash cut short: the requests without a stored answer
+        send_unfinished(con, provider, spec.name, options.clock, report.submitted,
+                        report.collected, options.log)
         _merge(report.collected, collect_ready(con, provider, spec.name, options.log))
         # every lost batch of the job, with its reason (their requests go with the next run)
         known = {b["batch_id"] for b in report.collected.lost}
@@ -639,5 +653,45 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
     return report
 
 
+def try_rows(job_path: str, options: Options | None = None, *, rows: int = 3,
+             sample: bool = False) -> TryReport:
+    """Send `rows` rows of the job (the SELECT's first, or a random `sample`) through the
+    provider's real-time API and return them with their answers, to check a prompt before
+    paying for a batch. The output table and the job's row records (`job_rows`) are not
+    touched; the answers go into the results cache under their request hashes like any
+    other (a later run sends those rows no more). Rows already answered, or in flight in a
+    batch, are not sent again: their cached answer (or none yet) is shown."""
+    options = options or Options()
+    spec = load(job_path, options)
+    provider = get_provider(spec, options.env)
+    where = target(options, spec)
+    require_exists(where, create=True,
+                   tables=lambda: [] if options.create_db else tables_named(spec))
+    run = RunReport(run_id=new_run_id(), job=spec.name, command="try", table=spec.name)
+    report = TryReport(spec.name, provider.name, spec.model, run.run_id)
+    with session(where, memory_limit=spec.memory_limit) as con:
+        set_command(con, run.run_id, False)
+        check_output(con, spec)
+        prepared = prepare(con, spec, provider, options.log, keep_rows=True)
+        pick_rows(con, rows, sample)
+        _record_run(con, run, spec)
+        try:
+            classify(con, prepared)
+            if build_try_send(con, SEND_CATEGORIES):
+                create_intents(con, prepared, run.run_id, "realtime")
+            with warehouse_released(con):
+                send_unfinished(con, provider, spec.name, options.clock, run.submitted,
+                                run.collected, options.log)
+            report.requests_sent = run.submitted.requests_realtime
+        except WarehouseBatchError as e:
+            _finish_run(con, run, error=e)
+            raise
+        report.rows = tried_rows(con, run.run_id)
+        _finish_run(con, run)
+        report.cost_usd = job_cost(con, spec.name)
+    return report
+
+
 __all__ = ["Options", "RunReport", "StatusReport", "CancelReport", "PlanReport", "LedgerBatch",
-           "plan", "submit", "collect", "run", "status", "cancel", "reconcile", "load"]
+           "TryReport", "plan", "submit", "collect", "run", "status", "cancel", "reconcile",
+           "try_rows", "load"]

@@ -409,6 +409,9 @@ def _print_plan(r) -> None:
         click.echo(f"  {label:<22}{n:>12,}")
     click.echo(f"  {'requests to send':<22}{r.requests_to_send:>12,}  in {r.batches} batch(es), "
                f"{r.bytes_to_send / 1e6:,.1f} MB, ~{r.est_input_tokens:,} input tokens")
+    if getattr(r, "send_mode", "batch") == "realtime":   # realtime.price_plan
+        click.echo(f"  {'real-time':<22}{'yes':>12}  (fewer than realtime_below="
+                   f"{r.realtime_below:,}: sent through the synchronous API at full price)")
     if r.enqueued_token_limit is not None:
         click.echo(f"  {'enqueued-token limit':<22}{r.enqueued_token_limit:>12,}  "
                    f"({r.waves} wave(s) of batches)")
@@ -425,7 +428,7 @@ def _print_plan(r) -> None:
         click.echo(f"  {'expected cost':<22}${r.est_cost_usd:,.4f}  (input "
                    f"${r.est_input_cost_usd:,.4f} + output ${r.est_output_cost_usd:,.4f}: "
                    f"~{r.est_output_tokens:,} tokens, {per:,.1f} per answer, {how}; "
-                   "batch prices)")
+                   (f"{'real-time' if getattr(r, 'send_mode', 'batch') == 'realtime' else 'batch'} prices)"))
         if r.worst_case_cost_usd is not None:
             click.echo(f"  {'worst case':<22}${r.worst_case_cost_usd:,.4f}  (every answer "
                        f"uses all of max_tokens: output ${r.max_output_cost_usd:,.4f})")
@@ -523,6 +526,45 @@ _lifecycle("run",
             click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True),
                          default=10.0, show_default=True, callback=_finite,
                          metavar="SECONDS", help="first delay between polls; doubles to 600")])
+
+
+# -- try: a few rows through the real-time API (realtime.py) ----------------------------------
+@main.command(name="try")
+@job_options
+@click.option("--rows", "n_rows", type=click.IntRange(min=1, max=1000), default=3,
+              show_default=True, help="how many rows to send")
+@click.option("--sample", is_flag=True,
+              help="a random sample of the rows instead of the SELECT's first ones")
+@_create_db
+def try_(jobs, as_json, selects, excludes, n_rows, sample, create_db, **kw) -> None:
+    """Send a few rows through the provider's real-time API (full price) and print them with
+    their answers, to check a prompt before the batch. The output table is not touched; the
+    answers are cached, so a later run does not pay for those rows again."""
+    def one(job: str, kw: dict) -> Any:
+        return _api().try_rows(job, _options(**kw, create_db=create_db), rows=n_rows,
+                               sample=sample)
+    _drive("try", jobs, as_json, selects, excludes, kw, one, _print_try)
+
+
+def _print_try(r) -> None:
+    sent = sum(1 for row in r.rows if row["source"] == "sent")
+    click.echo(f"job {r.job}: {r.provider} / {r.model}: {len(r.rows)} row(s), {sent} answered "
+               f"now through the real-time API ({r.requests_sent} request(s) sent), "
+               f"{len(r.rows) - sent} from the cache or in flight")
+    for i, row in enumerate(r.rows, 1):
+        prompt = (row["prompt"] or "").replace("\n", " ")
+        click.echo(f"[{i}] {json.dumps(row['key'], ensure_ascii=False)}")
+        click.echo(f"    prompt  {prompt[:200]}{'…' if len(prompt) > 200 else ''}")
+        if row["status"] == "succeeded":
+            answer = (row["answer"] if row["embedding_dimensions"] is None
+                      else f"embedding of {row['embedding_dimensions']} dimensions")
+            click.echo(f"    answer  {answer}")
+        elif row["status"] == "failed":
+            click.echo(f"    failed  {redact(row['error'] or '')}")
+        else:
+            click.echo("    pending in a batch not yet ended")
+        click.echo(f"            ({row['source']}; {row['input_tokens'] or 0} input, "
+                   f"{row['output_tokens'] or 0} output tokens)")
 
 
 @main.command()
@@ -812,9 +854,14 @@ def dbt_schema(jobs, model, db, output, quiet, as_json, project_dir, profiles_di
               help="enqueued-token limit (every model's, or one model's); repeatable")
 @click.option("--token-limit-fail-fast", is_flag=True,
               help="refuse an over-limit create with HTTP 400 (Azure) instead of failing it")
+@click.option("--sync-requests-per-minute", type=click.IntRange(min=0), default=None,
+              metavar="N", help="synchronous model calls answered per minute of the clock; "
+                                "more get 429 with retry-after until the minute ends")
+@click.option("--sync-429-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="fraction of synchronous model calls answered 429 (retry-after 1 s)")
 def emulator(host, port, state_dir, seed, clock, latency, failure_rate, expire_fraction,
              cancel_fraction, create_429_rate, retry_after, token_limits,
-             token_limit_fail_fast) -> None:
+             token_limit_fail_fast, sync_requests_per_minute, sync_429_rate) -> None:
     """Run a local server speaking the OpenAI Batch and Anthropic Message Batches protocols.
 
     \b
@@ -831,7 +878,9 @@ def emulator(host, port, state_dir, seed, clock, latency, failure_rate, expire_f
                          failure_rate=failure_rate, expire_fraction=expire_fraction,
                          cancel_fraction=cancel_fraction, create_429_rate=create_429_rate,
                          create_retry_after=retry_after,
-                         token_limit_fail_fast=token_limit_fail_fast)
+                         token_limit_fail_fast=token_limit_fail_fast,
+                         sync_requests_per_minute=sync_requests_per_minute,
+                         sync_429_rate=sync_429_rate)
     for item in token_limits:
         model, _, n = item.rpartition("=")
         if not n.isdigit():

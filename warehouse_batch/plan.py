@@ -49,6 +49,8 @@ class PlanReport:
     waves: int | None = None                  # rounds of batches the limit allows at once
     requests_over_limit: int = 0              # alone larger than the limit: they will fail
     depends_on: list[str] = field(default_factory=list)   # dbt models/sources the SELECT reads
+    send_mode: str = "batch"                  # 'realtime': below realtime_below (realtime.py)
+    realtime_below: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -101,6 +101,7 @@ class SubmitReport:
     batches_waiting: int = 0      # intents held back: the enqueued-token limit is full
     waiting: list[str] = field(default_factory=list)   # why, one line per waiting batch
     requests_submitted: int = 0
+    requests_realtime: int = 0    # of them, sent through the synchronous API (realtime.py)
     bytes_submitted: int = 0
     batch_ids: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -54,6 +54,8 @@ CONTROL_KEYS = {
     "attach", "export",
     # the DuckDB file holding the warehouse_batch state (db.Target.state_db)
     "state_db",
+    # fewer requests than this to send: through the synchronous API (realtime.py)
+    "realtime_below",
 }
 KNOWN_KEYS = GENERATION_KEYS | CONTROL_KEYS
 REQUIRED_KEYS = ("name", "provider", "model", "unique_key")
@@ -114,6 +116,7 @@ class JobSpec:
     depends_on: list[str] = field(default_factory=list)   # dbt models/sources it reads
     dbt_files: list[str] = field(default_factory=list)    # dbt manifest / project it read
     env_names: list[str] = field(default_factory=list)    # variables its env_var() read
+    realtime_below: int | None = None   # send fewer requests than this in real time
 
     def location_of(self, key: str) -> Location:
         return self.key_locations.get(key, Location(self.path, 1, 1))
@@ -403,7 +406,7 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
                            locations["params"])
     ints = {}
     for k in ("max_attempts", "batch_max_requests", "batch_max_bytes", "batch_max_tokens",
-              "enqueued_token_limit"):
+              "enqueued_token_limit", "realtime_below"):
         if k in config:
             v = _want(config, locations, k, (int,), "a positive whole number")
             if v < 1:

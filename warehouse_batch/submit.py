@@ -59,8 +59,10 @@ class Intents:
     exact: set[str] = field(default_factory=set)   # batches whose requests are their range
 
 
-def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str) -> Intents:
-    """Write requests, intents and the job's row mapping in one transaction.
+def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
+                   mode: str = "batch") -> Intents:
+    """Write requests, intents and the job's row mapping in one transaction (`mode`
+    'realtime': batches `realtime.py` sends through the synchronous API instead).
 
     Works from temp table `wb_send` (built by the caller from the current classification)
     and stores nothing per request but what `request_store` keeps: the bodies are spliced
@@ -101,12 +103,12 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
             SELECT {batch_id}, request_hash, text_chars FROM wb_chunked""")
         con.execute(f"""INSERT INTO {SCHEMA}.batches
             (batch_id, run_id, job_name, provider, endpoint, model, chunk, state,
-             request_count, bytes, est_tokens, created_at)
+             request_count, bytes, est_tokens, created_at, mode)
             SELECT {batch_id}, ?, ?, ?, ?, ?, chunk, 'intent', count(*), sum(nbytes),
-                   sum(ntok), ?
+                   sum(ntok), ?, ?
             FROM wb_chunked GROUP BY chunk""",
                     [run_id, spec.name, provider.name, provider.endpoint_path(), spec.model,
-                     now])
+                     now, mode])
         intents = Intents([f"{stem}_{c:04d}" for c in sorted(ranges)],
                           {f"{stem}_{c:04d}": r for c, r in ranges.items()},
                           {f"{stem}_{c:04d}" for c in exact})
@@ -127,7 +129,7 @@ def can_advance(con: duckdb.DuckDBPyConnection, job_provider: Provider,
     batches alone would only re-read the source)."""
     providers = BatchProviders(job_provider)
     for batch in unfinished_batches(con, job_name):
-        if batch.state not in ("intent", "uploaded"):
+        if batch.state not in ("intent", "uploaded") or batch.mode == "realtime":
             return True
         provider = providers.for_batch(batch)
         limit = capacity.limit_for_batch(con, provider, batch)
@@ -245,7 +247,8 @@ def resume_unfinished(con: duckdb.DuckDBPyConnection, prepared: Prepared, workdi
     """Carry every half-submitted batch of the job (a crash, an ambiguous create) forward,
     each through the provider recorded for it."""
     providers = BatchProviders(prepared.provider)
-    batches = unfinished_batches(con, prepared.spec.name)
+    batches = [b for b in unfinished_batches(con, prepared.spec.name)
+               if b.mode != "realtime"]   # resumed by realtime.send_unfinished
     ranges = batch_ranges(con, [b.batch_id for b in batches])
     for batch in batches:
         provider = providers.for_batch(batch)
@@ -272,7 +275,8 @@ def recut_oversized(con: duckdb.DuckDBPyConnection, prepared: Prepared,
     file is deleted) and their requests, never sent, are cut again under the limit."""
     providers = BatchProviders(prepared.provider)
     for batch in unfinished_batches(con, prepared.spec.name):
-        if batch.state not in ("intent", "uploaded") or batch.est_tokens is None:
+        if batch.state not in ("intent", "uploaded") or batch.est_tokens is None \
+                or batch.mode == "realtime":
             continue
         provider = providers.for_batch(batch)
         limit = capacity.limit_for_batch(con, provider, batch)
@@ -421,6 +425,8 @@ def recover_tagged(con: duckdb.DuckDBPyConnection, prepared: Prepared,
 def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
                 log: Callable[[str], None] = lambda m: None) -> SubmitReport:
     """Resume unfinished batches of this job, then submit everything that needs sending.
+    Fewer requests than the job's `realtime_below` are recorded as intents of mode
+    'realtime' and left for `realtime.send_unfinished` (the synchronous API).
 
     New batches go as a pipeline: once every intent is committed, each batch's payload is
     written, uploaded and created before the next one is written (and deleted after), so the
@@ -447,10 +453,14 @@ def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
                 and recover_tagged(con, prepared, report):
             classify(con, prepared)
             build_send_table(con)
-        intents = create_intents(con, prepared, run_id)
+        to_send = con.execute("SELECT count(*) FROM wb_send").fetchone()[0]
+        below = prepared.spec.realtime_below
+        mode = "realtime" if below is not None and 0 < to_send < below else "batch"
+        intents = create_intents(con, prepared, run_id, mode)
         batches = [LedgerBatch.from_row(r) for r in fetch_dicts(
             con, f"SELECT * FROM {SCHEMA}.batches WHERE batch_id IN "
-                 f"(SELECT unnest(?::VARCHAR[])) ORDER BY batch_id", [intents.batch_ids])]
+                 f"(SELECT unnest(?::VARCHAR[])) AND mode = 'batch' ORDER BY batch_id",
+            [intents.batch_ids])]
         line = line_sql(prepared.provider, "r.custom_id", "r.body")
         for i, batch in enumerate(batches, 1):
             payload = write_payload(con, line, batch.batch_id, Path(tmp),

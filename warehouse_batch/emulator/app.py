@@ -69,6 +69,8 @@ class Emulator:
         self.lock = threading.RLock()
         self.faults = FaultBook()
         self.create_calls = 0   # creates seen while create_429_rate > 0 (in memory only)
+        self.sync_calls = 0     # synchronous model calls seen (sync_api.py; in memory only)
+        self.sync_window: tuple[int, int] = (-1, 0)   # (minute of the clock, calls in it)
         self.closed = False
         self.save_settings()
 

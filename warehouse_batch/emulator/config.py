@@ -20,8 +20,9 @@ CLOCK_MODES = ("real", "manual")
 CREATE_FAULTS = ("error_after_create", "drop_after_create")
 
 _FLOATS = {"validate_seconds", "process_seconds", "finalize_seconds", "cancel_seconds", "failure_rate",
-           "create_429_rate", "create_retry_after"}
-_FRACTIONS = {"failure_rate", "create_429_rate"}
+           "create_429_rate", "create_retry_after", "sync_429_rate", "sync_500_rate",
+           "sync_retry_after"}
+_FRACTIONS = {"failure_rate", "create_429_rate", "sync_429_rate", "sync_500_rate"}
 _OPT_FLOATS = {"expire_fraction", "cancel_fraction"}
 _INTS = {
     "seed",
@@ -31,7 +32,7 @@ _INTS = {
     "anthropic_max_bytes",
     "create_fault_count",
 }
-_OPT_INTS = {"enqueued_token_limit"}
+_OPT_INTS = {"enqueued_token_limit", "sync_requests_per_minute"}
 _BOOLS = {"cancel_writes_error_lines", "sync_validation", "strict_anthropic_version",
           "token_limit_fail_fast"}
 
@@ -69,6 +70,13 @@ class EmulatorConfig:
     # is answered 429 with `retry-after: create_retry_after`, and nothing is created
     create_429_rate: float = 0.0
     create_retry_after: float = 5.0
+    # synchronous model calls (sync_api.py): at most this many per minute of the emulator's
+    # clock (then 429 with `retry-after` until the minute ends); a seeded fraction answered 429
+    # (`retry-after: sync_retry_after`) or 500, whatever the limit
+    sync_requests_per_minute: int | None = None
+    sync_429_rate: float = 0.0
+    sync_500_rate: float = 0.0
+    sync_retry_after: float = 1.0
 
     def knobs(self) -> dict[str, Any]:
         """Return every knob as a JSON-ready dict."""

@@ -49,7 +49,8 @@ from ..errors import (AmbiguousCreateError, ConfigurationError, JobFileError,
 from ..keys import redact
 from .. import params
 from ..schema import anthropic_form
-from .base import (LedgerBatch, LightPoll, Limits, Provider, RemoteBatch, error_info, register,
+from .base import (LedgerBatch, LightPoll, Limits, Provider, RemoteBatch, SyncAnswer,
+                   error_info, register, retry_after_seconds,
                    sdk_url, status_error, unreachable_error)
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -381,6 +382,43 @@ class AnthropicProvider(Provider):
                 continue
         return frozenset(ids)
 
+    # -- the real-time path ----------------------------------------------------------------
+    def call_sync(self, body: str) -> SyncAnswer:
+        """POST the exact body bytes a batch request's `params` hold to `/v1/messages`, with
+        the same client (key, base URL, pinned `anthropic-version`) and its retries off."""
+        import anthropic
+        import httpx2
+
+        client = self.client.with_options(max_retries=0)
+        try:
+            response = client.post("/v1/messages", cast_to=httpx2.Response,
+                                   content=body.encode("utf-8"),
+                                   options={"headers": {"Content-Type": "application/json"}})
+        except anthropic.APIStatusError as e:
+            if e.status_code == 401:
+                raise translate_error(e, "calling the real-time API") from None
+            return SyncAnswer(e.status_code, _response_json(e.response),
+                              getattr(e, "request_id", None),
+                              retry_after_seconds(e.response.headers))
+        except anthropic.APIConnectionError as e:
+            raise translate_error(e, "calling the real-time API") from None
+        return SyncAnswer(response.status_code, _response_json(response),
+                          response.headers.get("request-id"))
+
+    def sync_line(self, custom_id: str, answer: SyncAnswer) -> dict:
+        """A Message Batches results line: `succeeded` with the message, or `errored` with
+        the error body (`{"type": "error", "error": {"type", "message"}}`)."""
+        if 200 <= answer.status < 300 and isinstance(answer.body, dict):
+            return {"custom_id": custom_id,
+                    "result": {"type": "succeeded", "message": answer.body}}
+        error = answer.body if isinstance(answer.body, dict) else None
+        if error is None or not isinstance(error.get("error"), dict):
+            kind = ("api_error" if answer.status >= 500 else "rate_limit_error"
+                    if answer.status == 429 else "invalid_request_error")
+            error = {"type": "error", "error": {
+                "type": kind, "message": f"HTTP {answer.status}: {str(answer.body)[:2000]}"}}
+        return {"custom_id": custom_id, "result": {"type": "errored", "error": error}}
+
     def _remote(self, b: Any) -> RemoteBatch:
         error = None
         if b.archived_at is not None:
@@ -416,6 +454,13 @@ def _lines(payload: Path) -> Iterator[bytes]:
 
 def _total(b: Any) -> int:
     return sum(v for v in b.request_counts.model_dump().values() if isinstance(v, int))
+
+
+def _response_json(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
 
 
 def _ends_in_v1(url: str) -> bool:

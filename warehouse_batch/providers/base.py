@@ -68,6 +68,7 @@ class LedgerBatch:
     provider: str | None = None         # the provider it was sent to (polled through it)
     proven: bool | None = None          # False: an adopted candidate not yet proven ours
     est_tokens: int | None = None       # estimated input tokens (enqueued-token budgets)
+    mode: str | None = None             # 'realtime': sent through the synchronous API
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "LedgerBatch":
@@ -108,6 +109,18 @@ class LightPoll:
     status_field: str                 # the JSON field holding the provider's state word
     in_progress: frozenset[str]       # states meaning "not ended yet"
     counts_field: str = "request_counts"
+
+
+@dataclass
+class SyncAnswer:
+    """A provider's answer to one synchronous call (`Provider.call_sync`): the HTTP status
+    and the JSON body as it came (an error body too), for `Provider.sync_line` to wrap as a
+    batch result line would."""
+
+    status: int
+    body: Any                        # the parsed JSON body (a dict), or the text if not JSON
+    request_id: str | None = None
+    retry_after: float | None = None  # seconds the provider asked to wait (429, 503)
 
 
 @dataclass
@@ -235,6 +248,19 @@ class Provider(ABC):
 
     def cleanup(self, batch: LedgerBatch, remote: RemoteBatch | None) -> None:
         """Delete provider-side files we no longer need (after results are stored)."""
+
+    # -- the real-time path (realtime.py) ------------------------------------------------------
+    def call_sync(self, body: str) -> SyncAnswer:
+        """Send one request body (its exact JSON text, as stored) to the provider's
+        synchronous API, once (no SDK retries: `realtime` retries on its injected clock), and
+        return the answer, an HTTP error answer included. Raises ProviderError when no answer
+        came (connection failure, timeout) or the key was refused."""
+        raise ProviderError(f"provider {self.name!r} has no real-time path", retryable=False)
+
+    def sync_line(self, custom_id: str, answer: SyncAnswer) -> dict:
+        """One synchronous answer as the line a batch result file would hold for it, so
+        the provider's results SQL reads it like any other."""
+        raise NotImplementedError
 
     # -- helpers -------------------------------------------------------------------------------
     def job_base_url(self) -> str | None:

@@ -8,6 +8,7 @@ https://developers.openai.com/api/docs/guides/batch
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import tempfile
 import time
@@ -23,8 +24,9 @@ from ..identity import sql_literal
 from ..keys import redact
 from .. import params
 from ..schema import openai_strict
-from .base import (LedgerBatch, LightPoll, Limits, Provider, RemoteBatch, TaggedBatch,
-                   error_info, register, sdk_url, status_error, unreachable_error)
+from .base import (LedgerBatch, LightPoll, Limits, Provider, RemoteBatch, SyncAnswer,
+                   TaggedBatch, error_info, register, retry_after_seconds, sdk_url,
+                   status_error, unreachable_error)
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 IN_PROGRESS = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
@@ -382,6 +384,40 @@ class OpenAIProvider(Provider):
             except openai.NotFoundError:
                 pass
 
+    # -- the real-time path ----------------------------------------------------------------
+    def call_sync(self, body: str) -> SyncAnswer:
+        """POST the body to the synchronous endpoint its batch lines name (`/chat/completions`,
+        `/embeddings`; Azure: under the deployment named by `model`, as its SDK routes it),
+        through the SDK with its retries off: `realtime` honours `retry-after` itself."""
+        import httpx2
+        import openai
+
+        client = self.client.with_options(max_retries=0)
+        path = self.endpoint_path().removeprefix("/v1")
+        try:
+            response = client.post(path, body=json.loads(body), cast_to=httpx2.Response)
+        except openai.APIStatusError as e:
+            if e.status_code == 401:
+                raise translate_error(e, "calling the real-time API") from None
+            return SyncAnswer(e.status_code, response_json(e.response),
+                              getattr(e, "request_id", None),
+                              retry_after_seconds(e.response.headers))
+        except openai.APIConnectionError as e:
+            raise translate_error(e, "calling the real-time API") from None
+        return SyncAnswer(response.status_code, response_json(response),
+                          response.headers.get("x-request-id"))
+
+    def sync_line(self, custom_id: str, answer: SyncAnswer) -> dict:
+        """A batch output/error file line: `response.status_code` and the body as sent back
+        (an error body as `{"error": {...}}`)."""
+        body = answer.body
+        if not isinstance(body, dict):
+            body = {"error": {"message": str(body)[:2000] or f"HTTP {answer.status}",
+                              "type": "server_error" if answer.status >= 500 else None}}
+        return {"id": f"batch_req_{custom_id}", "custom_id": custom_id,
+                "response": {"status_code": answer.status, "request_id": answer.request_id,
+                             "body": body}, "error": None}
+
     def _remote(self, b: Any) -> RemoteBatch:
         counts = b.request_counts.model_dump() if b.request_counts is not None else {}
         error = None
@@ -397,6 +433,14 @@ class OpenAIProvider(Provider):
             provider_batch_id=b.id, status=b.status, ended=b.status in TERMINAL, counts=counts,
             output_file_id=b.output_file_id or None, error_file_id=b.error_file_id or None,
             error=error, created_at=b.created_at, raw=b.model_dump(), requeue=capacity)
+
+
+def response_json(response: Any) -> Any:
+    """An HTTP answer's body: its JSON, else its text (a proxy's HTML error page)."""
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
 
 
 def _tagged_for(metadata: dict, batch: LedgerBatch) -> bool:
