@@ -36,10 +36,10 @@ from . import __version__
 from .errors import JobFileError, Location
 from .keys import MIN_KEY_LENGTH, key_env_names
 from .paths import Scope
+from .project import HOOK_DIR_ENV, HOOK_ENV
 
 EVENTS = {"on_complete": "complete", "on_failure": "failure"}   # config key -> event
-ENV_OF = {"complete": "WAREHOUSE_BATCH_ON_COMPLETE", "failure": "WAREHOUSE_BATCH_ON_FAILURE"}
-HOOK_DIR_ENV = "WAREHOUSE_BATCH_HOOK_DIR"   # where the operator's shell hooks run
+ENV_OF = {event: HOOK_ENV[key] for key, event in EVENTS.items()}   # the operator's hooks
 TIMEOUT_SECONDS = 60.0     # a hook that takes longer failed (it is tried again next run)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _SECRET_NAME = re.compile(r"(API_KEY|AUTH_TOKEN)$", re.IGNORECASE)
