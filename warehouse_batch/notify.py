@@ -124,7 +124,19 @@ def after_pass(con: duckdb.DuckDBPyConnection, spec: JobSpec, report: RunReport,
     """At the end of a command's full pass (its results written): close the job's open
     failure incident (this command succeeded), record a completion if the job completed, and
     claim the job's pending notifications whose hook this command knows. The hooks are called
-    by `deliver`, after the session is closed."""
+    by `deliver`, after the session is closed. A fault in this bookkeeping is a warning in
+    the report, never the command's error: its results are already written."""
+    try:
+        return _after_pass(con, spec, report, env)
+    except duckdb.Error as e:
+        warning = (f"notifications of job {spec.name} could not be recorded: "
+                   f"{redact(str(e), env)}; the next command on the job records them")
+        report.notifications.append({"status": "error", "warning": warning})
+        return []
+
+
+def _after_pass(con: duckdb.DuckDBPyConnection, spec: JobSpec, report: RunReport,
+                env: Mapping[str, str] | None) -> list[Due]:
     hooks = job_hooks(spec, env)
     open_failures, pending = con.execute(
         f"""SELECT count(*) FILTER (WHERE event = 'failure' AND resolved_at IS NULL),
@@ -222,6 +234,8 @@ def deliver(due: list[Due], where: Target, report: RunReport | None,
             note = fire(d.hook, d.payload.encode("utf-8"), hook_env(environ, extra))
         except HookError as e:
             error = redact(str(e), env)
+        except Exception as e:   # a hook must never fail the command: a bug here is a warning
+            error = redact(f"{d.hook.describe()} failed: {type(e).__name__}: {e}", env)
         faults.checkpoint("after_notify")
         outcome: dict[str, Any] = {"notification_id": d.notification_id, "event": d.event,
                                    "hook": redact(d.hook.describe(), env),
