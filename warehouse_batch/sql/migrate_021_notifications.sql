@@ -11,7 +11,7 @@ CREATE TABLE IF NOT EXISTS warehouse_batch.notifications (
     event           VARCHAR NOT NULL,     -- complete | failure
     run_id          VARCHAR,              -- the command that recorded it
     hook            VARCHAR,              -- what it goes to, for people (a URL's path elided)
-    state           VARCHAR NOT NULL,     -- pending | sent | no_hook | dropped
+    state           VARCHAR NOT NULL,     -- pending | sent | no_hook (no hook when recorded)
     payload         VARCHAR NOT NULL,     -- the JSON report sent (API keys redacted)
     created_at      TIMESTAMP NOT NULL,
     attempts        INTEGER NOT NULL DEFAULT 0,
