@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 
 import duckdb
 
+from . import notify
 from .attempts import set_command
 from .clock import Backoff, Clock, SystemClock, trouble_backoff
 from .collect import collect_ready, note_lost, poll
@@ -86,6 +87,7 @@ class Options:
     create_db: bool = False               # submit/run may create a missing --db file
     dbt: DbtSettings = field(default_factory=DbtSettings)   # where ref()/source() look
     dbt_outputs: dict[str, str] = field(default_factory=dict)   # other jobs' tables by name
+    allow_hooks: bool = False             # shell commands in a job's on_complete/on_failure
 
 
 def options_for(job_path: str, env: Mapping[str, str] | None = None, **given: Any) -> Options:
@@ -127,7 +129,8 @@ def tables_named(spec: JobSpec) -> list[str]:
 def load(job_path: str, options: Options | None = None) -> JobSpec:
     """Read a job file and apply option overrides (attempts, chunk limits)."""
     options = options or Options()
-    scope = make_scope(job_path, options.env, options.allowed_paths, options.allowed_hosts)
+    scope = make_scope(job_path, options.env, options.allowed_paths, options.allowed_hosts,
+                       allow_hooks=options.allow_hooks)
     # a ref() into another catalog than the warehouse's is refused (on a caller's connection
     # the caller, e.g. dbt, built the refs itself)
     catalog = (attach_alias(options.db)
@@ -166,16 +169,22 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
         return report
 
 
+_notified = notify.failures_notified(load, target, Options)   # on_failure (notify.py)
+
+
+@_notified
 def submit(job_path: str, options: Options | None = None) -> RunReport:
     """Submit everything that needs sending, then return (never waits for batches)."""
     return _step(job_path, options or Options(), "submit", collect=False)
 
 
+@_notified
 def collect(job_path: str, options: Options | None = None) -> RunReport:
     """Ingest every batch that has ended, rebuild the output table; submits nothing."""
     return _step(job_path, options or Options(), "collect", submit=False)
 
 
+@_notified
 def run(job_path: str, options: Options | None = None, *, wait: bool = False,
         max_wait: float | None = None, backoff: Backoff | None = None) -> RunReport:
     """Collect what is ready, submit what is needed, collect again; with `wait`, repeat
@@ -328,6 +337,8 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
         _remember(con, spec, options)   # so the next poll need not read the job in full
         _finish_run(con, report)
         report.cost_usd = job_cost(con, spec.name)
+        due = notify.after_pass(con, spec, report, options.env)
+    notify.deliver(due, where, report, options.env, options.log)   # no file held
     return True
 
 
@@ -616,6 +627,7 @@ def cancel(job_path: str, options: Options | None = None) -> CancelReport:
     return report
 
 
+@_notified
 def reconcile(job_path: str, options: Options | None = None) -> RunReport:
     """Finish what a crashed process left: rebuild missing ledger rows, resume half-submitted
     batches (finding lost creates by their tag) and ingest ended ones; list the job's `lost`
@@ -650,6 +662,8 @@ def reconcile(job_path: str, options: Options | None = None) -> RunReport:
         report.rows = write_output(con, prepared)
         _finish_run(con, report)
         report.finish(job_cost(con, spec.name))
+        due = notify.after_pass(con, spec, report, options.env)
+    notify.deliver(due, where, report, options.env, options.log)   # no file held
     return report
 
 

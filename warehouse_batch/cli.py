@@ -155,6 +155,10 @@ def job_options(f: Callable) -> Callable:
         click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST[:PORT]",
                      help="a host a base_url in the job file may name; API keys go nowhere "
                           "else (also $WAREHOUSE_BATCH_ALLOWED_HOSTS); repeatable"),
+        click.option("--allow-hooks", is_flag=True,
+                     help="let the job file's on_complete/on_failure run a shell command "
+                          "(also $WAREHOUSE_BATCH_ALLOW_HOOKS=1); a project file's hooks "
+                          "need no allowance"),
         click.option("--state-db", default=None, metavar="PATH",
                      help="DuckDB file holding the warehouse_batch state, attached when "
                           "needed, so the --db file is opened only to read sources and write "
@@ -258,7 +262,7 @@ def _project() -> project_file.Project | None:
 def _drive(command: str, paths: tuple[str, ...], as_json: bool, selects: tuple[str, ...],
            excludes: tuple[str, ...], kw: dict, one: Callable[[str, dict], Any],
            human: Callable[[Any], None],
-           notes: Callable[[Any], None] = lambda report: None) -> None:
+           notes: Callable[[Any], None] = lambda report: None, all_jobs: bool = False) -> None:
     """Run a job command on what the command line names: one job file as before (its own
     report and exit code), or a set of jobs (folders, globs, several paths, the project's
     job folder) each in turn (`_run_set`). `one(path, kw)` runs one job and returns its
@@ -266,6 +270,8 @@ def _drive(command: str, paths: tuple[str, ...], as_json: bool, selects: tuple[s
     def body() -> int:
         project = _project()
         names = list(paths)
+        if all_jobs:
+            return _run_known(command, names, as_json, selects, excludes, kw, one, human, notes)
         if not names:
             if project is None or not project.jobs:
                 raise UserError(
@@ -281,9 +287,32 @@ def _drive(command: str, paths: tuple[str, ...], as_json: bool, selects: tuple[s
     _guard(as_json, body)
 
 
+def _run_known(command: str, names: list[str], as_json: bool, selects: tuple[str, ...],
+               excludes: tuple[str, ...], kw: dict, one: Callable[[str, dict], Any],
+               human: Callable[[Any], None], notes: Callable[[Any], None]) -> int:
+    """`--all`: every job the state database knows (`knownjobs`), as a set; a job whose
+    file has moved is reported as an error of its own (exit 2) and the others still run."""
+    from .knownjobs import known_jobs
+    if names:
+        raise UserError("give job files or --all, not both")
+    known = known_jobs(kw["db"] or default_db_path(), kw["state_db"] or default_state_db(),
+                       default_lock_timeout() if kw["lock_timeout"] is None
+                       else kw["lock_timeout"])
+    if not known:
+        _logger(kw["quiet"])("the state database knows no job yet: nothing to do")
+        if as_json:
+            click.echo(json.dumps({"command": command, "exit_code": 0, "jobs": [],
+                                   "skipped": []}, indent=2))
+        return 0
+    moved = [jobset.Member(j.job_file, error=j.moved()) for j in known if not j.exists]
+    return _run_set(command, [j.job_file for j in known if j.exists], as_json, selects,
+                    excludes, kw, one, human, notes, missing=moved)
+
+
 def _run_set(command: str, names: list[str], as_json: bool, selects: tuple[str, ...],
              excludes: tuple[str, ...], kw: dict, one: Callable[[str, dict], Any],
-             human: Callable[[Any], None], notes: Callable[[Any], None]) -> int:
+             human: Callable[[Any], None], notes: Callable[[Any], None],
+             missing: list[jobset.Member] | None = None) -> int:
     """Every job of the set in turn. Refused before anything runs: a --select/--exclude
     that matches nothing, a --var no job uses, two jobs writing one output table. A job
     that fails does not stop the others; the exit code is the most severe of theirs
@@ -291,20 +320,24 @@ def _run_set(command: str, names: list[str], as_json: bool, selects: tuple[str, 
     from .paths import make_scope
     from .spec import load_job
 
-    files, skipped = jobset.expand(names)
+    files, skipped = jobset.expand(names) if names else ([], [])
     vars = _parse_vars(kw["vars_"])
     db = kw["db"] or default_db_path()
     env = dict(os.environ)
 
     def load(path: str, vars: dict) -> Any:
-        scope = make_scope(path, env, kw["allow_paths"], kw["allow_hosts"])
+        scope = make_scope(path, env, kw["allow_paths"], kw["allow_hosts"],
+                           allow_hooks=kw.get("allow_hooks", False))
         return load_job(path, vars, scope, require_all_vars=False)
 
-    if not files:
+    if not files and not missing:
         raise UserError(f"no job files in {', '.join(names)}",
                         hint="a folder stands for the *.sql job files directly inside it "
                              "(their config names a provider)")
-    members = jobset.select(jobset.load_set(files, load, vars), selects, excludes)
+    loaded = jobset.load_set(files, load, vars)
+    if missing:   # in path order among the others
+        loaded = sorted(loaded + list(missing), key=lambda m: m.file)
+    members = jobset.select(loaded, selects, excludes)
     if not members:
         raise UserError("--select/--exclude left no job to run")
     jobset.refuse_clashes(members, db)
@@ -459,7 +492,8 @@ def _print_run(r: RunReport) -> None:
                f"{c.batches_in_progress} still running")
     click.echo(f"  table {r.table}: {rows.rows:,} rows, {rows.succeeded:,} succeeded, "
                f"{rows.failed:,} failed, {rows.pending:,} pending")
-    for w in s.warnings + c.warnings:
+    for w in s.warnings + c.warnings + [n["warning"] for n in r.notifications
+                                         if n.get("warning")]:
         click.echo(f"  warning: {redact(w)}", err=True)
     if s.waiting:
         click.echo(f"  waiting     {s.batches_waiting} batch(es) for enqueued-token capacity: "
@@ -474,6 +508,7 @@ def _lifecycle(name: str, doc: str, extra: list[Callable] | None = None):
         full_refresh = kw.pop("full_refresh", False)
         retry_failed = kw.pop("retry_failed", False)
         create_db = kw.pop("create_db", False)
+        all_jobs = kw.pop("all_jobs", False)
 
         def one(job: str, kw: dict) -> Any:
             report = None
@@ -496,7 +531,8 @@ def _lifecycle(name: str, doc: str, extra: list[Callable] | None = None):
                 click.echo(f"stopped: the provider had transient trouble: "
                            f"{redact(report.stopped)}\n  nothing needs fixing; run the same "
                            "command again later (or `run --wait`)", err=True)
-        _drive(name, jobs, as_json, selects, excludes, kw, one, _print_run, notes)
+        _drive(name, jobs, as_json, selects, excludes, kw, one, _print_run, notes,
+               all_jobs=all_jobs)
 
     command.__doc__ = doc
     command.__name__ = name
@@ -510,14 +546,19 @@ _full_refresh = click.option("--full-refresh", is_flag=True,
                                   "changed; cached answers are reused, nothing is paid twice")
 _lifecycle("submit", "Submit every row that needs an answer, then exit (no waiting).",
            [_full_refresh, _retry_failed, _create_db])
+_all_jobs = click.option(
+    "--all", "all_jobs", is_flag=True,
+    help="every job the state database knows (--state-db, else --db's state), e.g. for one "
+         "cron line; a job whose file has moved is reported (exit 2)")
 _lifecycle("collect",
-           "Ingest every batch that has ended and rebuild the output table. Sends nothing.")
+           "Ingest every batch that has ended and rebuild the output table. Sends nothing.",
+           [_all_jobs])
 _lifecycle("reconcile",
            "Finish what a crashed process left (lost uploads and creates), then collect.")
 _lifecycle("run",
            "Collect what is ready, submit what is needed, collect again. With --wait, keep "
            "polling (exponential backoff with jitter) until every row is answered or failed.",
-           [_full_refresh, _retry_failed, _create_db,
+           [_full_refresh, _retry_failed, _create_db, _all_jobs,
             click.option("--wait", is_flag=True, help="poll until every row is terminal"),
             click.option("--max-wait", type=click.FloatRange(min=0), default=None,
                          callback=_finite,

@@ -21,6 +21,7 @@ from typing import Iterable, Mapping
 PROJECT_MARKERS = ("warehouse-batch.toml", "dbt_project.yml", ".git")
 ALLOWED_PATHS_ENV = "WAREHOUSE_BATCH_ALLOWED_PATHS"   # os.pathsep-separated folders
 ALLOWED_HOSTS_ENV = "WAREHOUSE_BATCH_ALLOWED_HOSTS"   # comma-separated host or host:port
+ALLOW_HOOKS_ENV = "WAREHOUSE_BATCH_ALLOW_HOOKS"       # 1/true: job files may name shell hooks
 
 
 def project_root(job_path: str | Path) -> Path:
@@ -47,6 +48,7 @@ class Scope:
     job_dir: Path
     roots: tuple[Path, ...]
     hosts: frozenset[str] = field(default_factory=frozenset)
+    hooks: bool = False   # a shell command in the job's on_complete/on_failure (hooks.py)
 
     def resolve(self, name: str | Path) -> Path:
         """An absolute, symlink-free path for `name` (relative names are the job folder's)."""
@@ -73,7 +75,7 @@ class Scope:
 
 def make_scope(job_path: str | Path, env: Mapping[str, str] | None = None,
                allowed_paths: Iterable[str | Path] = (),
-               allowed_hosts: Iterable[str] = ()) -> Scope:
+               allowed_hosts: Iterable[str] = (), allow_hooks: bool = False) -> Scope:
     """The scope of the job at `job_path`: its folder, its project root, and what the
     operator allowed through options or the environment (never through the job file)."""
     env = os.environ if env is None else env
@@ -84,4 +86,6 @@ def make_scope(job_path: str | Path, env: Mapping[str, str] | None = None,
     unique = tuple(dict.fromkeys(roots))
     hosts = frozenset([*(h.lower() for h in allowed_hosts),
                        *_split_hosts(env.get(ALLOWED_HOSTS_ENV))])
-    return Scope(job_dir=job_dir, roots=unique, hosts=hosts)
+    hooks = allow_hooks or (env.get(ALLOW_HOOKS_ENV) or "").strip().lower() in (
+        "1", "true", "yes", "on")
+    return Scope(job_dir=job_dir, roots=unique, hosts=hosts, hooks=hooks)

@@ -27,6 +27,7 @@ from typing import Any, Mapping, MutableMapping
 
 from .db import DB_ENV, MEMORY_ENV, STATE_DB_ENV
 from .errors import Location, UserError
+from .paths import ALLOW_HOOKS_ENV
 
 FILE_NAME = "warehouse-batch.toml"
 PYPROJECT_TABLE = ("tool", "warehouse-batch")
@@ -41,6 +42,12 @@ TOP_KEYS = {
                    "$WAREHOUSE_BATCH_ALLOWED_HOSTS)",
     "jobs": "the job folder(s) or file(s) a command runs when given no path",
     "providers": "per-provider settings: [providers.openai] base_url, api_key_env",
+    "on_complete": "a shell command or URL told when a job completes "
+                   "($WAREHOUSE_BATCH_ON_COMPLETE)",
+    "on_failure": "a shell command or URL told when a command on a job fails "
+                  "($WAREHOUSE_BATCH_ON_FAILURE)",
+    "allow_hooks": "true: job files may name shell commands as hooks (--allow-hooks, "
+                   "$WAREHOUSE_BATCH_ALLOW_HOOKS)",
 }
 PROVIDER_KEYS = {"base_url", "api_key_env"}
 # provider -> (environment variable of its base URL, of its API key)
@@ -52,6 +59,10 @@ PROVIDER_ENV = {
 }
 PATHS_ENV = "WAREHOUSE_BATCH_ALLOWED_PATHS"
 HOSTS_ENV = "WAREHOUSE_BATCH_ALLOWED_HOSTS"
+# notification hooks (hooks.py): the project's are the operator's; shell hooks run in its folder
+HOOK_ENV = {"on_complete": "WAREHOUSE_BATCH_ON_COMPLETE",
+            "on_failure": "WAREHOUSE_BATCH_ON_FAILURE"}
+HOOK_DIR_ENV = "WAREHOUSE_BATCH_HOOK_DIR"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -67,6 +78,8 @@ class Project:
     allow_hosts: list[str] = field(default_factory=list)
     jobs: list[str] = field(default_factory=list)
     providers: dict[str, dict[str, str]] = field(default_factory=dict)
+    hooks: dict[str, str] = field(default_factory=dict)   # on_complete / on_failure
+    allow_hooks: bool = False
 
     @property
     def folder(self) -> Path:
@@ -180,6 +193,15 @@ def _check(data: dict, where: _Where) -> Project:
                 project.allow_hosts = items
             else:
                 setattr(project, key, [str(_absolute(where.file, i)) for i in items])
+        elif key in HOOK_ENV:
+            if not isinstance(value, str) or not value.strip():
+                raise UserError(f"{key} must be a shell command or an http(s) URL (a string)",
+                                where.of(key))
+            project.hooks[key] = value.strip()
+        elif key == "allow_hooks":
+            if not isinstance(value, bool):
+                raise UserError("allow_hooks must be true or false", where.of(key))
+            project.allow_hooks = value
         else:
             project.providers = _providers(value, where)
     return project
@@ -232,6 +254,12 @@ def apply(project: Project, env: MutableMapping[str, str]) -> None:
                                                        *project.allow_paths]))
     if project.allow_hosts:
         env[HOSTS_ENV] = ",".join(filter(None, [env.get(HOSTS_ENV), *project.allow_hosts]))
+    for key, value in project.hooks.items():
+        if HOOK_ENV[key] not in env:
+            env[HOOK_ENV[key]] = value
+            env.setdefault(HOOK_DIR_ENV, str(project.folder))
+    if project.allow_hooks:
+        env.setdefault(ALLOW_HOOKS_ENV, "1")
     for name, settings in project.providers.items():
         url_var, key_var = PROVIDER_ENV[name]
         if "base_url" in settings:

@@ -145,6 +145,7 @@ class RunReport(Timed):
     stopped: str | None = None       # the transient provider error that ended the last pass
     transient_errors: int = 0        # passes ended early by transient provider trouble
     retry_after: float | None = None  # the wait the provider asked for with `stopped`
+    notifications: list[dict] = field(default_factory=list)   # hooks called (notify.py)
 
     @property
     def pending(self) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 from .db import check_memory_limit
 from .dbtwords import DbtWords
 from .errors import JobFileError, Location
+from .hooks import EVENTS as HOOK_KEYS, check_job_hook
 from .models import output_limit
 from .paths import Scope, make_scope
 from .schema import check_schema, from_columns
@@ -56,6 +57,8 @@ CONTROL_KEYS = {
     "state_db",
     # fewer requests than this to send: through the synchronous API (realtime.py)
     "realtime_below",
+    # notification hooks: a shell command or an http(s) URL (hooks.py; not hashed)
+    "on_complete", "on_failure",
 }
 KNOWN_KEYS = GENERATION_KEYS | CONTROL_KEYS
 REQUIRED_KEYS = ("name", "provider", "model", "unique_key")
@@ -117,6 +120,7 @@ class JobSpec:
     dbt_files: list[str] = field(default_factory=list)    # dbt manifest / project it read
     env_names: list[str] = field(default_factory=list)    # variables its env_var() read
     realtime_below: int | None = None   # send fewer requests than this in real time
+    hooks: dict[str, str] = field(default_factory=dict)   # on_complete/on_failure (hooks.py)
 
     def location_of(self, key: str) -> Location:
         return self.key_locations.get(key, Location(self.path, 1, 1))
@@ -448,8 +452,10 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
                            locations["allow_truncated"], hint="raise max_tokens instead")
     attach = _attachments(config, locations, scope, name)
     export = _export(config, locations, scope, name)
+    hooks = {k: check_job_hook(k, config[k], locations[k], scope)
+             for k in HOOK_KEYS if k in config}
     return JobSpec(
-        attach=attach, export=export,
+        attach=attach, export=export, hooks=hooks,
         allow_truncated=allow_truncated, memory_limit=memory_limit, state_db=state_db,
         output_schema=output_schema, output_columns=output_columns,
         output_schema_file=schema_file, path=path, name=name,
