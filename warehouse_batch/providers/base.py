@@ -398,7 +398,7 @@ def get_provider(spec: JobSpec, env: Mapping[str, str] | None = None) -> Provide
 def _load_builtin() -> None:
     import importlib
 
-    for module in ("openai", "anthropic", "azure"):
+    for module in ("openai", "anthropic", "azure", "gemini"):
         try:
             importlib.import_module(f"{__package__}.{module}")
         except ModuleNotFoundError as e:
