@@ -309,7 +309,7 @@ class GeminiProvider(Provider):
         """The job whose display_name is our batch id (random per run: proven ours)."""
         def scan() -> RemoteBatch | None:
             for seen, job in enumerate(self.client.batches.list(config={"page_size": 100})):
-                if job.name not in known and job.display_name == batch.batch_id:
+                if _short(job.name) not in known and job.display_name == batch.batch_id:
                     return self.retrieve_name(job.name)
                 if seen >= FIND_MAX_ITEMS:
                     raise LookupUndecidedError(
@@ -327,8 +327,7 @@ class GeminiProvider(Provider):
         """The job as the wire shows it (the SDK's own request: the typed BatchJob drops the
         stats and the error of a failed job)."""
         def get() -> dict:
-            answer = self.client._api_client.request(
-                "get", "batches/" + name.removeprefix("batches/"), {}, None)
+            answer = self.client._api_client.request("get", "batches/" + _short(name), {}, None)
             return json.loads(answer.body) if answer.body else {}
 
         return _remote(self._call(f"polling batch {name}", get))
@@ -358,7 +357,7 @@ class GeminiProvider(Provider):
     def cancel(self, batch: LedgerBatch) -> RemoteBatch:
         try:
             self._call(f"cancelling batch {batch.provider_batch_id}", self.client.batches.cancel,
-                       name=batch.provider_batch_id)
+                       name="batches/" + _short(batch.provider_batch_id or ""))
         except ProviderError as e:
             if e.info.status != 400:   # FAILED_PRECONDITION: it has ended already
                 raise
@@ -399,12 +398,17 @@ def _remote(op: dict) -> RemoteBatch:
     output = meta.get("output") or {}
     created = meta.get("createTime")
     return RemoteBatch(
-        provider_batch_id=op.get("name") or "", status=state,
+        provider_batch_id=_short(op.get("name") or ""), status=state,
         ended=state.removeprefix("BATCH_STATE_") in ENDED,
         counts={"completed": count("successfulRequestCount"),
                 "failed": count("failedRequestCount"), "total": count("requestCount")},
         output_file_id=output.get("responsesFile") or None, error=error,
         created_at=_epoch(created), raw=op)
+
+
+def _short(name: str) -> str:
+    """A job's id without the `batches/` of its resource name (the ledger stores the id)."""
+    return name.removeprefix("batches/")
 
 
 def _filename(batch: LedgerBatch) -> str:
