@@ -263,3 +263,31 @@ def test_nothing_outside_providers_and_emulator_names_gemini():
              and p.name != "gemini_results.sql"
              and re.search(r"\bgemini", p.read_text(encoding="utf-8"))]
     assert named == []
+
+
+# -- crash safety ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("point", ["after_intent", "after_upload_unrecorded", "after_upload",
+                                   "after_create", "during_collect", "after_collect_commit"])
+def test_sigkill_anywhere_then_run_finishes_without_paying_twice(tmp_path, fast_emulator, point):
+    """`after_upload_unrecorded` finds the upload by its display name; `after_create` is the
+    lost create, found by the job's display_name (the ledger's batch id)."""
+    import signal
+    import subprocess
+    import sys
+
+    job = gemini_job(tmp_path, fast_emulator, rows=8)
+    env = emulator_env(fast_emulator)
+    cmd = [sys.executable, "-m", "warehouse_batch.cli", "run", job.path, "--db", job.db]
+    crashed = subprocess.run(cmd, env={**env, "WAREHOUSE_BATCH_CRASH_AT": point},
+                             capture_output=True, text=True, timeout=120)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    done = subprocess.run(cmd + ["--wait", "--poll-interval", "0.01"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert job.sql("SELECT DISTINCT _status FROM enriched") == [("succeeded",)]
+    billed = billed_counts(fast_emulator)
+    assert len(billed) == 8 and max(billed.values()) == 1
+    assert job.batches_created() == 1
+    uploads = provider_calls(fast_emulator, "POST", "/upload/v1beta/files")
+    assert len([c for c in uploads if not c["query"].get("upload_id")]) == 1

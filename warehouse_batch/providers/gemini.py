@@ -230,9 +230,11 @@ class GeminiProvider(Provider):
             raise ConfigurationError(f"the Gemini base URL {base!r} ends in an API version",
                                      hint="GOOGLE_GEMINI_BASE_URL / base_url is the host only, "
                                           "e.g. https://generativelanguage.googleapis.com")
-        retry = genai.types.HttpRetryOptions(attempts=3, initial_delay=0.5, max_delay=8.0)
+        # No SDK retries (the SDK's default too): its retries sleep on the wall clock, while
+        # transient trouble is waited out by the command's own backoff (run --wait), whose
+        # clock is injected, or ends the command with exit 75.
         return genai.Client(vertexai=False, api_key=key, http_options=genai.types.HttpOptions(
-            base_url=base, api_version=API_VERSION, retry_options=retry))
+            base_url=base, api_version=API_VERSION))
 
     @property
     def client(self) -> Any:
