@@ -291,3 +291,15 @@ def test_sigkill_anywhere_then_run_finishes_without_paying_twice(tmp_path, fast_
     assert job.batches_created() == 1
     uploads = provider_calls(fast_emulator, "POST", "/upload/v1beta/files")
     assert len([c for c in uploads if not c["query"].get("upload_id")]) == 1
+
+
+def test_project_file_provider_table_sets_the_gemini_variables(tmp_path):
+    from warehouse_batch import project
+
+    file = tmp_path / "warehouse-batch.toml"
+    file.write_text('[providers.gemini]\nbase_url = "http://127.0.0.1:9"\n'
+                    'api_key_env = "MY_GOOGLE_KEY"\n')
+    env = {"MY_GOOGLE_KEY": "k" * 20}
+    project.apply(project.load(file), env)
+    assert env["GOOGLE_GEMINI_BASE_URL"] == "http://127.0.0.1:9"
+    assert env["GEMINI_API_KEY"] == "k" * 20

@@ -384,6 +384,17 @@ def provider_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def provider_env(name: str) -> tuple[str, str] | None:
+    """(base URL variable, first API key variable) of a registered provider, or None: what a
+    project file's `[providers.<name>]` table sets (`project.apply`)."""
+    _load_builtin()
+    cls = _REGISTRY.get(name)
+    url = getattr(cls, "base_url_env", None)
+    if cls is None or not isinstance(url, str) or not cls.api_key_env:
+        return None
+    return url, cls.api_key_env[0]
+
+
 def get_provider(spec: JobSpec, env: Mapping[str, str] | None = None) -> Provider:
     """The provider a job names, constructed for it."""
     _load_builtin()
