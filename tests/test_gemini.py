@@ -303,3 +303,41 @@ def test_project_file_provider_table_sets_the_gemini_variables(tmp_path):
     project.apply(project.load(file), env)
     assert env["GOOGLE_GEMINI_BASE_URL"] == "http://127.0.0.1:9"
     assert env["GEMINI_API_KEY"] == "k" * 20
+
+
+def test_gemini_form_of_a_schema():
+    from warehouse_batch.providers.gemini import gemini_form
+
+    form = gemini_form({"type": "object", "additionalProperties": False,
+                        "required": ["label", "score"],
+                        "properties": {"label": {"type": "string", "enum": ["a", "b"]},
+                                       "score": {"type": ["number", "null"],
+                                                 "exclusiveMinimum": 0, "maximum": 1},
+                                       "when": {"type": "string", "format": "email"}}})
+    assert form == {"type": "OBJECT", "required": ["label", "score"],
+                    "properties": {"label": {"type": "STRING", "enum": ["a", "b"],
+                                             "format": "enum"},
+                                   "score": {"type": "NUMBER", "nullable": True, "maximum": 1,
+                                             "description": '{"exclusiveMinimum": 0}'},
+                                   "when": {"type": "STRING",
+                                            "description": '{"format": "email"}'}},
+                    "propertyOrdering": ["label", "score", "when"]}
+
+
+def test_resumable_upload_in_several_chunks(tmp_path, fast_emulator):
+    """The SDK sends 8 MB chunks: a 9 MB file is two `upload` commands, the last one with
+    `finalize`, each at its offset."""
+    client = sdk_client(fast_emulator)
+    path = tmp_path / "big.jsonl"
+    line = json.dumps({"key": "k", "request": {"contents": [{"parts": [{"text": "x" * 1000}]}]}})
+    with open(path, "w") as fh:
+        for i in range(9 * 1024):
+            fh.write(line.replace('"k"', f'"k{i}"') + "\n")
+    uploaded = client.files.upload(file=str(path), config={"mime_type": "application/jsonl"})
+    assert int(uploaded.size_bytes) == path.stat().st_size
+    chunks = [c for c in provider_calls(fast_emulator, "POST", "/upload/v1beta/files")
+              if c["query"].get("upload_id")]
+    assert len(chunks) == 2 and {c["status"] for c in chunks} == {200}
+    job = client.batches.create(model=MODEL, src=uploaded.name)
+    wire = json.loads(client._api_client.request("get", job.name, {}, None).body)
+    assert wire["metadata"]["batchStats"]["requestCount"] == str(9 * 1024)

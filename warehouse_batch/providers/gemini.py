@@ -116,6 +116,8 @@ def gemini_form(schema: dict) -> dict:
             continue
         else:
             moved[key] = value
+    if "enum" in out and out.get("type") == "STRING":
+        out.setdefault("format", "enum")   # Gemini's spelling of a string enum
     if moved:
         extra = json.dumps(moved, sort_keys=True)
         out["description"] = f"{out['description']} {extra}" if out.get("description") else extra
