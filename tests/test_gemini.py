@@ -341,3 +341,25 @@ def test_resumable_upload_in_several_chunks(tmp_path, fast_emulator):
     job = client.batches.create(model=MODEL, src=uploaded.name)
     wire = json.loads(client._api_client.request("get", job.name, {}, None).body)
     assert wire["metadata"]["batchStats"]["requestCount"] == str(9 * 1024)
+
+
+def test_a_running_job_is_polled_without_the_sdk(tmp_path, emulator):
+    from warehouse_batch.lightpoll import light_retrieve
+    from warehouse_batch.providers.base import LedgerBatch
+
+    job = gemini_job(tmp_path, emulator)
+    api.submit(job.path, job.options())
+    row = job.sql("SELECT batch_id, run_id, job_name, endpoint, model, chunk, state, "
+                  "request_count, bytes, created_at, provider_batch_id "
+                  "FROM warehouse_batch.batches")[0]
+    names = ("batch_id", "run_id", "job_name", "endpoint", "model", "chunk", "state",
+             "request_count", "bytes", "created_at", "provider_batch_id")
+    batch = LedgerBatch.from_row(dict(zip(names, row)))
+    provider = job.provider()
+    running = light_retrieve(provider, batch)
+    assert running is not None and running.status in ("BATCH_STATE_PENDING",
+                                                      "BATCH_STATE_RUNNING")
+    assert provider._client is None   # no SDK client was built for it
+    emulator.advance(3600)
+    assert light_retrieve(provider, batch) is None   # ended: the SDK path reads it
+    assert provider.retrieve(batch).status == "BATCH_STATE_SUCCEEDED"

@@ -79,8 +79,7 @@ FAULTS = {
                    "count": 3, "x_should_retry": False},
                   {"method": "GET", "path": "/v1/messages/batches/*/results", "status": 429,
                    "count": 1, "retry_after": 45, "x_should_retry": False}],
-    # no SDK-free poll for Gemini (its state is nested): each failed GET is a failed poll
-    "gemini": [{"method": "GET", "path": "/v1beta/batches/*", "status": 503, "count": 2},
+    "gemini": [{"method": "GET", "path": "/v1beta/batches/*", "status": 503, "count": 3},
                {"method": "GET", "path": "/v1beta/files/*:download", "status": 429, "count": 1,
                 "retry_after": 45}],
 }

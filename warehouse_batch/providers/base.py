@@ -108,6 +108,10 @@ class LightPoll:
     status_field: str                 # the JSON field holding the provider's state word
     in_progress: frozenset[str]       # states meaning "not ended yet"
     counts_field: str = "request_counts"
+    # the field naming the batch, and what precedes our id in it (`batches/<id>`); fields
+    # may be dotted paths into nested objects (`metadata.state`)
+    id_field: str = "id"
+    id_prefix: str = ""
 
 
 @dataclass

@@ -22,26 +22,29 @@ How this provider differs from OpenAI's:
   run), as the metadata tag finds them for OpenAI.
 * **Typed answers**: `responseMimeType: application/json` with `responseSchema` in the
   OpenAPI subset Gemini accepts (`gemini_form`); collect checks the user's full schema.
-* **Polling** goes through the SDK: a job's state is nested (`metadata.state`), which the
-  SDK-free light poll (`lightpoll`) does not read.
+* **Polling** a running job is one plain GET (`light_poll`: the state at `metadata.state`);
+  an ended one, and every other call, goes through the SDK.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Callable, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from ..errors import (AmbiguousCreateError, ConfigurationError, JobFileError,
                       LookupUndecidedError, ProviderError)
 from ..keys import redact
 from .. import params
-from .base import (LedgerBatch, Limits, Provider, RemoteBatch, error_info, register,
-                   status_error, unreachable_error)
+from .base import (LedgerBatch, LightPoll, Limits, Provider, RemoteBatch, error_info, register,
+                   sdk_url, status_error, unreachable_error)
 
 API_VERSION = "v1beta"            # the version that serves batches and files
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"   # the SDK's
+IN_PROGRESS = frozenset({"BATCH_STATE_PENDING", "BATCH_STATE_RUNNING"})
 ENDED = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"})
 FIND_MAX_ITEMS = 20_000           # a lookup never lists more batches than this
 # Default vector sizes: https://ai.google.dev/gemini-api/docs/embeddings
@@ -335,6 +338,22 @@ class GeminiProvider(Provider):
             return json.loads(answer.body) if answer.body else {}
 
         return _remote(self._call(f"polling batch {name}", get))
+
+    def light_poll(self, batch: LedgerBatch) -> LightPoll | None:
+        """GET {base}/v1beta/batches/{id} with `x-goog-api-key`, as the SDK sends it. The
+        state is `metadata.state` (wire words); the counts (int64 as strings) are left to the
+        SDK path, which also reads every ended job."""
+        key = self.require_env(*self.api_key_env)
+        base = self.base_url() or os.environ.get(self.base_url_env) or DEFAULT_BASE_URL
+        if _ends_in_version(base):
+            return None   # make_client refuses it, with the reason
+        url = sdk_url(base, f"/{API_VERSION}/batches/" + quote(batch.provider_batch_id or "",
+                                                               safe=""))
+        if url is None:
+            return None
+        return LightPoll(url=url, headers={"x-goog-api-key": key}, status_field="metadata.state",
+                         in_progress=IN_PROGRESS, counts_field="metadata.noCounts",
+                         id_field="name", id_prefix="batches/")
 
     def download_results(self, batch: LedgerBatch, remote: RemoteBatch,
                          dest: Path) -> list[Path]:
