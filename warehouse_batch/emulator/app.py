@@ -5,7 +5,8 @@ book, and turns a :class:`~.wire.Request` into a :class:`~.wire.Response`:
 
 1. ``/_emulator/…`` goes to the admin API (not logged, no faults);
 2. provider calls are classified (Anthropic ``/v1/messages/…``, OpenAI
-   ``/v1/…``, Azure ``/openai/…``), a matching scripted fault may answer
+   ``/v1/…``, Azure ``/openai/…``, Gemini ``/v1beta/…`` and
+   ``/upload/v1beta/files``), a matching scripted fault may answer
    instead (after an optional delay), otherwise the protocol module answers;
 3. every provider response gets its request-id header, and the call is
    appended to the request log.

@@ -168,8 +168,12 @@ class GeminiProvider(Provider):
         if s.endpoint == "embeddings" and self.embedding_dimensions() is None:
             raise JobFileError(f"unknown vector size for model {s.model!r}: set dimensions=N",
                                s.location_of("model"))
-        if s.output_schema is not None and "generationConfig" in s.params and any(
-                k in s.params["generationConfig"] for k in ("responseSchema", "responseMimeType")):
+        config = s.params.get("generationConfig", {})
+        if not isinstance(config, dict):
+            raise JobFileError(f"params.generationConfig must be a dict of GenerationConfig "
+                               f"fields, got {config!r}", s.location_of("params"))
+        if s.output_schema is not None and any(
+                k in config for k in ("responseSchema", "responseMimeType", "responseJsonSchema")):
             raise JobFileError("generationConfig.responseSchema is set by columns/output_schema; "
                                "remove it", s.location_of("params"))
         base = self.options.get("base_url")
