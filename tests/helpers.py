@@ -43,9 +43,11 @@ def emulator_env(emu, **extra: str) -> dict[str, str]:
     import os
 
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENAI_", "ANTHROPIC_", "AZURE_", "WAREHOUSE_BATCH_"))}
+           if not k.startswith(("OPENAI_", "ANTHROPIC_", "AZURE_", "WAREHOUSE_BATCH_", "GEMINI_",
+                                "GOOGLE_"))}
     env.update(OPENAI_BASE_URL=emu.openai_base_url, OPENAI_API_KEY="sk-emulator",
-               ANTHROPIC_BASE_URL=emu.anthropic_base_url, ANTHROPIC_API_KEY="emulator")
+               ANTHROPIC_BASE_URL=emu.anthropic_base_url, ANTHROPIC_API_KEY="emulator",
+               GOOGLE_GEMINI_BASE_URL=emu.url, GEMINI_API_KEY="emulator")
     env.update(extra)
     return env
 
@@ -66,12 +68,13 @@ def billed_counts(emu) -> dict[str, int]:
 
 
 CREATE_PATHS = ("/v1/batches", "/openai/batches", "/openai/v1/batches", "/v1/messages/batches")
+CREATE_VERBS = (":batchGenerateContent", ":asyncBatchEmbedContent")   # models/{m}:verb
 
 
 def creates(emu) -> list[dict]:
     """Batch-create calls the emulator received, on any protocol."""
     return [c for c in provider_calls(emu, "POST")
-            if c["path"].rstrip("/") in CREATE_PATHS]
+            if c["path"].rstrip("/") in CREATE_PATHS or c["path"].endswith(CREATE_VERBS)]
 
 
 class Job:

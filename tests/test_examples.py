@@ -15,7 +15,7 @@ from helpers import emulator_env
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "reviews"
 PROVIDERS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5",
-             "azure_openai": "gpt-4o-mini-batch"}
+             "azure_openai": "gpt-4o-mini-batch", "gemini": "gemini-2.5-flash"}
 
 
 def run_example(tmp_path: Path, emu, name: str, provider: str) -> str:
@@ -61,10 +61,10 @@ def test_sentiment_example_same_shape_on_every_provider(tmp_path, fast_emulator)
             [("succeeded", 120)]
         assert {r[0] for r in query(db, "SELECT DISTINCT response FROM review_sentiment")} \
             == {"positive", "negative", "neutral"}
-    assert shapes["openai"] == shapes["anthropic"] == shapes["azure_openai"]
+    assert shapes["openai"] == shapes["anthropic"] == shapes["azure_openai"] == shapes["gemini"]
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
 def test_labels_example_gives_typed_columns(tmp_path, fast_emulator, provider):
     db = run_example(tmp_path, fast_emulator, "review_labels.sql", provider)
     types = dict(describe(db, "review_labels"))

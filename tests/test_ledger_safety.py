@@ -14,7 +14,7 @@ import pytest
 from helpers import Job, billed_counts, emulator_env, provider_calls
 from warehouse_batch import api
 
-MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5"}
+MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}
 EXE = [sys.executable, "-m", "warehouse_batch.cli"]
 
 
@@ -39,7 +39,7 @@ def _forget(emulator, provider_batch_id: str) -> None:
 
 @pytest.mark.parametrize("state_db", [None, "state.duckdb"], ids=["state-in-warehouse",
                                                                "state-db"])
-@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
 def test_vanished_batch_is_lost_and_its_rows_are_sent_again(tmp_path, emulator, provider, state_db):
     job = _job(tmp_path, emulator, provider, state_db=state_db)
     api.submit(job.path, job.options())
@@ -218,7 +218,7 @@ def test_openai_lookup_skips_known_batches_and_tags_of_another_run(tmp_path, emu
 
 @pytest.mark.parametrize("state_db", [None, "state.duckdb"], ids=["state-in-warehouse",
                                                                "state-db"])
-@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
 def test_deleted_ledger_row_does_not_cause_a_second_paid_batch(tmp_path, emulator, provider, state_db):
     job = _job(tmp_path, emulator, provider, state_db=state_db)
     api.submit(job.path, job.options())
@@ -262,6 +262,8 @@ def test_orphaned_requests_with_no_batch_anywhere_are_sent_again(tmp_path, emula
                 2: "neither a response nor an error"}),
     ("anthropic", {1: "no answer: the message has no text content",
                    2: "no answer: the result line has no result"}),
+    ("gemini", {1: "no answer: the candidate has no text",
+                2: "no answer: the result line has neither a response nor an error"}),
 ])
 def test_a_reply_without_an_answer_fails_retryably_with_a_reason(tmp_path, emulator, provider,
                                                                  reasons):

@@ -102,6 +102,7 @@ PROVIDERS = pytest.mark.parametrize("provider, model, message, permanent, transi
     ("openai", "gpt-4.1-mini", "context length", "invalid_request_error", "server_error"),
     ("anthropic", "claude-haiku-4-5", "prompt is too long", "invalid_request_error",
      "api_error"),
+    ("gemini", "gemini-2.5-flash", "input token count exceeds", "invalid_argument", "internal"),
 ])
 
 

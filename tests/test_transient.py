@@ -25,7 +25,8 @@ from warehouse_batch.clock import Backoff
 from warehouse_batch.providers.base import MAX_RETRY_AFTER, retry_after_seconds
 
 PROVIDERS = pytest.mark.parametrize("provider, model", [
-    ("openai", "gpt-4.1-mini"), ("anthropic", "claude-haiku-4-5")])
+    ("openai", "gpt-4.1-mini"), ("anthropic", "claude-haiku-4-5"),
+    ("gemini", "gemini-2.5-flash")])
 
 
 def _statuses(emu, method: str, path_prefix: str) -> list[int]:
@@ -36,7 +37,7 @@ def _statuses(emu, method: str, path_prefix: str) -> list[int]:
 
 @pytest.mark.parametrize("provider, model", [
     ("openai", "gpt-4.1-mini"), ("anthropic", "claude-haiku-4-5"),
-    ("azure_openai", "gpt-4o-mini-batch")])
+    ("azure_openai", "gpt-4o-mini-batch"), ("gemini", "gemini-2.5-flash")])
 def test_rate_limited_creates_and_flaky_requests_end_with_every_row_succeeded(
         tmp_path, emulator, provider, model):
     emulator.admin("POST", "/_emulator/config", {"create_429_rate": 0.5, "create_retry_after": 20,
@@ -78,6 +79,9 @@ FAULTS = {
                    "count": 3, "x_should_retry": False},
                   {"method": "GET", "path": "/v1/messages/batches/*/results", "status": 429,
                    "count": 1, "retry_after": 45, "x_should_retry": False}],
+    "gemini": [{"method": "GET", "path": "/v1beta/batches/*", "status": 503, "count": 3},
+               {"method": "GET", "path": "/v1beta/files/*:download", "status": 429, "count": 1,
+                "retry_after": 45}],
 }
 
 

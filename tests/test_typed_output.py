@@ -19,7 +19,8 @@ def sends(emu) -> int:
 
 
 PROVIDERS = pytest.mark.parametrize("provider, model", [
-    ("openai", "gpt-4.1-mini"), ("anthropic", "claude-haiku-4-5")])
+    ("openai", "gpt-4.1-mini"), ("anthropic", "claude-haiku-4-5"),
+    ("gemini", "gemini-2.5-flash")])
 
 
 @PROVIDERS
@@ -41,8 +42,10 @@ def test_classification_gives_typed_columns(tmp_path, emulator, provider, model)
     if provider == "openai":
         assert '"response_format":{"json_schema":{"name":"answer"' in body
         assert '"strict":true' in body
-    else:
+    elif provider == "anthropic":
         assert '"output_config":{"format":{' in body and '"sentiment"' in body
+    else:
+        assert '"responseMimeType":"application/json"' in body and '"responseSchema":{' in body
 
 
 @PROVIDERS

@@ -72,12 +72,13 @@ def retrieve(provider: Provider, batch: LedgerBatch) -> RemoteBatch:
 def read_state(route: LightPoll, answer: Any, provider_batch_id: str) -> RemoteBatch | None:
     """The batch object `answer` as a RemoteBatch when it is the batch asked about and in a
     state `route` lists as in progress; None for anything else."""
-    if not isinstance(answer, dict) or answer.get("id") != provider_batch_id:
+    if not isinstance(answer, dict) or \
+            _field(answer, route.id_field) != route.id_prefix + provider_batch_id:
         return None
-    status = answer.get(route.status_field)
+    status = _field(answer, route.status_field)
     if not isinstance(status, str) or status not in route.in_progress:
         return None
-    counts = answer.get(route.counts_field)
+    counts = _field(answer, route.counts_field)
     if counts is None:
         counts = {}
     if not isinstance(counts, dict) or not all(
@@ -92,6 +93,14 @@ def read_state(route: LightPoll, answer: Any, provider_batch_id: str) -> RemoteB
                        error_file_id=files["error_file_id"] or None,
                        created_at=created if isinstance(created, (int, float)) else None,
                        raw=answer)
+
+
+def _field(answer: dict, path: str) -> Any:
+    """The value at a dotted path (`metadata.state`) of a JSON object, or None."""
+    value: Any = answer
+    for name in path.split("."):
+        value = value.get(name) if isinstance(value, dict) else None
+    return value
 
 
 def _get_json(route: LightPoll) -> Any:

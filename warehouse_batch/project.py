@@ -213,7 +213,7 @@ def _providers(value: Any, where: _Where) -> dict[str, dict[str, str]]:
                         where.of("providers"))
     out: dict[str, dict[str, str]] = {}
     for name, settings in value.items():
-        if name not in PROVIDER_ENV:
+        if _provider_env(name) is None:
             raise _unknown(name, PROVIDER_ENV, where.of("providers", name), "provider")
         if not isinstance(settings, dict):
             raise UserError(f"providers.{name} must be a table", where.of("providers", name))
@@ -261,12 +261,22 @@ def apply(project: Project, env: MutableMapping[str, str]) -> None:
     if project.allow_hooks:
         env.setdefault(ALLOW_HOOKS_ENV, "1")
     for name, settings in project.providers.items():
-        url_var, key_var = PROVIDER_ENV[name]
+        url_var, key_var = _provider_env(name) or ("", "")
         if "base_url" in settings:
             env.setdefault(url_var, settings["base_url"])
         source = settings.get("api_key_env")
         if source and source in env:
             env.setdefault(key_var, env[source])
+
+
+def _provider_env(name: str) -> tuple[str, str] | None:
+    """(base URL variable, API key variable) of a provider: the table above, else what a
+    registered provider declares (the registry is imported only for such a name)."""
+    if name in PROVIDER_ENV:
+        return PROVIDER_ENV[name]
+    from .providers.base import provider_env
+
+    return provider_env(name)
 
 
 def defaults(env: MutableMapping[str, str], start: str | Path | None = None) -> Project | None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import anthropic_batches, engine, openai_batches
+from . import anthropic_batches, engine, gemini_batches, openai_batches
 from .faults import parse_fault
 from .wire import BadJSON, Request, Response, json_response
 
@@ -118,4 +118,6 @@ def _force(app: Emulator, req: Request, batch_id: str, body: dict[str, Any]) -> 
     view = engine.force(app.store, rec, status, now)
     if rec["protocol"] == "anthropic":
         return json_response(200, anthropic_batches.render(rec, view, now, req.origin()))
+    if rec["protocol"] == "gemini":
+        return json_response(200, gemini_batches.render(rec, view))
     return json_response(200, openai_batches.render(rec, view))

@@ -5,7 +5,8 @@ book, and turns a :class:`~.wire.Request` into a :class:`~.wire.Response`:
 
 1. ``/_emulator/…`` goes to the admin API (not logged, no faults);
 2. provider calls are classified (Anthropic ``/v1/messages/…``, OpenAI
-   ``/v1/…``, Azure ``/openai/…``), a matching scripted fault may answer
+   ``/v1/…``, Azure ``/openai/…``, Gemini ``/v1beta/…`` and
+   ``/upload/v1beta/files``), a matching scripted fault may answer
    instead (after an optional delay), otherwise the protocol module answers;
 3. every provider response gets its request-id header, and the call is
    appended to the request log.
@@ -29,7 +30,7 @@ import traceback
 from copy import deepcopy
 from typing import Any
 
-from . import admin_api, anthropic_api, openai_api
+from . import admin_api, anthropic_api, gemini_api, openai_api
 from .clock import Clock
 from .config import READ_ONLY_KNOBS, EmulatorConfig
 from .faults import FaultBook
@@ -40,9 +41,12 @@ from .wire import Request, Response, anthropic_error, canned_error, openai_error
 
 
 def classify(path: str) -> str:
-    """Return which protocol a provider path belongs to: 'anthropic', 'openai' or 'azure'."""
+    """Return which protocol a provider path belongs to: 'anthropic', 'openai', 'azure' or
+    'gemini'."""
     if path == "/v1/messages" or path.startswith("/v1/messages/"):
         return "anthropic"
+    if gemini_api.is_gemini(path):
+        return "gemini"
     if path == "/openai" or path.startswith("/openai/"):
         return "azure"
     return "openai"
@@ -115,7 +119,9 @@ class Emulator:
         if int.from_bytes(digest.digest()[:8], "big") / 2**64 >= rate:
             return None
         after = self.config.create_retry_after
-        if protocol == "anthropic":
+        if protocol == "gemini":
+            response = gemini_api.canned(429)
+        elif protocol == "anthropic":
             response = anthropic_error(429, "Number of batches being created exceeds your "
                                             "rate limit. Please try again later.",
                                        "rate_limit_error")
@@ -168,15 +174,19 @@ class Emulator:
         try:
             if protocol == "anthropic":
                 return anthropic_api.handle(self, req)
+            if protocol == "gemini":
+                return gemini_api.handle(self, req)
             return openai_api.handle(self, req, protocol)
         except Exception:  # pragma: no cover - a bug in the emulator itself
             traceback.print_exc(file=sys.stderr)
-            return canned_error(protocol, 500)
+            return gemini_api.canned(500) if protocol == "gemini" else canned_error(protocol, 500)
 
     @staticmethod
     def _fault_response(protocol: str, fault: Any) -> Response:
         if fault.body is not None:
             return Response(fault.status, fault.body.encode("utf-8"), {"content-type": "text/html; charset=utf-8"})
+        if protocol == "gemini":
+            return gemini_api.canned(fault.status)
         return canned_error(protocol, fault.status)
 
     def _finish(self, protocol: str, req: Request, response: Response) -> Response:

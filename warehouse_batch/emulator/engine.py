@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import anthropic_batches, openai_batches
+from . import anthropic_batches, gemini_batches, openai_batches
 from .lifecycle import View, derive, forced
 from .store import Store
 
@@ -20,6 +20,8 @@ ANTHROPIC_FORCE = {"ended": "completed", "expired": "expired", "canceled": "canc
 def _freeze(store: Store, rec: dict[str, Any], view: View) -> None:
     if rec["protocol"] == "anthropic":
         extras = anthropic_batches.materialise(store, rec, view)
+    elif rec["protocol"] == "gemini":
+        extras = gemini_batches.materialise(store, rec, view)
     else:
         extras = openai_batches.materialise(store, rec, view)
     rec["final"] = {**view.to_dict(), **extras}
@@ -66,7 +68,7 @@ def cancel(store: Store, rec: dict[str, Any], now: float) -> View | None:
 
 def force(store: Store, rec: dict[str, Any], status: str, now: float) -> View:
     """End a batch now in the given state (provider vocabulary); raise ValueError if impossible."""
-    table = ANTHROPIC_FORCE if rec["protocol"] == "anthropic" else OPENAI_FORCE
+    table = {"anthropic": ANTHROPIC_FORCE, "gemini": gemini_batches.FORCE}.get(rec["protocol"], OPENAI_FORCE)
     if status not in table:
         raise ValueError(f"status must be one of {sorted(table)} for this batch")
     view = refresh(store, rec, now)

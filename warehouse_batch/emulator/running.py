@@ -58,6 +58,11 @@ class RunningEmulator:
         return self.url
 
     @property
+    def gemini_base_url(self) -> str:
+        """Base URL for ``genai.Client(http_options=HttpOptions(base_url=…))`` (no version)."""
+        return self.url
+
+    @property
     def azure_endpoint(self) -> str:
         """Endpoint for ``AzureOpenAI(azure_endpoint=…)``, which appends ``/openai``."""
         return self.url

@@ -109,6 +109,10 @@ class LightPoll:
     status_field: str                 # the JSON field holding the provider's state word
     in_progress: frozenset[str]       # states meaning "not ended yet"
     counts_field: str = "request_counts"
+    # the field naming the batch, and what precedes our id in it (`batches/<id>`); fields
+    # may be dotted paths into nested objects (`metadata.state`)
+    id_field: str = "id"
+    id_prefix: str = ""
 
 
 @dataclass
@@ -410,6 +414,17 @@ def provider_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def provider_env(name: str) -> tuple[str, str] | None:
+    """(base URL variable, first API key variable) of a registered provider, or None: what a
+    project file's `[providers.<name>]` table sets (`project.apply`)."""
+    _load_builtin()
+    cls = _REGISTRY.get(name)
+    url = getattr(cls, "base_url_env", None)
+    if cls is None or not isinstance(url, str) or not cls.api_key_env:
+        return None
+    return url, cls.api_key_env[0]
+
+
 def get_provider(spec: JobSpec, env: Mapping[str, str] | None = None) -> Provider:
     """The provider a job names, constructed for it."""
     _load_builtin()
@@ -424,7 +439,7 @@ def get_provider(spec: JobSpec, env: Mapping[str, str] | None = None) -> Provide
 def _load_builtin() -> None:
     import importlib
 
-    for module in ("openai", "anthropic", "azure"):
+    for module in ("openai", "anthropic", "azure", "gemini"):
         try:
             importlib.import_module(f"{__package__}.{module}")
         except ModuleNotFoundError as e:
