@@ -461,7 +461,7 @@ def _print_plan(r) -> None:
         click.echo(f"  {'expected cost':<22}${r.est_cost_usd:,.4f}  (input "
                    f"${r.est_input_cost_usd:,.4f} + output ${r.est_output_cost_usd:,.4f}: "
                    f"~{r.est_output_tokens:,} tokens, {per:,.1f} per answer, {how}; "
-                   (f"{'real-time' if getattr(r, 'send_mode', 'batch') == 'realtime' else 'batch'} prices)"))
+                   f"{'real-time' if r.send_mode == 'realtime' else 'batch'} prices)")
         if r.worst_case_cost_usd is not None:
             click.echo(f"  {'worst case':<22}${r.worst_case_cost_usd:,.4f}  (every answer "
                        f"uses all of max_tokens: output ${r.max_output_cost_usd:,.4f})")
