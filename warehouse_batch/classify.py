@@ -17,14 +17,18 @@ def classify(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> None:
                 {"max_attempts": prepared.spec.max_attempts})
 
 
-def build_send_table(con: duckdb.DuckDBPyConnection) -> int:
+def build_send_table(con: duckdb.DuckDBPyConnection,
+                     categories: tuple[str, ...] = SEND_CATEGORIES,
+                     only_rows_in: str | None = None) -> int:
     """Temp table `wb_send`: each distinct request that needs sending, once, with its row id
     (`_rid`, its first row: its prompt is in view `wb_prompt`), body size (`body_bytes`,
-    the same for every row of a request) and prompt length in characters (`prompt_chars`). Returns the number of requests. One grouping pass
-    over `wb_plan`, which carries no wide string but the hash."""
-    cats = ", ".join(f"'{c}'" for c in SEND_CATEGORIES)
+    the same for every row of a request) and prompt length in characters (`prompt_chars`).
+    Returns the number of requests. One grouping pass over `wb_plan`, which carries no wide
+    string but the hash. `only_rows_in`: a temp table of `_rid`s to keep (`try`'s rows)."""
+    cats = ", ".join(f"'{c}'" for c in categories)
+    within = f" AND _rid IN (SELECT _rid FROM {only_rows_in})" if only_rows_in else ""
     con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_send AS
         SELECT min(_rid) AS _rid, request_hash, any_value(body_bytes) AS body_bytes,
                any_value(prompt_chars) AS prompt_chars
-        FROM wb_plan WHERE category IN ({cats}) GROUP BY request_hash""")
+        FROM wb_plan WHERE category IN ({cats}){within} GROUP BY request_hash""")
     return con.execute("SELECT count(*) FROM wb_send").fetchone()[0]

@@ -38,6 +38,7 @@ from typing import Any, Callable
 import duckdb
 
 from . import faults
+from .classify import build_send_table
 from .clock import Clock
 from .collect import ingest
 from .errors import ProviderError, ProviderErrorInfo
@@ -337,12 +338,7 @@ def pick_rows(con: duckdb.DuckDBPyConnection, rows: int, sample: bool) -> int:
 def build_try_send(con: duckdb.DuckDBPyConnection, categories: tuple[str, ...]) -> int:
     """Temp table `wb_send` (as `classify.build_send_table`) for the tried rows only:
     those whose request has no answer cached and is not in flight."""
-    cats = ", ".join(f"'{c}'" for c in categories)
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_send AS
-        SELECT min(_rid) AS _rid, request_hash, any_value(body_bytes) AS body_bytes
-        FROM wb_plan WHERE category IN ({cats}) AND _rid IN (SELECT _rid FROM wb_try)
-        GROUP BY request_hash""")
-    return con.execute("SELECT count(*) FROM wb_send").fetchone()[0]
+    return build_send_table(con, categories, only_rows_in="wb_try")
 
 
 def tried_rows(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict]:
