@@ -24,6 +24,7 @@ import duckdb
 
 from .reports import CollectReport
 from . import faults
+from .budget import settle
 from .jsonl import load_lines
 from .ledger import (BatchProviders, release_foreign, retrieve_or_lose, submitted_batches,
                      update_batch)
@@ -199,6 +200,7 @@ def ingest(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatc
                 f"batch {remote.provider_batch_id}: {bad} result line(s) were not valid JSON and "
                 "were skipped; their requests count as not processed and will be sent again")
         merge_outcomes(con, batch.batch_id, remote.provider_batch_id, group.maybe_cached)
+        settle(con, batch.batch_id)   # its reservation becomes what it was billed
         update_batch(con, batch.batch_id, state="collected", collected_at=now_utc(),
                      error=remote.error)
         group.consistent = True

@@ -222,3 +222,21 @@ class MissingDatabaseError(UserError):
 # `warehouse-batch check` found something a person should look at (health.py). Not an error
 # of the command: the alerts are its answer, one per line and in --json.
 EXIT_ALERTS = 5
+
+
+class BudgetConflictError(WarehouseBatchError):
+    """Two submits in one process reserved budget on the same snapshot of the state
+    (budget.py): the second is refused before anything is recorded or sent, so no cap is
+    crossed. Nothing is wrong: the same command goes through when run again (exit 75)."""
+
+    exit_code = EXIT_PENDING
+
+    def __init__(self, detail: str):
+        super().__init__(
+            "another submit reserved budget in this state database at the same moment "
+            f"({detail}); nothing was recorded or sent: run the same command again")
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d["retryable"] = True
+        return d

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import duckdb
 
@@ -44,6 +45,7 @@ class PlanReport:
     waves: int | None = None                  # rounds of batches the limit allows at once
     requests_over_limit: int = 0              # alone larger than the limit: they will fail
     depends_on: list[str] = field(default_factory=list)   # dbt models/sources the SELECT reads
+    budget: Any = None   # budget.BudgetPlan: the next reservation, what is left of each cap
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -115,6 +115,9 @@ def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
             batches = submitted_batches(con, facts.name)
             if not batches or (may_send and unfinished_batches(con, facts.name)):
                 return None
+            if con.execute(f"SELECT count(*) FROM {SCHEMA}.budget_holds WHERE job_name = ?",
+                           [facts.name]).fetchone()[0]:
+                return None   # rows held back by a budget cap: the library reports and retries
             if where.state_db:   # the warehouse is not opened: counts from the state
                 job_hash = recorded_output(con, (facts.table_schema, facts.table_name))
                 if job_hash is None or (may_send and job_hash[1] != facts.fingerprint):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
+from .budget import DAILY_ENV, check_usd
 from .db import DB_ENV, MEMORY_ENV, STATE_DB_ENV
 from .errors import Location, UserError
 
@@ -41,6 +42,8 @@ TOP_KEYS = {
                    "$WAREHOUSE_BATCH_ALLOWED_HOSTS)",
     "jobs": "the job folder(s) or file(s) a command runs when given no path",
     "providers": "per-provider settings: [providers.openai] base_url, api_key_env",
+    "daily_budget_usd": "what every job of the state database may spend per UTC day "
+                        "(--daily-budget-usd, $WAREHOUSE_BATCH_DAILY_BUDGET_USD)",
 }
 PROVIDER_KEYS = {"base_url", "api_key_env"}
 # provider -> (environment variable of its base URL, of its API key)
@@ -67,6 +70,7 @@ class Project:
     allow_hosts: list[str] = field(default_factory=list)
     jobs: list[str] = field(default_factory=list)
     providers: dict[str, dict[str, str]] = field(default_factory=dict)
+    daily_budget_usd: float | None = None
 
     @property
     def folder(self) -> Path:
@@ -180,6 +184,11 @@ def _check(data: dict, where: _Where) -> Project:
                 project.allow_hosts = items
             else:
                 setattr(project, key, [str(_absolute(where.file, i)) for i in items])
+        elif key == "daily_budget_usd":
+            try:
+                project.daily_budget_usd = check_usd(value)
+            except ValueError as e:
+                raise UserError(f"daily_budget_usd: {e}", where.of(key)) from None
         else:
             project.providers = _providers(value, where)
     return project
@@ -227,6 +236,8 @@ def apply(project: Project, env: MutableMapping[str, str]) -> None:
         env.setdefault(STATE_DB_ENV, project.state_db)
     if project.memory_limit:
         env.setdefault(MEMORY_ENV, project.memory_limit)
+    if project.daily_budget_usd is not None:
+        env.setdefault(DAILY_ENV, repr(project.daily_budget_usd))
     if project.allow_paths:
         env[PATHS_ENV] = os.pathsep.join(filter(None, [env.get(PATHS_ENV),
                                                        *project.allow_paths]))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .budget import parse_budget, parse_deadline
 from .db import check_memory_limit
 from .dbtwords import DbtWords
 from .errors import JobFileError, Location
@@ -54,6 +55,7 @@ CONTROL_KEYS = {
     "attach", "export",
     # the DuckDB file holding the warehouse_batch state (db.Target.state_db)
     "state_db",
+    "budget_usd", "deadline",   # budget.py: the job's cap (billed + reserved); check's deadline
 }
 KNOWN_KEYS = GENERATION_KEYS | CONTROL_KEYS
 REQUIRED_KEYS = ("name", "provider", "model", "unique_key")
@@ -113,6 +115,8 @@ class JobSpec:
     export: str | None = None   # the Parquet file the output table is copied to (output.py)
     depends_on: list[str] = field(default_factory=list)   # dbt models/sources it reads
     dbt_files: list[str] = field(default_factory=list)    # dbt manifest / project it read
+    budget_usd: float | None = None   # the job's cap over its life (budget.py)
+    deadline: str | None = None       # '06:00' (UTC, daily) or an ISO instant (health.py)
 
     def location_of(self, key: str) -> Location:
         return self.key_locations.get(key, Location(self.path, 1, 1))
@@ -443,8 +447,12 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
                            locations["allow_truncated"], hint="raise max_tokens instead")
     attach = _attachments(config, locations, scope, name)
     export = _export(config, locations, scope, name)
+    budget = dict(budget_usd=parse_budget(config["budget_usd"], locations["budget_usd"])
+                  if "budget_usd" in config else None,
+                  deadline=parse_deadline(config["deadline"], locations["deadline"]).text
+                  if "deadline" in config else None)
     return JobSpec(
-        attach=attach, export=export,
+        attach=attach, export=export, **budget,
         allow_truncated=allow_truncated, memory_limit=memory_limit, state_db=state_db,
         output_schema=output_schema, output_columns=output_columns,
         output_schema_file=schema_file, path=path, name=name,
