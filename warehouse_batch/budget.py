@@ -395,12 +395,13 @@ def recorded_daily(con: duckdb.DuckDBPyConnection) -> float | None:
     return float(row[0]) if row else None
 
 
-def settle(con: duckdb.DuckDBPyConnection, batch_id: str) -> None:
-    """Replace a collected batch's reservation by what its attempts were billed (called in
-    the transaction that records them)."""
-    con.execute(f"""UPDATE {SCHEMA}.batches SET settled_at = ?,
-            billed_usd = (SELECT cost_usd FROM {SCHEMA}.batch_costs WHERE batch_id = ?)
-        WHERE batch_id = ?""", [now_utc(), batch_id, batch_id])
+def settle(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> None:
+    """Replace collected batches' reservations by what their attempts were billed (called
+    in the transaction that records them; one pass over the attempts for all of them)."""
+    con.execute(f"""UPDATE {SCHEMA}.batches AS b SET settled_at = ?, billed_usd = c.cost_usd
+        FROM (SELECT batch_id, cost_usd FROM {SCHEMA}.batch_costs
+              WHERE batch_id IN (SELECT unnest(?::VARCHAR[]))) c
+        WHERE c.batch_id = b.batch_id""", [now_utc(), batch_ids])
 
 
 def held(con: duckdb.DuckDBPyConnection, job: str) -> dict | None:

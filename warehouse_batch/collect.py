@@ -134,6 +134,8 @@ class CommitGroup:
     def commit(self) -> None:
         if not self.open:
             return
+        if self.batches:   # their reservations become what they were billed (budget.py)
+            settle(self.con, [batch.batch_id for _, batch, _ in self.batches])
         self.con.execute("COMMIT")
         self.open, self.rows = False, 0
         faults.checkpoint("after_collect_commit")
@@ -200,7 +202,6 @@ def ingest(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatc
                 f"batch {remote.provider_batch_id}: {bad} result line(s) were not valid JSON and "
                 "were skipped; their requests count as not processed and will be sent again")
         merge_outcomes(con, batch.batch_id, remote.provider_batch_id, group.maybe_cached)
-        settle(con, batch.batch_id)   # its reservation becomes what it was billed
         update_batch(con, batch.batch_id, state="collected", collected_at=now_utc(),
                      error=remote.error)
         group.consistent = True
