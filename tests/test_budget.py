@@ -309,3 +309,25 @@ def test_two_reservations_on_one_snapshot_conflict(tmp_path):
     assert con.execute("SELECT value FROM warehouse_batch.meta WHERE key = 'budget_serial'"
                        ).fetchone() == ("1",)
     con.close()
+
+
+def test_held_rows_go_with_a_later_run_while_batches_are_in_flight(tmp_path, emulator):
+    """`run` only polls while batches run and nothing changed (the cheap poll); rows held
+    back by a cap are something to do, so a run with room sends them; `status` shows the
+    hold from the cheap path too, and `collect` stays a poll."""
+    job = Job(tmp_path, emulator, extra=", batch_max_requests=4", max_tokens=50)
+    _, plan, _ = cli(emulator, "plan", job.path, "--db", job.db)
+    cap = plan["budget"]["reservation_usd"] / 2
+    code, report, _ = cli(emulator, "run", job.path, "--db", job.db, "--daily-budget-usd",
+                          repr(cap))
+    assert code == 75 and report["submitted"]["held"]["batches_held"] == 2
+    assert len(creates(emulator)) == 1                       # in flight: validating
+    code, status, _ = cli(emulator, "status", job.path, "--db", job.db)
+    assert code == 75 and status["held"]["batches_held"] == 2
+    code, report, _ = cli(emulator, "collect", job.path, "--db", job.db)
+    assert code == 75 and report["rows"]["pending"] == 12
+    code, report, _ = cli(emulator, "run", job.path, "--db", job.db, "--daily-budget-usd",
+                          repr(cap * 3))
+    assert code == 75 and report["submitted"]["held"] is None
+    assert report["submitted"]["batches_created"] == 2 and len(creates(emulator)) == 3
+    assert cli(emulator, "status", job.path, "--db", job.db)[1]["held"] is None
