@@ -123,6 +123,10 @@ def test_the_job_budget_holds_back_batches_exits_75_and_status_says_why(tmp_path
     assert job.sql("SELECT count(*) FROM enriched WHERE _status = 'pending'") == [(12,)]
     code, status, _ = cli(fast_emulator, "status", job.path, "--db", job.db)
     assert status["held"]["message"] == held["message"] and code == 75
+    code, plan, _ = cli(fast_emulator, "plan", job.path, "--db", job.db)
+    assert plan["budget"]["held"]["message"] == held["message"]
+    assert plan["budget"]["batches"] == 2 and plan["budget"]["batches_held"] == 2
+    assert plan["budget"]["held_by"] == "job"
     text = subprocess.run(EXE + ["submit", job.path, "--db", job.db], capture_output=True,
                           text=True, env=emulator_env(fast_emulator))
     assert text.returncode == 75 and "held back" in text.stderr and "left" in text.stderr
@@ -251,6 +255,9 @@ def test_raising_the_daily_cap_releases_held_rows(tmp_path, fast_emulator):
     job = Job(tmp_path, fast_emulator, extra=", batch_max_requests=4", max_tokens=50)
     _, plan, _ = cli(fast_emulator, "plan", job.path, "--db", job.db)
     cap = plan["budget"]["reservation_usd"] / 2
+    _, plan, _ = cli(fast_emulator, "plan", job.path, "--db", job.db,
+                     "--daily-budget-usd", repr(cap))
+    assert plan["budget"]["batches_held"] == 2 and plan["budget"]["held_by"] == "daily"
     code, report, _ = cli(fast_emulator, "submit", job.path, "--db", job.db,
                           "--daily-budget-usd", repr(cap))
     assert code == 75 and report["submitted"]["held"]["cap"] == "daily"
@@ -331,3 +338,22 @@ def test_held_rows_go_with_a_later_run_while_batches_are_in_flight(tmp_path, emu
     assert code == 75 and report["submitted"]["held"] is None
     assert report["submitted"]["batches_created"] == 2 and len(creates(emulator)) == 3
     assert cli(emulator, "status", job.path, "--db", job.db)[1]["held"] is None
+
+
+def test_batches_collected_before_budgets_are_settled_by_the_upgrade(tmp_path, fast_emulator):
+    job = Job(tmp_path, fast_emulator, extra=", batch_max_requests=5")
+    job.run(wait=False)
+    before = job.sql("SELECT batch_id, billed_usd FROM warehouse_batch.batches ORDER BY 1")
+    assert len(before) == 3 and all(b > 0 for _, b in before)
+    # the state as version 18 left it: no reservation, nothing settled, no budget tables
+    job.sql("""UPDATE warehouse_batch.batches SET reserved_usd = NULL, billed_usd = NULL,
+                   settled_at = NULL, budget_day = NULL;
+               DROP TABLE warehouse_batch.job_budgets; DROP TABLE warehouse_batch.budget_holds;
+               DELETE FROM warehouse_batch.meta WHERE key = 'budget_serial';
+               DELETE FROM warehouse_batch.schema_migrations WHERE version = 19""")
+    code, status, _ = cli(fast_emulator, "status", job.path, "--db", job.db, "--no-refresh")
+    assert code == 0 and status["held"] is None
+    after = job.sql("SELECT batch_id, billed_usd FROM warehouse_batch.batches ORDER BY 1")
+    assert after == before
+    assert job.sql("SELECT count(*) FROM warehouse_batch.batches WHERE settled_at IS NULL "
+                   "OR budget_day IS NULL") == [(0,)]
