@@ -36,6 +36,7 @@ import duckdb
 
 from .errors import BudgetConflictError, JobFileError, Location, UserError
 from .models import output_limit
+from .sqlutil import load_sql
 from .state import SCHEMA, fetch_dicts, now_utc
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
 DAILY_ENV = "WAREHOUSE_BATCH_DAILY_BUDGET_USD"
 ALERT_SHARE = 0.8          # `check` alerts when spend passes this share of a cap
-ACTIVE_STATES = ("intent", "uploaded", "creating", "submitted", "collected")
 _TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 _OUTPUT_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
@@ -195,29 +195,13 @@ def require_price(con: duckdb.DuckDBPyConnection, spec: "JobSpec", provider: str
 
 # -- spend ----------------------------------------------------------------------------------------
 
-_SPEND = f"""SELECT
-    coalesce(sum(billed_usd) FILTER (WHERE settled_at IS NOT NULL), 0),
-    coalesce(sum(reserved_usd) FILTER (WHERE settled_at IS NULL
-        AND state IN ({', '.join(f"'{s}'" for s in ACTIVE_STATES)})), 0)
-    FROM {SCHEMA}.batches"""
-
-
 def spend(con: duckdb.DuckDBPyConnection, *, job: str | None = None,
           day: dt.date | None = None, leave_out: list[str] | None = None
           ) -> tuple[float, float]:
     """(billed, reserved) USD under a cap: of `job` over its life, or of `day` over every
     job (or both filters); `leave_out`: batch ids not to count."""
-    where, params = ["true"], []
-    if job is not None:
-        where.append("job_name = ?")
-        params.append(job)
-    if day is not None:
-        where.append("budget_day = ?")
-        params.append(day)
-    if leave_out:
-        where.append("batch_id NOT IN (SELECT unnest(?::VARCHAR[]))")
-        params.append(leave_out)
-    billed, reserved = con.execute(f"{_SPEND} WHERE {' AND '.join(where)}", params).fetchone()
+    billed, reserved = con.execute(load_sql("budget_spend.sql"), {
+        "job": job, "day": day, "leave_out": list(leave_out or [])}).fetchone()
     return float(billed), float(reserved)
 
 
@@ -398,10 +382,7 @@ def recorded_daily(con: duckdb.DuckDBPyConnection) -> float | None:
 def settle(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> None:
     """Replace collected batches' reservations by what their attempts were billed (called
     in the transaction that records them; one pass over the attempts for all of them)."""
-    con.execute(f"""UPDATE {SCHEMA}.batches AS b SET settled_at = ?, billed_usd = c.cost_usd
-        FROM (SELECT batch_id, cost_usd FROM {SCHEMA}.batch_costs
-              WHERE batch_id IN (SELECT unnest(?::VARCHAR[]))) c
-        WHERE c.batch_id = b.batch_id""", [now_utc(), batch_ids])
+    con.execute(load_sql("budget_settle.sql"), {"now": now_utc(), "batch_ids": batch_ids})
 
 
 def held(con: duckdb.DuckDBPyConnection, job: str) -> dict | None:

@@ -224,19 +224,15 @@ class MissingDatabaseError(UserError):
 EXIT_ALERTS = 5
 
 
-class BudgetConflictError(WarehouseBatchError):
+class BudgetConflictError(BusyError):
     """Two submits in one process reserved budget on the same snapshot of the state
     (budget.py): the second is refused before anything is recorded or sent, so no cap is
-    crossed. Nothing is wrong: the same command goes through when run again (exit 75)."""
-
-    exit_code = EXIT_PENDING
+    crossed. Nothing is wrong: the state was busy, and the same command goes through when run
+    again (exit 75, `"retryable": true`)."""
 
     def __init__(self, detail: str):
-        super().__init__(
-            "another submit reserved budget in this state database at the same moment "
-            f"({detail}); nothing was recorded or sent: run the same command again")
-
-    def to_dict(self) -> dict:
-        d = super().to_dict()
-        d["retryable"] = True
-        return d
+        self.path, self.waited = "the state database", 0.0
+        self.holder = "another submit of this process reserving budget"
+        WarehouseBatchError.__init__(
+            self, "another submit reserved budget in this state database at the same moment "
+                  f"({detail}); nothing was recorded or sent: run the same command again")
