@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 import duckdb
 
-from . import notify
+from . import budget, notify
 from .attempts import set_command
 from .clock import Backoff, Clock, SystemClock, trouble_backoff
 from .collect import collect_ready, note_lost, poll
@@ -88,6 +88,9 @@ class Options:
     dbt: DbtSettings = field(default_factory=DbtSettings)   # where ref()/source() look
     dbt_outputs: dict[str, str] = field(default_factory=dict)   # other jobs' tables by name
     allow_hooks: bool = False             # shell commands in a job's on_complete/on_failure
+
+    # USD per UTC day (of `clock`) for every job in the state database (budget.py)
+    daily_budget_usd: float | None = field(default_factory=budget.default_daily_budget)
 
 
 def options_for(job_path: str, env: Mapping[str, str] | None = None, **given: Any) -> Options:
@@ -161,8 +164,10 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
                  warehouse="read") as con:
         set_command(con, None, options.retry_failed)
         check_output(con, spec)
+        budget.require_price(con, spec, provider.name)
         prepared = prepare(con, spec, provider, options.log)
         report = build_plan(con, prepared)
+        report.budget = budget.plan_view(con, spec, provider.name, _caps(spec, options))
         price_plan(con, prepared, report)   # real-time sends at real-time prices
         report.cost_usd = job_cost(con, spec.name)   # spent so far (the CLI's --json)
         report.depends_on = list(spec.depends_on)
@@ -203,6 +208,10 @@ def run(job_path: str, options: Options | None = None, *, wait: bool = False,
     trouble = trouble_backoff()
     started = options.clock.now()
     while report.pending:
+        if report.submitted.held and not report.collected.batches_in_progress \
+                and not report.submitted.batches_waiting and report.stopped is None:
+            options.log("the rows left are held back by a budget cap: not waiting for it")
+            break   # a cap is not waited out: nothing running will free it
         if report.stopped is not None:
             delay = trouble.delay_for(report.retry_after)
             why = f"provider trouble ({report.stopped}); trying again in {delay:.0f}s"
@@ -274,6 +283,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
             # into the output rows in place.
             check_output(con, spec)
             if submit:
+                budget.require_price(con, spec, provider.name)
                 prepared = prepare(con, spec, provider, options.log, keep_rows=keep_rows)
                 refuse_overlong(con, prepared)   # rows no model can answer: refused at once
                 report.rows_rendered += prepared.rendered
@@ -303,7 +313,8 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                 report.rows_rendered += prepared.rendered
             if submit:
                 with warehouse_released(con):
-                    submitted = submit_work(con, prepared, report.run_id, options.log)
+                    submitted = submit_work(con, prepared, report.run_id, options.log,
+                                            _caps(spec, options))
                     record_job_rows(con, spec.name, report.run_id, prepared.rows)
                     _merge(report.submitted, submitted)
                     if send_unfinished(con, provider, spec.name, options.clock,
@@ -378,7 +389,7 @@ def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport
         built = (recorded_output(con, table.key) if where.state_db
                  else stored_shape(con, spec))   # a poll never opens the warehouse
         if not batches or (may_send and unfinished_batches(con, spec.name)) \
-                or built is None \
+                or (may_send and budget.held(con, spec.name)) or built is None \
                 or (may_send and stored_job_hash(con, spec) != spec.fingerprint()):
             return False
     providers = BatchProviders(provider)
@@ -414,6 +425,11 @@ def _poll_only(spec: JobSpec, provider: Any, options: Options, report: RunReport
     return True
 
 
+def _caps(spec: JobSpec, options: Options) -> budget.Caps:
+    """The budget caps of this command: the job's, the daily one, today by its clock."""
+    return budget.Caps.of(spec, options.daily_budget_usd, options.clock)
+
+
 def _remember(con: duckdb.DuckDBPyConnection, spec: JobSpec, options: Options) -> None:
     """Record what a later poll needs of this job (`pollfacts`): the CLI's cheap poll
     (`pollpath`) then neither parses the job file nor imports the pipeline."""
@@ -446,7 +462,7 @@ def _write_after_error(con: duckdb.DuckDBPyConnection, report: RunReport, spec: 
         options.log(f"could not bring the output table up to date after the error: {e}")
 
 
-_LATEST = {"batches_in_progress", "batches_waiting", "waiting"}   # snapshots, not totals
+_LATEST = {"batches_in_progress", "batches_waiting", "waiting", "held"}   # snapshots
 
 
 def _merge(total: Any, part: Any) -> None:
@@ -532,7 +548,8 @@ def status(job_path: str, options: Options | None = None, refresh: bool = True) 
 
 def _status_report(con: duckdb.DuckDBPyConnection, spec: JobSpec, warnings: list[str],
                    timed: Timed) -> StatusReport:
-    report = StatusReport(spec.name, *_standing(con, spec), warnings)
+    report = StatusReport(spec.name, *_standing(con, spec), warnings,
+                          held=budget.held(con, spec.name))
     report.started_like(timed)
     report.finish(job_cost(con, spec.name))
     return report

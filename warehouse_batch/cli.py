@@ -107,6 +107,20 @@ _memory_limit = _checked(check_memory_limit)
 _lock_timeout = _checked(check_lock_timeout)
 
 
+def _check_usd(value: str) -> float:
+    from .budget import check_usd
+    return check_usd(value)
+
+
+_usd = _checked(_check_usd)
+_daily_budget = click.option(
+    "--daily-budget-usd", callback=_usd, default=None, metavar="USD",
+    help="cap on what every job of the state database may spend per UTC day (billed + "
+         "reserved worst case); a batch that would cross it is not created [default: "
+         "$WAREHOUSE_BATCH_DAILY_BUDGET_USD, else the project file's daily_budget_usd, else "
+         "none]")
+
+
 dbt_options = [
     click.option("--project-dir", default=None, metavar="DIR",
                  help="the dbt project ref()/source() resolve in [default: $DBT_PROJECT_DIR, "
@@ -167,6 +181,7 @@ def job_options(f: Callable) -> Callable:
         click.option("--lock-timeout", callback=_lock_timeout, default=None, metavar="SECONDS",
                      help="wait this long for a file another process holds, then exit 75 "
                           "(busy) [default: $WAREHOUSE_BATCH_LOCK_TIMEOUT, else 10]"),
+        _daily_budget,
         click.option("--memory-limit", callback=_memory_limit, default=None, metavar="SIZE",
                      help="memory DuckDB may use before spilling to disk, e.g. 2GB "
                           "[default: the job's memory_limit, else "
@@ -182,7 +197,8 @@ def job_options(f: Callable) -> Callable:
 def _options(db, vars_, quiet, max_attempts, batch_max_requests, batch_max_bytes,
              batch_max_tokens, enqueued_token_limit=None, allow_paths=(), allow_hosts=(),
              memory_limit=None, state_db=None, lock_timeout=None, create_db=False,
-             project_dir=None, profiles_dir=None, target=None, **extra) -> api.Options:
+             project_dir=None, profiles_dir=None, target=None, daily_budget_usd=None,
+             **extra) -> api.Options:
     from .dbtproject import DbtSettings   # here, as _api(): the cheap poll imports neither
     opts = _api().Options(vars=_parse_vars(vars_), max_attempts=max_attempts,
                        dbt=DbtSettings(project_dir, profiles_dir, target),
@@ -196,6 +212,8 @@ def _options(db, vars_, quiet, max_attempts, batch_max_requests, batch_max_bytes
                        allowed_hosts=tuple(allow_hosts), log=_logger(quiet), **extra)
     if db:
         opts.db = db
+    if daily_budget_usd is not None:
+        opts.daily_budget_usd = daily_budget_usd
     return opts
 
 
@@ -467,6 +485,7 @@ def _print_plan(r) -> None:
                        f"uses all of max_tokens: output ${r.max_output_cost_usd:,.4f})")
         else:
             click.echo(f"  {'worst case':<22}unbounded (no max_tokens)")
+    _print_budget(r.budget)
     if r.sample_request:
         click.echo("one request:")
         click.echo(json.dumps(r.sample_request, indent=2, ensure_ascii=False))
@@ -480,6 +499,27 @@ def _estimate_basis(est: dict) -> str:
     if est.get("input_basis") == "learned":
         return f"learned from {est.get('learned_from', 0):,} billed request(s): {ratio}"
     return f"documented ratio, nothing learned yet: {ratio}"
+
+
+def _print_budget(b) -> None:
+    """plan's budget lines: the reservation the next submit makes, what is left of each cap."""
+    if b is None:
+        return
+    from .budget import usd
+    if b.reservation_usd is not None:
+        click.echo(f"  {'reservation':<22}{usd(b.reservation_usd):>12}  (worst case of "
+                   f"{b.batches} batch(es) at batch prices: input + max_tokens x requests)")
+    for c in b.caps:
+        which = f"daily cap {c['day']}" if c["cap"] == "daily" else "job budget"
+        click.echo(f"  {which:<22}{usd(max(c['left_usd'], 0)):>12} left of {usd(c['cap_usd'])} "
+                   f"({usd(c['billed_usd'])} billed + {usd(c['reserved_usd'])} reserved)")
+    if b.batches_held:
+        click.echo(f"  {'would be held back':<22}{b.batches_held:>12,}  batch(es): they would "
+                   f"cross the {b.held_by} cap")
+    if b.held:
+        click.echo(f"  held back now: {b.held['message']}")
+    if b.note:
+        click.echo(f"  note: {b.note}")
 
 
 def _print_run(r: RunReport) -> None:
@@ -498,6 +538,8 @@ def _print_run(r: RunReport) -> None:
     if s.waiting:
         click.echo(f"  waiting     {s.batches_waiting} batch(es) for enqueued-token capacity: "
                    f"{s.waiting[-1]}", err=True)
+    if s.held:
+        click.echo(f"  held back   {s.held['message']}", err=True)
     if r.stopped is None and rows.pending and r.command != "submit":
         click.echo("  work is still pending: run `collect` (or `run --wait`) later", err=True)
 
@@ -631,6 +673,8 @@ def status(jobs, as_json, selects, excludes, no_refresh, **kw) -> None:
                        f"{b['request_count']:>8,} requests")
         for w in report.warnings:
             click.echo(f"  warning: {w}", err=True)
+        if report.held:
+            click.echo(f"  held back: {report.held['message']}")
     _drive("status", jobs, as_json, selects, excludes, kw, one, human)
 
 
@@ -698,16 +742,22 @@ def report(db, since_days, fmt, as_json, output, state_db) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--state-db", default=None, metavar="PATH", help="the state's own DuckDB file, "
               "if it has one [$WAREHOUSE_BATCH_STATE_DB]")
-def check(db, stuck_minutes, max_error_rate, recent_batches, as_json, state_db) -> None:
+@_daily_budget
+def check(db, stuck_minutes, max_error_rate, recent_batches, as_json, state_db,
+          daily_budget_usd) -> None:
     """Health check for monitoring: name each alert, exit 5 if there is any, else 0.
 
-    Reads the state only: stuck batches and error rates over recent batches."""
+    Reads the state only: stuck batches, error rates over recent batches, spend past 80%
+    of a job's budget or the daily cap, jobs still pending past their deadline."""
     from . import health
+    from .budget import default_daily_budget
 
     def body():
+        _project()
         r = health.check(db or default_db_path(), stuck_minutes=stuck_minutes,
                          max_error_rate=max_error_rate, recent_batches=recent_batches,
-                         state_db=state_db or default_state_db())
+                         state_db=state_db or default_state_db(),
+                         daily_budget_usd=daily_budget_usd or default_daily_budget())
         _emit(r, as_json, lambda: click.echo(
             "\n".join(f"ALERT {a.kind} [{a.job}]: {a.message}" for a in r.alerts)
             or "ok: no alerts"))

@@ -23,6 +23,7 @@ import duckdb
 
 from .reports import CollectReport
 from . import faults
+from .budget import settle
 from .jsonl import load_lines
 from .ledger import (BatchProviders, release_foreign, retrieve_or_lose, submitted_batches,
                      update_batch)
@@ -133,6 +134,8 @@ class CommitGroup:
     def commit(self) -> None:
         if not self.open:
             return
+        if self.batches:   # their reservations become what they were billed (budget.py)
+            settle(self.con, [batch.batch_id for _, batch, _ in self.batches])
         self.con.execute("COMMIT")
         self.open, self.rows = False, 0
         faults.checkpoint("after_collect_commit")

@@ -222,3 +222,17 @@ class MissingDatabaseError(UserError):
 # `warehouse-batch check` found something a person should look at (health.py). Not an error
 # of the command: the alerts are its answer, one per line and in --json.
 EXIT_ALERTS = 5
+
+
+class BudgetConflictError(BusyError):
+    """Two submits in one process reserved budget on the same snapshot of the state
+    (budget.py): the second is refused before anything is recorded or sent, so no cap is
+    crossed. Nothing is wrong: the state was busy, and the same command goes through when run
+    again (exit 75, `"retryable": true`)."""
+
+    def __init__(self, detail: str):
+        self.path, self.waited = "the state database", 0.0
+        self.holder = "another submit of this process reserving budget"
+        WarehouseBatchError.__init__(
+            self, "another submit reserved budget in this state database at the same moment "
+                  f"({detail}); nothing was recorded or sent: run the same command again")

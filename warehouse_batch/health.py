@@ -2,7 +2,11 @@
 
 * a batch in `validating` or `finalizing` (or `cancelling`) longer than a threshold (default
   30 minutes), or a submit left half done by a crash for that long;
-* an error rate above a threshold (default 5%) over each job's most recent collected batches.
+* an error rate above a threshold (default 5%) over each job's most recent collected batches;
+* spend (billed + reserved) past 80% of a job's `budget_usd`, or of the daily cap for today
+  (`--daily-budget-usd`, else the cap the latest submit used), as `budget.py` counts it;
+* a job whose `deadline` has fallen due while rows recorded before it are still pending (a
+  time of day, '06:00': the latest 06:00 UTC; an ISO instant: that instant).
 
 Each alert names its kind, job and batch; the command exits `EXIT_ALERTS` (5) when there is
 any, so a cron job or a monitoring system can act on the exit code or on `--json`.
@@ -14,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import duckdb
 
+from . import budget
 from .clock import Clock, SystemClock
 from .db import reading_state
 from .errors import EXIT_ALERTS, EXIT_OK
@@ -22,7 +27,7 @@ from .sqlutil import load_sql
 
 @dataclass
 class Alert:
-    kind: str                  # 'stuck_batch' or 'error_rate'
+    kind: str   # 'stuck_batch', 'error_rate', 'budget', 'daily_budget' or 'deadline'
     job: str
     message: str
     batch_id: str | None = None
@@ -45,7 +50,8 @@ class HealthReport:
 
 
 def find_alerts(con: duckdb.DuckDBPyConnection, now: dt.datetime, *, stuck_minutes: float,
-                max_error_rate: float, recent_batches: int) -> list[Alert]:
+                max_error_rate: float, recent_batches: int,
+                daily_budget_usd: float | None = None) -> list[Alert]:
     """The alerts for the state on `con` at `now` (naive UTC, as the ledger stores time)."""
     alerts = []
     for job, batch_id, provider_id, status, since in con.execute(
@@ -64,18 +70,64 @@ def find_alerts(con: duckdb.DuckDBPyConnection, now: dt.datetime, *, stuck_minut
                                 f"{errored:,} of {sends:,} sends errored ({rate:.1%}) over the "
                                 f"last {batches} collected batch(es) (threshold "
                                 f"{max_error_rate:.1%})", None, round(rate, 4)))
+    alerts += budget_alerts(con, now, daily_budget_usd)
+    alerts += deadline_alerts(con, now)
+    return alerts
+
+
+def budget_alerts(con: duckdb.DuckDBPyConnection, now: dt.datetime,
+                  daily_budget_usd: float | None) -> list[Alert]:
+    """Spend past `budget.ALERT_SHARE` of a job's budget or of today's daily cap."""
+    jobs = [(job, cap) for job, cap, _ in budget.job_budgets(con) if cap is not None]
+    states = [(job, budget.cap_states(con, job, budget.Caps(cap, None, now.date()))[0])
+              for job, cap in jobs]
+    daily = daily_budget_usd if daily_budget_usd is not None else budget.recorded_daily(con)
+    if daily is not None:
+        states += [("all jobs", s) for s in budget.cap_states(
+            con, "", budget.Caps(None, daily, now.date()))]
+    alerts = []
+    for job, s in states:
+        share = s.spent_usd / s.cap_usd
+        if share > budget.ALERT_SHARE:
+            kind = "daily_budget" if s.cap == "daily" else "budget"
+            alerts.append(Alert(kind, job, f"{share:.0%} of the cap is spent: {s.describe()} "
+                                f"(alert above {budget.ALERT_SHARE:.0%})", None,
+                                round(share, 4)))
+    return alerts
+
+
+def deadline_alerts(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> list[Alert]:
+    """Jobs whose deadline fell due while rows recorded before it are still pending."""
+    alerts = []
+    for job, _, text in budget.job_budgets(con):
+        if text is None:
+            continue
+        due = budget.parse_deadline(text).last_due(now)
+        if due is None:
+            continue
+        pending, since = con.execute(load_sql("health_deadline.sql"),
+                                     {"job": job, "due": due}).fetchone()
+        if pending:
+            late = (now - due).total_seconds() / 60
+            alerts.append(Alert("deadline", job, (
+                f"{pending:,} row(s) still pending {late:,.0f} minutes past the deadline "
+                f"{due:%Y-%m-%d %H:%M} UTC (deadline={text!r}; pending since "
+                f"{since:%Y-%m-%d %H:%M} UTC)"), None, pending))
     return alerts
 
 
 def check(db: str, *, stuck_minutes: float = 30, max_error_rate: float = 0.05,
           recent_batches: int = 10, clock: Clock | None = None,
-          memory_limit: str | None = None, state_db: str | None = None) -> HealthReport:
+          memory_limit: str | None = None, state_db: str | None = None,
+          daily_budget_usd: float | None = None) -> HealthReport:
     """Check the state in `db` (or in `state_db`, its own file: then `db` is not opened),
     read-only."""
     now = dt.datetime.fromtimestamp((clock or SystemClock()).now(), dt.timezone.utc)
     thresholds = {"stuck_minutes": stuck_minutes, "max_error_rate": max_error_rate,
-                  "recent_batches": recent_batches}
+                  "recent_batches": recent_batches, "budget_share": budget.ALERT_SHARE,
+                  "daily_budget_usd": daily_budget_usd}
     with reading_state(db, state_db, memory_limit) as con:
         alerts = find_alerts(con, now.replace(tzinfo=None), stuck_minutes=stuck_minutes,
-                             max_error_rate=max_error_rate, recent_batches=recent_batches)
+                             max_error_rate=max_error_rate, recent_batches=recent_batches,
+                             daily_budget_usd=daily_budget_usd)
     return HealthReport(now.isoformat(timespec="seconds"), thresholds, alerts)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import duckdb
 
@@ -51,6 +52,7 @@ class PlanReport:
     depends_on: list[str] = field(default_factory=list)   # dbt models/sources the SELECT reads
     send_mode: str = "batch"                  # 'realtime': below realtime_below (realtime.py)
     realtime_below: int | None = None
+    budget: Any = None   # budget.BudgetPlan: the next reservation, what is left of each cap
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 
 import duckdb
 
+from .budget import held
 from .db import DEFAULT_LOCK_TIMEOUT, Target, close, connect, reading
 from .errors import BusyError, WarehouseBatchError
 from .ledger import BatchProviders, record_poll, submitted_batches, unfinished_batches
@@ -65,7 +66,7 @@ def try_status(req: PollRequest) -> StatusReport | None:
     found = _poll(req, may_send=False)
     if found is None:
         return None
-    report = StatusReport(found.facts.name, found.batches, found.rows)
+    report = StatusReport(found.facts.name, found.batches, found.rows, held=found.held)
     report.started_like(started)
     report.finish(found.cost_usd)
     return report
@@ -98,6 +99,7 @@ class _Found:
     remotes: list[RemoteBatch]
     batches: list[dict]          # every batch of the job, as recorded after the polls
     cost_usd: float | None = None
+    held: dict | None = None     # rows the latest submit held back for a budget cap
 
 
 def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
@@ -119,6 +121,9 @@ def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
             batches = submitted_batches(con, facts.name)
             if not batches or (may_send and unfinished_batches(con, facts.name)):
                 return None
+            hold = held(con, facts.name)
+            if may_send and hold:
+                return None   # rows held back by a budget cap: the library sends them if it can
             if where.state_db:   # the warehouse is not opened: counts from the state
                 job_hash = recorded_output(con, (facts.table_schema, facts.table_name))
                 if job_hash is None or (may_send and job_hash[1] != facts.fingerprint):
@@ -152,7 +157,7 @@ def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
         raise   # waited the whole --lock-timeout already: the library would wait again
     except (WarehouseBatchError, duckdb.Error):
         return None   # the library path says so properly
-    return _Found(facts, rows, [r for _, r in polled], listed, cost)
+    return _Found(facts, rows, [r for _, r in polled], listed, cost, hold)
 
 
 def _output(con: duckdb.DuckDBPyConnection, facts: JobFacts) -> tuple[str, str | None] | None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
+from .budget import DAILY_ENV, check_usd
 from .db import DB_ENV, MEMORY_ENV, STATE_DB_ENV
 from .errors import Location, UserError
 from .paths import ALLOW_HOOKS_ENV
@@ -48,6 +49,8 @@ TOP_KEYS = {
                   "($WAREHOUSE_BATCH_ON_FAILURE)",
     "allow_hooks": "true: job files may name shell commands as hooks (--allow-hooks, "
                    "$WAREHOUSE_BATCH_ALLOW_HOOKS)",
+    "daily_budget_usd": "what every job of the state database may spend per UTC day "
+                        "(--daily-budget-usd, $WAREHOUSE_BATCH_DAILY_BUDGET_USD)",
 }
 PROVIDER_KEYS = {"base_url", "api_key_env"}
 # provider -> (environment variable of its base URL, of its API key)
@@ -80,6 +83,7 @@ class Project:
     providers: dict[str, dict[str, str]] = field(default_factory=dict)
     hooks: dict[str, str] = field(default_factory=dict)   # on_complete / on_failure
     allow_hooks: bool = False
+    daily_budget_usd: float | None = None
 
     @property
     def folder(self) -> Path:
@@ -202,6 +206,11 @@ def _check(data: dict, where: _Where) -> Project:
             if not isinstance(value, bool):
                 raise UserError("allow_hooks must be true or false", where.of(key))
             project.allow_hooks = value
+        elif key == "daily_budget_usd":
+            try:
+                project.daily_budget_usd = check_usd(value)
+            except ValueError as e:
+                raise UserError(f"daily_budget_usd: {e}", where.of(key)) from None
         else:
             project.providers = _providers(value, where)
     return project
@@ -249,6 +258,8 @@ def apply(project: Project, env: MutableMapping[str, str]) -> None:
         env.setdefault(STATE_DB_ENV, project.state_db)
     if project.memory_limit:
         env.setdefault(MEMORY_ENV, project.memory_limit)
+    if project.daily_budget_usd is not None:
+        env.setdefault(DAILY_ENV, repr(project.daily_budget_usd))
     if project.allow_paths:
         env[PATHS_ENV] = os.pathsep.join(filter(None, [env.get(PATHS_ENV),
                                                        *project.allow_paths]))

@@ -100,6 +100,7 @@ class SubmitReport:
     batches_pending_create: int = 0
     batches_waiting: int = 0      # intents held back: the enqueued-token limit is full
     waiting: list[str] = field(default_factory=list)   # why, one line per waiting batch
+    held: dict | None = None      # batches not created: a budget cap (budget.Hold)
     requests_submitted: int = 0
     requests_realtime: int = 0    # of them, sent through the synchronous API (realtime.py)
     bytes_submitted: int = 0
@@ -153,8 +154,8 @@ class RunReport(Timed):
 
     @property
     def exit_code(self) -> int:
-        if self.stopped is not None:
-            return EXIT_PENDING   # provider trouble: nothing to fix, come back later
+        if self.stopped is not None or self.submitted.held:
+            return EXIT_PENDING   # provider trouble, a budget cap: nothing to fix, later
         if self.command == "submit":
             return EXIT_OK
         if self.rows.pending:
@@ -179,6 +180,7 @@ class StatusReport(Timed):
     batches: list[dict]   # every batch of the job, `lost` ones included (with the reason)
     rows: RowCounts
     warnings: list[str] = field(default_factory=list)
+    held: dict | None = None   # rows the latest submit held back for a budget cap
 
     @property
     def exit_code(self) -> int:
@@ -188,6 +190,6 @@ class StatusReport(Timed):
 
     def to_dict(self) -> dict:
         return {"job": self.job, "batches": self.batches, "rows": self.rows.to_dict(),
-                "warnings": self.warnings, "exit_code": self.exit_code,
+                "warnings": self.warnings, "held": self.held, "exit_code": self.exit_code,
                 "started_at": self.started_at, "finished_at": self.finished_at,
                 "elapsed_seconds": self.elapsed_seconds, "cost_usd": self.cost_usd}

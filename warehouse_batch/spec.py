@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .budget import parse_budget, parse_deadline
 from .db import check_memory_limit
 from .dbtwords import DbtWords
 from .errors import JobFileError, Location
@@ -59,6 +60,7 @@ CONTROL_KEYS = {
     "realtime_below",
     # notification hooks: a shell command or an http(s) URL (hooks.py; not hashed)
     "on_complete", "on_failure",
+    "budget_usd", "deadline",   # budget.py: the job's cap (billed + reserved); check's deadline
 }
 KNOWN_KEYS = GENERATION_KEYS | CONTROL_KEYS
 REQUIRED_KEYS = ("name", "provider", "model", "unique_key")
@@ -121,6 +123,8 @@ class JobSpec:
     env_names: list[str] = field(default_factory=list)    # variables its env_var() read
     realtime_below: int | None = None   # send fewer requests than this in real time
     hooks: dict[str, str] = field(default_factory=dict)   # on_complete/on_failure (hooks.py)
+    budget_usd: float | None = None   # the job's cap over its life (budget.py)
+    deadline: str | None = None       # '06:00' (UTC, daily) or an ISO instant (health.py)
 
     def location_of(self, key: str) -> Location:
         return self.key_locations.get(key, Location(self.path, 1, 1))
@@ -454,8 +458,12 @@ def _build_spec(config: dict, locations: dict[str, Location], path: str,
     export = _export(config, locations, scope, name)
     hooks = {k: check_job_hook(k, config[k], locations[k], scope)
              for k in HOOK_KEYS if k in config}
+    budget = dict(budget_usd=parse_budget(config["budget_usd"], locations["budget_usd"])
+                  if "budget_usd" in config else None,
+                  deadline=parse_deadline(config["deadline"], locations["deadline"]).text
+                  if "deadline" in config else None)
     return JobSpec(
-        attach=attach, export=export, hooks=hooks,
+        attach=attach, export=export, hooks=hooks, **budget,
         allow_truncated=allow_truncated, memory_limit=memory_limit, state_db=state_db,
         output_schema=output_schema, output_columns=output_columns,
         output_schema_file=schema_file, path=path, name=name,

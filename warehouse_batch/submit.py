@@ -29,7 +29,7 @@ from typing import Callable
 
 import duckdb
 
-from . import capacity, estimate, faults
+from . import budget, capacity, estimate, faults
 from .errors import AmbiguousCreateError, LookupUndecidedError, ProviderError
 from .identity import custom_id_sql, sql_literal
 from .chunking import assign_chunks
@@ -57,16 +57,20 @@ class Intents:
     batch_ids: list[str] = field(default_factory=list)
     ranges: dict[str, SeqRange] = field(default_factory=dict)
     exact: set[str] = field(default_factory=set)   # batches whose requests are their range
+    hold: budget.Hold | None = None   # batches not recorded: they would cross a budget cap
 
 
 def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
-                   mode: str = "batch") -> Intents:
+                   mode: str = "batch", caps: budget.Caps | None = None) -> Intents:
     """Write requests, intents and the job's row mapping in one transaction (`mode`
-    'realtime': batches `realtime.py` sends through the synchronous API instead).
+    'realtime': batches `realtime.py` sends through the synchronous API instead), with
+    each new batch's budget reservation (`caps`, budget.py).
 
     Works from temp table `wb_send` (built by the caller from the current classification)
     and stores nothing per request but what `request_store` keeps: the bodies are spliced
-    again when each batch's payload is written."""
+    again when each batch's payload is written. Each intent's worst-case cost is reserved in
+    the same transaction, and intents that would cross a cap of `caps` are not recorded
+    (`budget.reserve`)."""
     spec, provider = prepared.spec, prepared.provider
     nbytes = line_nbytes_sql(provider, custom_id_sql("s.request_hash"), "s.body_bytes")
     now = now_utc()
@@ -112,6 +116,11 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
         intents = Intents([f"{stem}_{c:04d}" for c in sorted(ranges)],
                           {f"{stem}_{c:04d}": r for c, r in ranges.items()},
                           {f"{stem}_{c:04d}" for c in exact})
+        caps = caps or budget.Caps(None, None, now.date())
+        intents.hold = budget.reserve(con, spec, provider.name, intents.batch_ids, caps, base)
+        if intents.hold is not None:
+            kept = intents.batch_ids[:len(intents.batch_ids) - intents.hold.batches_held]
+            intents.batch_ids, intents.exact = kept, intents.exact & set(kept)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
@@ -423,7 +432,8 @@ def recover_tagged(con: duckdb.DuckDBPyConnection, prepared: Prepared,
 
 
 def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
-                log: Callable[[str], None] = lambda m: None) -> SubmitReport:
+                log: Callable[[str], None] = lambda m: None,
+                caps: budget.Caps | None = None) -> SubmitReport:
     """Resume unfinished batches of this job, then submit everything that needs sending.
     Fewer requests than the job's `realtime_below` are recorded as intents of mode
     'realtime' and left for `realtime.send_unfinished` (the synchronous API).
@@ -456,7 +466,10 @@ def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
         to_send = con.execute("SELECT count(*) FROM wb_send").fetchone()[0]
         below = prepared.spec.realtime_below
         mode = "realtime" if below is not None and 0 < to_send < below else "batch"
-        intents = create_intents(con, prepared, run_id, mode)
+        intents = create_intents(con, prepared, run_id, mode, caps)
+        if intents.hold is not None:
+            report.held = intents.hold.to_dict()
+            log(intents.hold.message)
         batches = [LedgerBatch.from_row(r) for r in fetch_dicts(
             con, f"SELECT * FROM {SCHEMA}.batches WHERE batch_id IN "
                  f"(SELECT unnest(?::VARCHAR[])) AND mode = 'batch' ORDER BY batch_id",
