@@ -301,8 +301,10 @@ def reserve(con: duckdb.DuckDBPyConnection, spec: "JobSpec", provider: str,
     _remember(con, spec, caps)
     p = price(con, provider, spec.model)
     if batch_ids:
-        cost = worst_case_sql(p, max_output_tokens(spec), "est_tokens", "request_count") \
-            if p else "NULL"
+        # a batch sent through the synchronous API (realtime.py) is paid at the real-time price
+        realtime = float(p.get("realtime") or 1.0) if p else 1.0
+        cost = (f"{worst_case_sql(p, max_output_tokens(spec), 'est_tokens', 'request_count')}"
+                f" * CASE WHEN mode = 'realtime' THEN {realtime!r} ELSE 1 END") if p else "NULL"
         con.execute(f"""UPDATE {SCHEMA}.batches SET reserved_usd = {cost}, budget_day = ?
             WHERE batch_id IN (SELECT unnest(?::VARCHAR[]))""", [caps.day, batch_ids])
     hold = None

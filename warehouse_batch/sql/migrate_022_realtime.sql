@@ -63,3 +63,30 @@ SELECT job_name, provider, model, day,
        count(*) FILTER (WHERE is_realtime) AS realtime_billed
 FROM paid
 GROUP BY ALL;
+
+-- Budgets (migration 019) settle a batch to `batch_costs`: a real-time send is billed at the
+-- real-time price, as in the costs view above.
+CREATE OR REPLACE VIEW warehouse_batch.batch_costs AS
+WITH matched AS (
+    SELECT m.provider, m.model, arg_max(p, length(p.model)) AS price
+    FROM (SELECT DISTINCT provider, model FROM warehouse_batch.batches) m
+    JOIN warehouse_batch.prices p
+      ON p.provider = m.provider AND starts_with(m.model, p.model)
+    GROUP BY ALL
+)
+SELECT b.batch_id, b.job_name, b.provider, b.model,
+       CASE WHEN any_value(m.price) IS NULL THEN NULL ELSE round(coalesce(sum(
+           ((coalesce(a.input_tokens, 0) - coalesce(a.cached_tokens, 0)
+               - coalesce(a.cache_creation_tokens, 0)) * m.price.input
+            + coalesce(a.cached_tokens, 0) * m.price.input * coalesce(m.price.cache_read, 1)
+            + (coalesce(a.cache_creation_tokens, 0) - coalesce(a.cache_write_1h_tokens, 0))
+                * m.price.input * coalesce(m.price.cache_write, 1)
+            + coalesce(a.cache_write_1h_tokens, 0) * m.price.input
+                * coalesce(m.price.cache_write_1h, m.price.cache_write, 1)
+            + coalesce(a.output_tokens, 0) * m.price.output) / 1e6), 0)
+           * CASE WHEN coalesce(any_value(b.mode), 'batch') = 'realtime'
+                  THEN coalesce(any_value(m.price.realtime), 1) ELSE 1 END, 9) END AS cost_usd
+FROM warehouse_batch.batches b
+LEFT JOIN warehouse_batch.attempts a ON a.batch_id = b.batch_id
+LEFT JOIN matched m ON m.provider = b.provider AND m.model = b.model
+GROUP BY b.batch_id, b.job_name, b.provider, b.model;
