@@ -148,3 +148,14 @@ def test_report_and_check_read_a_state_database_of_its_own(tmp_path, fast_emulat
     assert cli(["check", "--db", job.db, "--state-db", state], env).returncode == 0
     # the warehouse alone holds no state
     assert cli(["report", "--db", job.db], env).returncode == 2
+
+
+def test_bar_labels_fit_their_bars_and_days_read_as_month_day():
+    """A failure kind is labelled by its name (cut with an ellipsis only where it would run
+    past its bar), a day by its month and day; the full label stays in the tooltip."""
+    from warehouse_batch.report_html import _bar_chart
+    assert ">invalid_answer</text>" in _bar_chart("k", "Failures", [("invalid_answer", 3)], "#000")
+    many = _bar_chart("k", "Failures", [(f"kind_number_{i}_long", 1) for i in range(9)], "#000")
+    assert "\u2026</text>" in many and 'data-label="kind_number_0_long"' in many
+    days = _bar_chart("d", "Rows", [("2026-11-27", 5)], "#000", days=True)
+    assert ">11-27</text>" in days

@@ -35,9 +35,10 @@ def render_html(report: UsageReport) -> str:
                    ("saved (USD)", _money(t["savings_usd"])))),
              "</tbody></table>", '<div class="charts">',
              _bar_chart("daily-cost", "Daily cost (USD)",
-                        [(d["day"], d["cost_usd"]) for d in daily], "#3b6ea5", money=True),
+                        [(d["day"], d["cost_usd"]) for d in daily], "#3b6ea5", money=True,
+                        days=True),
              _bar_chart("daily-rows", "Daily rows enriched",
-                        [(d["day"], d["rows_enriched"]) for d in daily], "#4f9a5f"),
+                        [(d["day"], d["rows_enriched"]) for d in daily], "#4f9a5f", days=True),
              _bar_chart("failure-kinds", "Failures by kind",
                         list(report.failure_kinds().items()), "#b5523b"),
              "</div>", "<h2>Per job and day</h2>", _table(report), "</body></html>"]
@@ -45,7 +46,9 @@ def render_html(report: UsageReport) -> str:
 
 
 def _bar_chart(chart_id: str, title: str, bars: list[tuple[str, float]], colour: str, *,
-               money: bool = False) -> str:
+               money: bool = False, days: bool = False) -> str:
+    """An inline SVG bar chart; each bar's label under it (`days`: as MM-DD), cut with an
+    ellipsis to the width of its bar, in full in the bar's tooltip and `data-label`."""
     width, height, pad = 420, 220, 40
     if not bars:
         return (f'<figure id="{chart_id}"><figcaption>{escape(title)}</figcaption>'
@@ -53,8 +56,11 @@ def _bar_chart(chart_id: str, title: str, bars: list[tuple[str, float]], colour:
     top = max(v for _, v in bars) or 1
     step = (width - pad) / len(bars)
     bar = max(step * 0.7, 1)
+    fits = max(int(step / 6.5), 3)   # characters of ~11px text under one bar
     items = []
     for i, (label, value) in enumerate(bars):
+        tick = str(label)[5:] if days else str(label)
+        tick = tick if len(tick) <= fits else tick[:fits - 1] + "\u2026"
         h = (height - 2 * pad) * value / top
         x, y = pad + i * step, height - pad - h
         shown = _money(value) if money else f"{value:,}"
@@ -63,7 +69,7 @@ def _bar_chart(chart_id: str, title: str, bars: list[tuple[str, float]], colour:
             f'data-label="{escape(str(label))}" data-value="{value}">'
             f"<title>{escape(str(label))}: {shown}</title></rect>"
             f'<text x="{x + bar / 2:.1f}" y="{height - pad + 14}" text-anchor="middle">'
-            f"{escape(str(label)[-5:])}</text>")
+            f"{escape(tick)}</text>")
     return (f'<figure id="{chart_id}"><figcaption>{escape(title)}</figcaption>'
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
             f'role="img" aria-label="{escape(title)}">'
