@@ -40,7 +40,7 @@ import datetime as dt
 import json
 import re
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, ClassVar, Iterator
 from urllib.parse import quote, urlsplit
 
 from ..errors import (AmbiguousCreateError, ConfigurationError, JobFileError,
@@ -98,7 +98,8 @@ class AnthropicProvider(Provider):
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
     base_url_env: ClassVar[str] = "ANTHROPIC_BASE_URL"
 
-    _client: Any = None
+    sdk_modules = ("anthropic", "httpx")
+    translate = staticmethod(translate_error)
 
     # -- requests ----------------------------------------------------------------------------
     def validate(self) -> None:
@@ -208,21 +209,6 @@ class AnthropicProvider(Provider):
         return anthropic.Anthropic(**credential, base_url=base, max_retries=2,
                                    default_headers=headers)
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = self.make_client()
-        return self._client
-
-    def _call(self, action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (ProviderError, ConfigurationError):
-            raise
-        except Exception as e:  # the SDK's and the transport's exceptions, translated
-            if type(e).__module__.startswith(("anthropic", "httpx")):
-                raise translate_error(e, action) from None
-            raise
 
     # -- lifecycle -----------------------------------------------------------------------------
     def preflight(self) -> None:

@@ -149,11 +149,44 @@ class Provider(ABC):
     results_sql: ClassVar[str]                   # a file in warehouse_batch/sql/
     option_keys: ClassVar[frozenset[str]] = frozenset()   # provider settings it understands
     api_key_env: ClassVar[tuple[str, ...]] = ()  # variables holding its key, first set wins
+    # the modules whose exceptions `translate` understands (its SDK and transport); any
+    # other exception from an SDK call is a bug and propagates as it is
+    sdk_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, spec: JobSpec, env: Mapping[str, str] | None = None):
         self.spec = spec
         self.env = dict(os.environ if env is None else env)
         self.options = dict(spec.provider_options)
+        self._client: Any = None
+
+    # -- the SDK client ----------------------------------------------------------------------
+    def make_client(self) -> Any:
+        """The provider's SDK client, built only from our settings (providers override)."""
+        raise NotImplementedError
+
+    @property
+    def client(self) -> Any:
+        """The SDK client, made on first use (a command that only plans never makes one)."""
+        if self._client is None:
+            self._client = self.make_client()
+        return self._client
+
+    @staticmethod
+    def translate(exc: BaseException, action: str) -> ProviderError:
+        """An SDK or transport exception as a `ProviderError` saying whether it is
+        retryable (providers override)."""
+        raise NotImplementedError
+
+    def _call(self, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """`fn(*args, **kwargs)`, an SDK call, with the SDK's exceptions translated."""
+        try:
+            return fn(*args, **kwargs)
+        except (ProviderError, ConfigurationError):
+            raise
+        except Exception as e:
+            if type(e).__module__.startswith(self.sdk_modules):
+                raise self.translate(e, action) from None
+            raise
 
     # -- requests ----------------------------------------------------------------------------
     def validate(self) -> None:

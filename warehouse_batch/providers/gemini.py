@@ -32,7 +32,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 from ..errors import (AmbiguousCreateError, ConfigurationError, JobFileError,
@@ -157,7 +157,8 @@ class GeminiProvider(Provider):
     api_key_env: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     base_url_env: ClassVar[str] = "GOOGLE_GEMINI_BASE_URL"   # the SDK's own variable
 
-    _client: Any = None
+    sdk_modules = ("google.genai", "httpx", "httpcore")
+    translate = staticmethod(translate_error)
 
     # -- requests ----------------------------------------------------------------------------
     def validate(self) -> None:
@@ -245,21 +246,6 @@ class GeminiProvider(Provider):
         return genai.Client(vertexai=False, api_key=key, http_options=genai.types.HttpOptions(
             base_url=base, api_version=API_VERSION))
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = self.make_client()
-        return self._client
-
-    def _call(self, action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (ProviderError, ConfigurationError):
-            raise
-        except Exception as e:  # the SDK's and the transport's exceptions, translated
-            if type(e).__module__.startswith(("google.genai", "httpx", "httpcore")):
-                raise translate_error(e, action) from None
-            raise
 
     @staticmethod
     def _once() -> dict:

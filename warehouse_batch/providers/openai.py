@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import duckdb
 
-from ..errors import (AmbiguousCreateError, ConfigurationError, JobFileError, LookupUndecidedError,
+from ..errors import (AmbiguousCreateError, JobFileError, LookupUndecidedError,
                       ProviderError)
 from ..identity import sql_literal
 from ..keys import redact
@@ -110,7 +110,8 @@ class OpenAIProvider(Provider):
     # than it looks for; Azure's order is undocumented (a preview shows oldest first).
     newest_first: ClassVar[bool] = True
 
-    _client: Any = None
+    sdk_modules = ("openai", "httpx")
+    translate = staticmethod(translate_error)
 
     # -- requests ----------------------------------------------------------------------------
     def endpoint_path(self) -> str:
@@ -173,23 +174,6 @@ class OpenAIProvider(Provider):
         key = self.require_env(*self.api_key_env)
         return openai.OpenAI(api_key=key, base_url=self.base_url(), max_retries=2)
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = self.make_client()
-        return self._client
-
-    def _call(self, action: str, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ProviderError:
-            raise
-        except ConfigurationError:
-            raise
-        except Exception as e:  # the SDK's exceptions, translated with their retryability
-            if type(e).__module__.startswith(("openai", "httpx")):
-                raise translate_error(e, action) from None
-            raise
 
     # -- lifecycle -----------------------------------------------------------------------------
     def preflight(self) -> None:
