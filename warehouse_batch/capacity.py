@@ -31,7 +31,6 @@ from typing import Iterable
 import duckdb
 
 from .errors import ProviderError
-from .identity import custom_id_sql
 from .providers.base import LedgerBatch, Limits, Provider
 from .state import SCHEMA, now_utc
 
@@ -157,9 +156,9 @@ def fail_oversized(con: duckdb.DuckDBPyConnection, todo: str, limit: int | None,
         return 0
     con.execute(f"""DELETE FROM {SCHEMA}.results WHERE status <> 'succeeded'
         AND request_hash IN (SELECT request_hash FROM {todo} WHERE ntok > ?)""", [limit])
-    con.execute(f"""INSERT INTO {SCHEMA}.results (request_hash, custom_id, status,
-            retryable, error_type, error_code, error_message, attempts, failures, updated_at)
-        SELECT request_hash, {custom_id_sql('request_hash')}, 'failed', false, 'capacity',
+    con.execute(f"""INSERT INTO {SCHEMA}.results (request_hash, status, retryable,
+            error_type, error_code, error_message, attempts, failures, updated_at)
+        SELECT request_hash, 'failed', false, 'capacity',
                '{OVERSIZED_CODE}',
                {oversized_message('ntok', limit, provider, model)}, 0, 0, ?
         FROM {todo} WHERE ntok > ?""", [now_utc(), limit])

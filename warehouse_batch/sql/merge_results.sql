@@ -7,7 +7,6 @@ MERGE INTO warehouse_batch.results AS r
 USING ({result_rows}) AS o
 ON r.request_hash = o.request_hash
 WHEN MATCHED AND r.status <> 'succeeded' THEN UPDATE SET
-    custom_id = o.custom_id,
     status = o.status,
     retryable = o.retryable,
     response_text = o.response_text,

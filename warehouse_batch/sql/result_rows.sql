@@ -1,7 +1,8 @@
 -- One batch's outcomes (temp table wb_outcomes) as rows of the results cache.
 -- Parameters: $batch_id, $provider_batch_id, $now. Inserted as is when none of the batch's
 -- requests is cached yet (the usual case), else the source of merge_results.sql.
-SELECT request_hash, custom_id,
+-- results.custom_id is derived from request_hash (virtual), so it is not among them.
+SELECT request_hash,
        CASE WHEN outcome = 'succeeded' THEN 'succeeded' ELSE 'failed' END AS status,
        CASE WHEN outcome = 'succeeded' THEN false ELSE retryable END AS retryable,
        response_text, response_body, finish_reason, status_code, error_type, error_code,
