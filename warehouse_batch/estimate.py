@@ -163,12 +163,17 @@ def fit_job(con: duckdb.DuckDBPyConnection, job: str, provider: str, model: str)
     return Fit(*row)
 
 
-def for_job(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> Estimator:
+NO_FIT = Fit(0, 0.0, 0.0, None, None, None, None, 0)
+
+
+def for_job(con: duckdb.DuckDBPyConnection, prepared: Prepared, *,
+            learn: bool = True) -> Estimator:
     """The job's estimator: learned from its collected usage when there is any, else the
-    documented ratio."""
+    documented ratio. `learn=False` skips reading the usage (the documented ratio alone):
+    for a caller with nothing to estimate, so a run that sends nothing pays no query."""
     spec, provider = prepared.spec, prepared.provider
     prior = documented(provider.name, spec.model, spec.endpoint)
-    fit = fit_job(con, spec.name, provider.name, spec.model)
+    fit = fit_job(con, spec.name, provider.name, spec.model) if learn else NO_FIT
     system_chars = len(prepared.system_text or "")
     if fit.n > 0 and fit.sum_chars and fit.sum_chars > 0:
         per_char, overhead = solve(fit, prior)
@@ -199,7 +204,7 @@ def refuse_overlong(con: duckdb.DuckDBPyConnection, prepared: Prepared,
     or more in one batch.)"""
     spec, provider = prepared.spec, prepared.provider
     window = context_window(provider.name, spec.model)
-    if window is None:
+    if window is None or not prepared.rendered:   # no row rendered now: none to refuse
         return
     estimator = estimator or for_job(con, prepared)
     out = max_output_tokens(prepared) or 0

@@ -9,10 +9,12 @@ same pass; a row whose fingerprint matches the one in `job_rows` keeps its recor
 `request_hash` and is not rendered or hashed again. The results are temp tables:
 
 * `wb_src`      the selected rows as the SELECT returned them (`__wb_n` is the row's number),
-                with `__wb_key`, `__wb_fp`, `__wb_prev` (recorded request_hash),
+                with `__wb_key`, `__wb_fp`,
                 `__wb_same` (fingerprint unchanged) and `__wb_hollow` (unchanged and
                 answered: the non-key columns of such rows are NULL unless the output table
                 is being built in full, `keep_rows`);
+* `wb_prev`     `_rid` and the `request_hash` recorded in `job_rows` for the rows that need
+                it (`_recorded_requests`);
 * `wb_current`  one row per source row, except those unchanged and answered (every row when
                 `keep_rows`; the others need nothing, they are only counted):
                 `_rid` (rowid in wb_src), `row_number`,
@@ -147,6 +149,7 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
         "SELECT count(*), count(*) FILTER (WHERE NOT __wb_same), "
         "count(*) FILTER (WHERE NOT __wb_hollow) FROM wb_src").fetchone()
     _check_keys(con, spec, types)
+    _recorded_requests(con, spec, keep_rows, prepared.rendered)
 
     # Prompts are not kept in a temp table (at a million rows they spill): view `wb_prompt`
     # (_rid, row_number, key_json, prompt: rows rendered now) computes them again per reader.
@@ -172,9 +175,9 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Provider,
             FROM (SELECT *, {prepared.identity_sql('prompt')} AS ident FROM (
                 SELECT s.rowid AS _rid, s.__wb_n AS row_number, s.__wb_key AS key_json,
                        {render} AS prompt,
-                       s.__wb_fp AS input_fp, s.__wb_prev AS prev_request_hash,
+                       s.__wb_fp AS input_fp, v.request_hash AS prev_request_hash,
                        s.__wb_same AS unchanged, s.__wb_hollow AS answered
-                FROM wb_src s {joined}
+                FROM wb_src s LEFT JOIN wb_prev v ON v._rid = s.rowid {joined}
                 {'' if keep_rows else 'WHERE NOT s.__wb_hollow'}))""")
     if prompt_sql is not None:
         check_sql_prompts(con, prompt, "wb_prompt", "wb_current")
@@ -209,12 +212,34 @@ def output_shape(prepared: Prepared) -> str:
     return sha256_hex(json.dumps(shape, sort_keys=True, default=str))
 
 
+def _recorded_requests(con: duckdb.DuckDBPyConnection, spec: JobSpec, every_row: bool,
+                       rendered: int) -> None:
+    """Temp table `wb_prev(_rid, request_hash)`: the request `job_rows` recorded for each row
+    of `wb_src` that needs it: every row when the output table is built in full
+    (`every_row`), else only the rows rendered now (not hollow), usually few.
+
+    Read apart from the scan on purpose: the scan's join with `job_rows` then holds only the
+    key, fingerprint and answered flag of every recorded row, not its 64-character hash (at
+    10M rows ~640 MB more under a 512MB memory limit, spilled on every run), and this join
+    builds its hash table on the rows rendered now."""
+    if not every_row and not rendered:
+        con.execute("CREATE OR REPLACE TEMP TABLE wb_prev (_rid BIGINT, request_hash VARCHAR)")
+        return
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE wb_prev AS
+        SELECT s._rid, p.request_hash
+        FROM (SELECT rowid AS _rid, __wb_key FROM wb_src
+              {'' if every_row else 'WHERE NOT __wb_hollow'}) s
+        JOIN {SCHEMA}.job_rows p ON p.key_json = s.__wb_key
+        WHERE p.job_name = ?""", [spec.name])
+
+
 def _scan_sql(prepared: Prepared, salt: int) -> str:
     """The one execution of the job's SELECT: every row with its number, key and input
-    fingerprint, joined to what `job_rows` recorded for its key (and whether that request is
-    answered, `jobrows.mark_answered`). Rows whose fingerprint is unchanged and whose request is answered are
-    "hollow": nothing about them needs rendering or sending, and unless `keep_rows` their
-    non-key columns are left out."""
+    fingerprint, joined to what `job_rows` recorded for its key (its fingerprint, and whether
+    its request is answered, `jobrows.mark_answered`; the recorded request itself is read for
+    the rows that need it by `_recorded_requests`). Rows whose fingerprint is unchanged and
+    whose request is answered are "hollow": nothing about them needs rendering or sending,
+    and unless `keep_rows` their non-key columns are left out."""
     spec = prepared.spec
     keys = set(spec.unique_key)
     key_sql = key_json_sql([(k, prepared.types[k]) for k in spec.unique_key])
@@ -231,10 +256,9 @@ def _scan_sql(prepared: Prepared, salt: int) -> str:
     return f"""WITH q AS (SELECT *, row_number() OVER () AS __wb_n FROM ({spec.sql}) __wb_q),
         s AS (SELECT *, {key_sql} AS __wb_key, hash({salt}, {', '.join(cols)}) AS __wb_fp
               FROM q),
-        p AS (SELECT key_json, input_fp, request_hash, answered AS done
+        p AS (SELECT key_json, input_fp, answered AS done
               FROM {SCHEMA}.job_rows WHERE job_name = {sql_literal(spec.name)})
-        SELECT {kept}, s.__wb_n, s.__wb_key, s.__wb_fp, {keep('p.request_hash')} AS __wb_prev,
-               {same} AS __wb_same,
+        SELECT {kept}, s.__wb_n, s.__wb_key, s.__wb_fp, {same} AS __wb_same,
                {hollow} AS __wb_hollow
         FROM s LEFT JOIN p ON p.key_json = s.__wb_key"""
 

@@ -78,7 +78,8 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
     # keep ids unique (49 characters; metadata values may hold 512, file names more)
     stem = f"wbb_{run_id}_{secrets.token_hex(8)}"
     limits, token_limit = capacity.budget_limits(con, provider)
-    estimator = estimate.for_job(con, prepared)
+    sending = con.execute("SELECT count(*) FROM wb_send").fetchone()[0] > 0
+    estimator = estimate.for_job(con, prepared, learn=sending)
     con.execute("BEGIN TRANSACTION")
     try:
         # input tokens are estimated from the message text (estimate.py, the one estimate
