@@ -82,7 +82,6 @@ def test_a_file_in_an_older_storage_format_runs_a_job_end_to_end(tmp_path, fast_
     assert ("ZSTD" in compressions) == (storage == "v1.4.0"), compressions
 
 
-
 def test_version_23_derives_results_custom_id_keeping_every_answer(tmp_path):
     """A file at version 22 with answers cached is rebuilt: every value is kept and
     results.custom_id, now a virtual column, is the one it stored."""

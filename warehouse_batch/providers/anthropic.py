@@ -209,7 +209,6 @@ class AnthropicProvider(Provider):
         return anthropic.Anthropic(**credential, base_url=base, max_retries=2,
                                    default_headers=headers)
 
-
     # -- lifecycle -----------------------------------------------------------------------------
     def preflight(self) -> None:
         self._call("checking the provider",

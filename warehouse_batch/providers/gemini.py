@@ -246,7 +246,6 @@ class GeminiProvider(Provider):
         return genai.Client(vertexai=False, api_key=key, http_options=genai.types.HttpOptions(
             base_url=base, api_version=API_VERSION))
 
-
     @staticmethod
     def _once() -> dict:
         """Per-request HTTP options without retries (a retried POST may create twice)."""

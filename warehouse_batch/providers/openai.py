@@ -174,7 +174,6 @@ class OpenAIProvider(Provider):
         key = self.require_env(*self.api_key_env)
         return openai.OpenAI(api_key=key, base_url=self.base_url(), max_retries=2)
 
-
     # -- lifecycle -----------------------------------------------------------------------------
     def preflight(self) -> None:
         self._call("checking the provider", lambda: self.client.with_options(max_retries=1)
