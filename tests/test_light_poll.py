@@ -220,15 +220,18 @@ def test_a_poll_with_failed_rows_is_counted_by_the_library(tmp_path, emulator):
 
 
 class RecordingProxy:
-    """An HTTP forward proxy that records each GET's URL and headers."""
+    """An HTTP forward proxy that records each GET's URL and headers (and calls `on_get`
+    before forwarding it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_get=None) -> None:
         self.seen: list[tuple[str, dict[str, str]]] = []
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 proxy.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                if on_get is not None:
+                    on_get()
                 url = urlsplit(self.path)
                 conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
                 conn.request("GET", url.path + (f"?{url.query}" if url.query else ""),
@@ -279,6 +282,29 @@ def test_the_plain_get_sends_the_sdk_headers_through_the_proxy(tmp_path, emulato
     else:
         assert headers["authorization"] == "Bearer emulator"
         assert headers["anthropic-version"] == "2023-06-01"
+
+
+def test_the_poll_holds_no_lock_while_it_asks_the_provider(tmp_path, emulator):
+    """The ledger is read, the file let go, the provider asked, and only then is the file
+    opened read-write to record the polls: while each GET is in flight another process can
+    open the file read-write (here, the test process writes to it)."""
+    job = _job(tmp_path, emulator)
+    api.submit(job.path, job.options(batch_max_requests=5))   # 3 batches
+    job.sql("CREATE TABLE side (n INTEGER)")
+
+    def write_meanwhile() -> None:
+        job.sql("INSERT INTO side VALUES (1)")   # fails if the poll holds the file
+
+    proxy = RecordingProxy(write_meanwhile)
+    try:
+        env = emulator_env(emulator, http_proxy=proxy.url, no_proxy="", NO_PROXY="")
+        code, _, err, imported = _cli(job, "status", env=env)
+    finally:
+        proxy.close()
+    assert code == 75 and imported == set(), err
+    assert len(proxy.seen) == 3 and job.sql("SELECT count(*) FROM side") == [(3,)]
+    assert job.sql("SELECT count(*) FROM warehouse_batch.batches "
+                   "WHERE last_polled_at IS NOT NULL") == [(3,)]
 
 
 def test_the_anthropic_version_is_the_sdks():

@@ -7,6 +7,7 @@ import json
 
 import duckdb
 
+from warehouse_batch import reports
 from warehouse_batch.sqlutil import load_sql
 from warehouse_batch.state import ensure_schema
 
@@ -72,3 +73,39 @@ def test_tokens_of_answers_rejected_and_sent_again_are_counted(tmp_path, emulato
     (tin, tout), = job.sql("SELECT sum(input_tokens), sum(output_tokens) "
                            "FROM warehouse_batch.attempts")
     assert cost == round((tin * 0.20 + tout * 0.80) / 1e6, 6)
+
+
+def _job_cost(job: Job) -> float | None:
+    con = duckdb.connect(job.db)
+    try:
+        return reports.job_cost(con, "enriched")
+    finally:
+        con.close()
+
+
+def test_a_jobs_cost_so_far_is_its_settled_billing_and_agrees_with_the_costs_view(
+        tmp_path, emulator):
+    """Reports carry the job's cost from the ledger's settled batches (what budgets count),
+    not from a pass over every attempt; a collected batch left unsettled, or settled
+    without a price, is judged by the costs view, and the answers are the same."""
+    job = Job(tmp_path, emulator, rows=12, extra=", max_attempts=1")
+    job.run(batch_max_requests=5)
+    (view,), = job.sql("SELECT round(sum(cost_usd), 6) FROM warehouse_batch.costs")
+    assert view > 0 and _job_cost(job) == view
+    # the ledger's figure is the one reported: change one batch's settled amount
+    (first,), = job.sql("SELECT min(batch_id) FROM warehouse_batch.batches")
+    job.sql(f"UPDATE warehouse_batch.batches SET billed_usd = billed_usd + 1 "
+            f"WHERE batch_id = '{first}'")
+    assert _job_cost(job) == round(view + 1, 6)
+    # a collected batch not settled: the costs view decides, and says the same
+    job.sql(f"UPDATE warehouse_batch.batches SET settled_at = NULL, billed_usd = NULL "
+            f"WHERE batch_id = '{first}'")
+    assert _job_cost(job) == view
+
+
+def test_an_unpriced_jobs_cost_so_far_is_unknown(tmp_path, emulator):
+    job = Job(tmp_path, emulator, model="my-fine-tune")
+    job.run()
+    assert job.sql("SELECT count(*) FROM warehouse_batch.batches "
+                   "WHERE settled_at IS NOT NULL AND billed_usd IS NULL") == [(1,)]
+    assert _job_cost(job) is None

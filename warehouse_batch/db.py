@@ -475,6 +475,30 @@ def _memory_error(path: str, memory_limit: str | None) -> MemoryLimitError:
              f"${MEMORY_ENV}) and run the same command again")
 
 
+def _read_attachment(target: Target) -> tuple[str, str, bool]:
+    """(path, alias, made current) of the file `reading` attaches for `target`."""
+    if target.state_db:
+        return target.state_db, SCHEMA, False
+    return target.db, attach_alias(target.db), True
+
+
+def let_go(con: duckdb.DuckDBPyConnection, target: Target) -> None:
+    """Detach the file a `reading` connection holds (its shared lock is released) and keep the
+    connection: a poll asks the provider holding no lock, then `write_again` attaches the file
+    read-write on the same DuckDB instance instead of starting a second one."""
+    _, alias, _ = _read_attachment(target)
+    con.execute("USE memory")
+    con.execute(f"DETACH {quote_ident(alias)}")
+
+
+def write_again(con: duckdb.DuckDBPyConnection, target: Target) -> None:
+    """Attach, read-write, the file `let_go` detached (waiting out the lock like `connect`).
+    The state schema is not checked again: the caller read it current moments ago."""
+    path, alias, use = _read_attachment(target)
+    _attach(con, path, alias, read_only=False, target=target, use=use)
+    con.execute("SET enable_progress_bar = false")   # never draw on a user's terminal
+
+
 @contextmanager
 def reading_state(db: str, state_db: str | None = None, memory_limit: str | None = None
                   ) -> Iterator[duckdb.DuckDBPyConnection]:

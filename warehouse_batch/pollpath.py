@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 import duckdb
 
 from .budget import held
-from .db import DEFAULT_LOCK_TIMEOUT, Target, close, connect, reading
+from .db import DEFAULT_LOCK_TIMEOUT, Target, let_go, reading, write_again
 from .errors import BusyError, WarehouseBatchError
 from .ledger import BatchProviders, record_poll, submitted_batches, unfinished_batches
 from .lightpoll import light_retrieve
@@ -139,20 +139,18 @@ def _poll(req: PollRequest, *, may_send: bool) -> _Found | None:
                 if rows is None:
                     return None
             cost = job_cost(con, facts.name)
-        providers = BatchProviders(get_provider(facts, req.env))   # type: ignore[arg-type]
-        polled: list[tuple[LedgerBatch, RemoteBatch]] = []
-        for batch in batches:
-            remote = light_retrieve(providers.for_batch(batch), batch)
-            if remote is None:
-                return None   # ended, or not a plain answer: the library decides
-            polled.append((batch, remote))
-        # the read-only look found the state schema current: no migration check here
-        con = connect(where, migrate=False, memory_limit=req.memory_limit, warehouse="none")
-        try:
+            let_go(con, where)   # no lock on the file while the provider is asked
+            providers = BatchProviders(get_provider(facts, req.env))   # type: ignore[arg-type]
+            polled: list[tuple[LedgerBatch, RemoteBatch]] = []
+            for batch in batches:
+                remote = light_retrieve(providers.for_batch(batch), batch)
+                if remote is None:
+                    return None   # ended, or not a plain answer: the library decides
+                polled.append((batch, remote))
+            # the read-only look found the state schema current: no migration check here
+            write_again(con, where)
             record_polls(con, polled)
             listed = job_batches(con, facts.name) if req.command == "status" else []
-        finally:
-            close(con)
     except BusyError:
         raise   # waited the whole --lock-timeout already: the library would wait again
     except (WarehouseBatchError, duckdb.Error):

@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 
 from .errors import EXIT_FAILED_ROWS, EXIT_OK, EXIT_PENDING
+from .sqlutil import load_sql
 from .state import SCHEMA, now_utc
 
 
@@ -26,8 +27,17 @@ def iso_now() -> str:
 
 
 def job_cost(con: duckdb.DuckDBPyConnection, job_name: str) -> float | None:
-    """What the job's answers have cost so far at batch prices (`warehouse_batch.costs`):
-    0.0 before anything is billed, None when a billed model has no price."""
+    """What the job's answers have cost so far at batch prices: 0.0 before anything is
+    billed, None when a billed model has no price.
+
+    Read from the ledger: each collected batch is settled to what its attempts were billed
+    (the costs view's pricing, at the prices of the day it was collected, as budgets count
+    it). A batch collected but not settled, or settled without a price, is judged by the
+    costs view (`warehouse_batch.costs`), which reads every attempt of the job."""
+    billed, unpriced, unsettled = con.execute(load_sql("job_cost.sql"),
+                                              {"job": job_name}).fetchone()
+    if not unpriced and not unsettled:
+        return round(float(billed or 0.0), 6)
     row = con.execute(f"SELECT count(*), sum(cost_usd), count(*) FILTER (WHERE cost_usd IS NULL "
                       f"AND answers_billed > 0) FROM {SCHEMA}.costs WHERE job_name = ?",
                       [job_name]).fetchone()
