@@ -76,6 +76,34 @@ def test_plan_shows_the_reservation_and_what_is_left_of_each_cap(tmp_path, fast_
     assert "daily cap" in text.stdout
 
 
+def test_a_cached_system_prompt_is_reserved_as_a_cache_write_by_every_request(
+        tmp_path, fast_emulator):
+    """Anthropic bills a 1-hour cache write at 2x the input price (claude-haiku-4-5: 0.50
+    per million, data/prices.json). A batch's requests run in parallel, so none can count on
+    another having written the cache: the worst case has every request write the system
+    prompt, on top of the input price already counted."""
+    jobs = {}
+    for name, extra in (("plain", ""), ("cached", ", cache_system_prompt=True")):
+        (tmp_path / name).mkdir()
+        jobs[name] = Job(tmp_path / name, fast_emulator, provider="anthropic",
+                         model="claude-haiku-4-5", max_tokens=50,
+                         extra=f", budget_usd=1{extra}")
+    plans = {n: cli(fast_emulator, "plan", j.path, "--db", j.db)[1] for n, j in jobs.items()}
+    plain, cached = plans["plain"], plans["cached"]
+    assert plain["cache_write_tokens"] == 0 and cached["cache_write_tokens"] > 0
+    assert cached["est_input_tokens"] == plain["est_input_tokens"]
+    extra = 12 * cached["cache_write_tokens"] * 0.50 * (2.0 - 1.0) / 1e6
+    assert cached["budget"]["reservation_usd"] == pytest.approx(
+        plain["budget"]["reservation_usd"] + extra, rel=1e-6)
+    assert cached["worst_case_cost_usd"] == pytest.approx(
+        plain["worst_case_cost_usd"] + extra, abs=2e-6)
+    # what submit reserves is what plan announced
+    code, _, err = cli(fast_emulator, "submit", jobs["cached"].path, "--db", jobs["cached"].db)
+    assert code == 0, err
+    (reserved,), = jobs["cached"].sql("SELECT sum(reserved_usd) FROM warehouse_batch.batches")
+    assert reserved == pytest.approx(cached["budget"]["reservation_usd"], rel=1e-6)
+
+
 def test_a_budget_on_a_model_with_no_price_is_refused_at_plan(tmp_path, fast_emulator):
     job = Job(tmp_path, fast_emulator, model="gpt-unpriced-9", extra=",\nbudget_usd=5")
     for command in ("plan", "submit"):

@@ -167,7 +167,8 @@ def plan(job_path: str, options: Options | None = None) -> PlanReport:
         budget.require_price(con, spec, provider.name)
         prepared = prepare(con, spec, provider, options.log)
         report = build_plan(con, prepared)
-        report.budget = budget.plan_view(con, spec, provider.name, _caps(spec, options))
+        report.budget = budget.plan_view(con, spec, provider.name, _caps(spec, options),
+                                         cache_tokens=report.cache_write_tokens)
         price_plan(con, prepared, report)   # real-time sends at real-time prices
         report.cost_usd = job_cost(con, spec.name)   # spent so far (the CLI's --json)
         report.depends_on = list(spec.depends_on)

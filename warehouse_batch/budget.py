@@ -2,7 +2,8 @@
 (`--daily-budget-usd`), held across processes.
 
 * **Reserve.** Before a batch is created, its worst-case cost at batch prices (its estimated
-  input tokens, `batches.est_tokens`, plus `max_tokens` x its requests) is written on its
+  input tokens, `batches.est_tokens`, plus `max_tokens` x its requests, plus each request's
+  write of a cached system prompt where the provider caches it) is written on its
   ledger row (`reserved_usd`, `budget_day`: the UTC day of the command's clock) in the
   transaction that records the intent (`submit.create_intents` calls `reserve`). In that same
   transaction the caps are checked against what is already spent: a batch that would cross
@@ -174,12 +175,24 @@ def max_output_tokens(spec: "JobSpec") -> int:
     return output_limit(spec.provider, spec.model).tokens
 
 
-def worst_case_sql(p: dict, max_out: int, tokens: str, requests: str) -> str:
+def cache_write_extra(p: dict) -> float:
+    """What a token written to the prompt cache costs beyond the input price, per million
+    tokens: the 1-hour TTL's multiplier (the TTL warehouse-batch asks for) less the input
+    itself; 0 where the price row has no cache-write multiplier."""
+    multiplier = p.get("cache_write_1h") or p.get("cache_write") or 1.0
+    return max(float(multiplier) - 1.0, 0.0) * float(p["input"])
+
+
+def worst_case_sql(p: dict, max_out: int, tokens: str, requests: str,
+                   cache_tokens: int = 0) -> str:
     """SQL for the worst-case cost of a batch of `requests` requests with `tokens` estimated
     input tokens: every input token at the input price, every answer using all of
-    `max_out` at the output price."""
+    `max_out` at the output price, and, where each request writes `cache_tokens` to the
+    prompt cache (Anthropic's `cache_system_prompt`), every request paying for that write
+    (requests of one batch run in parallel: none can count on another's cache)."""
     return (f"(coalesce({tokens}, 0) * {float(p['input'])!r} "
-            f"+ {requests} * {int(max_out)} * {float(p['output'])!r}) / 1e6")
+            f"+ {requests} * {int(max_out)} * {float(p['output'])!r} "
+            f"+ {requests} * {int(cache_tokens)} * {cache_write_extra(p)!r}) / 1e6")
 
 
 def require_price(con: duckdb.DuckDBPyConnection, spec: "JobSpec", provider: str) -> None:
@@ -288,11 +301,13 @@ class Hold:
 
 
 def reserve(con: duckdb.DuckDBPyConnection, spec: "JobSpec", provider: str,
-            batch_ids: list[str], caps: Caps, stored_from: int) -> Hold | None:
+            batch_ids: list[str], caps: Caps, stored_from: int,
+            cache_tokens: int = 0) -> Hold | None:
     """Inside the transaction recording the intents `batch_ids` (in order): reserve each
-    one's worst case, check the caps, and drop the batches that do not fit (with the requests
-    stored for them alone, numbered from `stored_from`). Returns what was held back, also
-    kept in `budget_holds` (or None, and the job's hold is cleared)."""
+    one's worst case (`cache_tokens`: what each request writes to the prompt cache), check
+    the caps, and drop the batches that do not fit (with the requests stored for them alone,
+    numbered from `stored_from`). Returns what was held back, also kept in `budget_holds`
+    (or None, and the job's hold is cleared)."""
     try:   # every reserving transaction writes this row: two at once conflict
         con.execute(f"""UPDATE {SCHEMA}.meta SET value = CAST(CAST(value AS BIGINT) + 1
                         AS VARCHAR) WHERE key = 'budget_serial'""")
@@ -303,8 +318,11 @@ def reserve(con: duckdb.DuckDBPyConnection, spec: "JobSpec", provider: str,
     if batch_ids:
         # a batch sent through the synchronous API (realtime.py) is paid at the real-time price
         realtime = float(p.get("realtime") or 1.0) if p else 1.0
-        cost = (f"{worst_case_sql(p, max_output_tokens(spec), 'est_tokens', 'request_count')}"
-                f" * CASE WHEN mode = 'realtime' THEN {realtime!r} ELSE 1 END") if p else "NULL"
+        cost = "NULL"
+        if p:
+            worst = worst_case_sql(p, max_output_tokens(spec), "est_tokens", "request_count",
+                                   cache_tokens)
+            cost = f"{worst} * CASE WHEN mode = 'realtime' THEN {realtime!r} ELSE 1 END"
         con.execute(f"""UPDATE {SCHEMA}.batches SET reserved_usd = {cost}, budget_day = ?
             WHERE batch_id IN (SELECT unnest(?::VARCHAR[]))""", [caps.day, batch_ids])
     hold = None
@@ -419,9 +437,10 @@ class BudgetPlan:
 
 
 def plan_view(con: duckdb.DuckDBPyConnection, spec: "JobSpec", provider: str, caps: Caps,
-              chunked: str = "wb_chunked") -> BudgetPlan:
+              chunked: str = "wb_chunked", cache_tokens: int = 0) -> BudgetPlan:
     """The budget side of `plan`, from the batches it cut (temp table `chunked`: chunk,
-    ntok per request). Writes nothing."""
+    ntok per request), reserved as `reserve` would (`cache_tokens` likewise). Writes
+    nothing."""
     p = price(con, provider, spec.model)
     chunks = con.execute(f"SELECT sum(ntok), count(*) FROM {chunked} GROUP BY chunk "
                          "ORDER BY chunk").fetchall()
@@ -431,7 +450,9 @@ def plan_view(con: duckdb.DuckDBPyConnection, spec: "JobSpec", provider: str, ca
             f"{provider} model {spec.model} has no price: nothing is reserved"
             + (" and the daily cap does not count it" if caps.daily_usd is not None else "")))
     max_out = max_output_tokens(spec)
-    costs = [(float(t or 0) * p["input"] + n * max_out * p["output"]) / 1e6 for t, n in chunks]
+    extra = cache_write_extra(p) * cache_tokens
+    costs = [(float(t or 0) * p["input"] + n * max_out * p["output"] + n * extra) / 1e6
+             for t, n in chunks]
     states = cap_states(con, spec.name, caps)
     n, crossed = admit(states, costs)
     return BudgetPlan(round(sum(costs), 9), len(chunks), [s.to_dict() for s in states],

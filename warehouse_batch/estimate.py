@@ -43,6 +43,7 @@ import duckdb
 from .errors import DataError
 from .models import context_window, longest_prefix
 from .prepared import Prepared
+from .providers.base import Provider
 from .sqlutil import load_sql
 
 SAMPLE_REQUESTS = 50_000      # billed requests the fit reads at most (the newest batches)
@@ -138,6 +139,13 @@ class Estimator:
         """SQL for the estimated input tokens of one request (a BIGINT, at least 1)."""
         return (f"CAST(greatest(1, round({self.overhead!r} + {self.chars_sql(prompt_chars)}"
                 f" * {self.tokens_per_char!r})) AS BIGINT)")
+
+    def cache_write_tokens(self, provider: Provider) -> int:
+        """The estimated tokens each request writes to the provider's prompt cache: its system
+        prompt's, when the provider caches it (`Provider.caches_system_prompt`), else 0."""
+        if not provider.caches_system_prompt():
+            return 0
+        return math.ceil(self.system_chars * self.tokens_per_char)
 
     def to_dict(self) -> dict:
         d = asdict(self)

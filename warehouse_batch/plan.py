@@ -7,7 +7,7 @@ from typing import Any
 
 import duckdb
 
-from . import capacity, estimate
+from . import budget, capacity, estimate
 from .chunking import assign_chunks
 from .classify import SEND_CATEGORIES, build_send_table, classify
 from .identity import custom_id_sql
@@ -42,7 +42,8 @@ class PlanReport:
     est_output_tokens: int = 0                   # expected: learned (or typical) per answer
     est_output_cost_usd: float | None = None     # expected output, batch price
     est_cost_usd: float | None = None            # expected: input + expected output
-    worst_case_cost_usd: float | None = None     # input + every answer at max_tokens
+    worst_case_cost_usd: float | None = None     # input + cache writes + answers at max_tokens
+    cache_write_tokens: int = 0                  # per request, to the prompt cache (estimated)
     estimate: dict = field(default_factory=dict)  # how tokens were estimated (estimate.py)
     sample_request: dict | None = None
     limits: dict = field(default_factory=dict)
@@ -60,10 +61,12 @@ class PlanReport:
 
 
 def estimate_cost(con: duckdb.DuckDBPyConnection, prepared: Prepared, requests: int,
-                  input_tokens: int, output_tokens: int = 0) -> dict:
+                  input_tokens: int, output_tokens: int = 0, cache_tokens: int = 0) -> dict:
     """At batch prices: the input cost, the expected output cost (`output_tokens`, the
     estimator's expected answers) and the worst case for output (all of max_tokens), with
-    the expected and worst-case totals. Empty when the model has no price."""
+    the expected and worst-case totals. The worst case also has every request writing its
+    `cache_tokens` to the prompt cache, as the budget reserves it (`budget.worst_case_sql`).
+    Empty when the model has no price."""
     price = con.execute("""SELECT arg_max(p, length(p.model)) FROM warehouse_batch.prices p
                            WHERE p.provider = ? AND starts_with(?, p.model)""",
                         [prepared.provider.name, prepared.spec.model]).fetchone()[0]
@@ -79,7 +82,9 @@ def estimate_cost(con: duckdb.DuckDBPyConnection, prepared: Prepared, requests: 
     cost_out = round(output_tokens * price["output"] / 1e6, 6)
     return {"est_input_cost_usd": cost_in, "max_output_cost_usd": worst,
             "est_output_cost_usd": cost_out, "est_cost_usd": round(cost_in + cost_out, 6),
-            "worst_case_cost_usd": None if worst is None else round(cost_in + worst, 6)}
+            "worst_case_cost_usd": None if worst is None else round(
+                cost_in + worst + requests * cache_tokens * budget.cache_write_extra(price) / 1e6,
+                6)}
 
 
 def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport:
@@ -103,7 +108,8 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
     chunk_tokens = [t for (t,) in con.execute(
         "SELECT sum(ntok) FROM wb_chunked GROUP BY chunk ORDER BY chunk").fetchall()]
     out_tokens = round(requests * estimator.output_per_answer)
-    cost = estimate_cost(con, prepared, requests, ntok, out_tokens)
+    cache_tokens = estimator.cache_write_tokens(prepared.provider)
+    cost = estimate_cost(con, prepared, requests, ntok, out_tokens, cache_tokens)
     sample = None
     # the first line of the first batch (custom_ids sort as their request hashes)
     for source in ("WHERE c._rid = (SELECT _rid FROM wb_send ORDER BY request_hash LIMIT 1)",
@@ -126,6 +132,7 @@ def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport
         duplicates_collapsed=to_send_rows - requests,
         batches=batches, bytes_to_send=nbytes, est_input_tokens=ntok, **cost,
         est_output_tokens=out_tokens, estimate=estimator.to_dict(),
+        cache_write_tokens=cache_tokens,
         render_mode=prepared.render_mode, rows_rendered=prepared.rendered,
         sample_request=sample,
         limits={"max_requests": limits.max_requests, "max_bytes": limits.max_bytes,

@@ -118,7 +118,8 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
                           {f"{stem}_{c:04d}": r for c, r in ranges.items()},
                           {f"{stem}_{c:04d}" for c in exact})
         caps = caps or budget.Caps(None, None, now.date())
-        intents.hold = budget.reserve(con, spec, provider.name, intents.batch_ids, caps, base)
+        intents.hold = budget.reserve(con, spec, provider.name, intents.batch_ids, caps, base,
+                                      estimator.cache_write_tokens(provider))
         if intents.hold is not None:
             kept = intents.batch_ids[:len(intents.batch_ids) - intents.hold.batches_held]
             intents.batch_ids, intents.exact = kept, intents.exact & set(kept)

@@ -159,13 +159,16 @@ class AnthropicProvider(Provider):
         s = self.spec.output_schema
         return None if s is None else anthropic_form(s)
 
+    def caches_system_prompt(self) -> bool:
+        return bool(self.options.get("cache_system_prompt"))
+
     def build_body(self, system: str | None, prompt: str) -> dict:
         s = self.spec
         body: dict[str, Any] = {"model": s.model,
                                 "messages": [{"role": "user", "content": prompt}]}
         if system is not None:
             body["system"] = ([{"type": "text", "text": system, "cache_control": CACHE_CONTROL}]
-                              if self.options.get("cache_system_prompt") else system)
+                              if self.caches_system_prompt() else system)
         generation = dict(s.generation)
         if "stop" in generation:
             stop = generation.pop("stop")

@@ -223,6 +223,12 @@ class Provider(ABC):
         """The vector size of an embeddings job (providers with embeddings override this)."""
         return None
 
+    def caches_system_prompt(self) -> bool:
+        """Whether every request asks the provider to write its system prompt to a prompt
+        cache, which is billed above the input price (`prices.cache_write_1h`): the budget's
+        worst case counts that write for every request (budget.py)."""
+        return False
+
     def effective_limits(self) -> Limits:
         s = self.spec
         return Limits(
