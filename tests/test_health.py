@@ -76,3 +76,26 @@ def test_check_text_output_and_a_missing_state(tmp_path):
                          timeout=60)
     assert out.returncode == 5
     assert "ALERT stuck_batch [nightly]" in out.stdout and "uploaded" in out.stdout
+
+
+def test_a_notification_pending_too_long_is_an_alert_until_it_is_sent(tmp_path, emulator):
+    """A hook that keeps failing leaves its notification pending; polls do not retry it, so
+    `check` names it once it has waited longer than the stuck threshold."""
+    job = Job(tmp_path, emulator, rows=3, extra=", on_complete='http://127.0.0.1:9/hook'")
+    job.run(allowed_hosts=("127.0.0.1:9",))   # nothing listens on port 9: the hook fails
+    (nid, attempts), = job.sql("SELECT notification_id, attempts FROM "
+                               "warehouse_batch.notifications WHERE state = 'pending'")
+    assert attempts == 1
+    assert check(job.db)[0] == 0                # pending for moments only
+    job.sql("UPDATE warehouse_batch.notifications SET created_at = created_at - "
+            "INTERVAL 45 MINUTE")
+    code, report = check(job.db)
+    assert code == 5
+    (alert,) = report["alerts"]
+    assert (alert["kind"], alert["job"], alert["batch_id"]) == \
+        ("stuck_notification", "enriched", nid)
+    assert "complete notification" in alert["message"] and "tried 1 time" in alert["message"]
+    assert alert["value"] >= 45
+    assert check(job.db, "--stuck-minutes", "60")[0] == 0
+    job.sql("UPDATE warehouse_batch.notifications SET state = 'sent'")
+    assert check(job.db)[0] == 0

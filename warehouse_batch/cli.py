@@ -734,7 +734,8 @@ def report(db, since_days, fmt, as_json, output, state_db) -> None:
 @click.option("--db", default=None, metavar="PATH", help="the DuckDB file holding the state "
               "[$WAREHOUSE_BATCH_DB, else ./warehouse.duckdb]")
 @click.option("--stuck-minutes", type=click.FloatRange(min=0), default=30, show_default=True,
-              help="alert on a batch in validating/finalizing (or a half-done submit) this long")
+              help="alert on a batch in validating/finalizing (or a half-done submit), or a "
+              "notification still pending, this long")
 @click.option("--max-error-rate", type=click.FloatRange(0, 1), default=0.05,
               show_default=True, help="alert when more sends than this errored")
 @click.option("--recent-batches", type=click.IntRange(min=1), default=10, show_default=True,
@@ -748,7 +749,8 @@ def check(db, stuck_minutes, max_error_rate, recent_batches, as_json, state_db,
     """Health check for monitoring: name each alert, exit 5 if there is any, else 0.
 
     Reads the state only: stuck batches, error rates over recent batches, spend past 80%
-    of a job's budget or the daily cap, jobs still pending past their deadline."""
+    of a job's budget or the daily cap, jobs still pending past their deadline,
+    notifications whose hook has not answered for --stuck-minutes."""
     from . import health
     from .budget import default_daily_budget
 

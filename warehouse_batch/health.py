@@ -6,7 +6,9 @@
 * spend (billed + reserved) past 80% of a job's `budget_usd`, or of the daily cap for today
   (`--daily-budget-usd`, else the cap the latest submit used), as `budget.py` counts it;
 * a job whose `deadline` has fallen due while rows recorded before it are still pending (a
-  time of day, '06:00': the latest 06:00 UTC; an ISO instant: that instant).
+  time of day, '06:00': the latest 06:00 UTC; an ISO instant: that instant);
+* a notification (`on_complete` / `on_failure`) still pending longer than the stuck
+  threshold: its hook failed, and only a command that does more than poll tries it again.
 
 Each alert names its kind, job and batch; the command exits `EXIT_ALERTS` (5) when there is
 any, so a cron job or a monitoring system can act on the exit code or on `--json`.
@@ -27,10 +29,11 @@ from .sqlutil import load_sql
 
 @dataclass
 class Alert:
-    kind: str   # 'stuck_batch', 'error_rate', 'budget', 'daily_budget' or 'deadline'
+    kind: str   # 'stuck_batch', 'error_rate', 'budget', 'daily_budget', 'deadline' or
+    #             'stuck_notification'
     job: str
     message: str
-    batch_id: str | None = None
+    batch_id: str | None = None   # (a stuck notification: its notification_id)
     value: float | None = None   # minutes in the status, or the error rate
 
 
@@ -72,6 +75,25 @@ def find_alerts(con: duckdb.DuckDBPyConnection, now: dt.datetime, *, stuck_minut
                                 f"{max_error_rate:.1%})", None, round(rate, 4)))
     alerts += budget_alerts(con, now, daily_budget_usd)
     alerts += deadline_alerts(con, now)
+    alerts += notification_alerts(con, now, stuck_minutes)
+    return alerts
+
+
+def notification_alerts(con: duckdb.DuckDBPyConnection, now: dt.datetime,
+                        stuck_minutes: float) -> list[Alert]:
+    """Notifications pending longer than `stuck_minutes`, with their last error."""
+    alerts = []
+    for job, nid, event, hook, created, attempts, error in con.execute(
+            load_sql("health_notifications.sql"),
+            {"now": now, "stuck_minutes": stuck_minutes}).fetchall():
+        minutes = (now - created).total_seconds() / 60
+        tried = (f"tried {attempts} time(s), last error: {error}" if attempts
+                 else "not tried yet")
+        alerts.append(Alert("stuck_notification", job, (
+            f"the {event} notification {nid} to {hook} has been pending for {minutes:,.0f} "
+            f"minutes (threshold {stuck_minutes:g}); {tried}. The next command on the job "
+            "that does more than poll (run, submit, collect of an ended batch) tries it "
+            "again"), nid, round(minutes, 1)))
     return alerts
 
 
