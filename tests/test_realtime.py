@@ -255,6 +255,32 @@ def test_a_crash_mid_way_pays_for_no_answer_twice_and_loses_none(tmp_path, emula
     assert creates(emulator) == []
 
 
+def test_collect_after_a_crash_mid_way_says_which_command_finishes_it(tmp_path, emulator):
+    """`collect` sends nothing, so it cannot finish a real-time send a crash cut short: it
+    says so, and what will, instead of only asking to come back later; it buys nothing."""
+    job = Job(tmp_path, emulator, rows=5, extra=", realtime_below=10")
+    env = emulator_env(emulator, WAREHOUSE_BATCH_REALTIME_CONCURRENCY="1")
+    crashed = subprocess.run([*EXE, "run", job.path, "--db", job.db],
+                             env={**env, "WAREHOUSE_BATCH_CRASH_AT": "realtime_after_line"},
+                             capture_output=True, text=True, timeout=120)
+    assert crashed.returncode == -9, crashed.stderr
+    (batch_id,), = job.sql("SELECT batch_id FROM warehouse_batch.batches")
+    out = subprocess.run([*EXE, "collect", job.path, "--db", job.db, "--json", "-q"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 75, out.stderr
+    (warning,) = json.loads(out.stdout)["collected"]["warnings"]
+    assert batch_id in warning and "1 of 5 request(s) answered" in warning
+    assert "`run` or `submit` finishes it" in warning
+    assert len(sync_calls(emulator)) == 1                # collect bought nothing
+    done = subprocess.run([*EXE, "run", job.path, "--db", job.db], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(sync_calls(emulator)) == 5
+    out = subprocess.run([*EXE, "collect", job.path, "--db", job.db, "--json", "-q"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and json.loads(out.stdout)["collected"]["warnings"] == []
+
+
 def test_cancel_keeps_the_answers_a_stopped_real_time_send_got(tmp_path, emulator):
     job = Job(tmp_path, emulator, rows=5, extra=", realtime_below=10")
     env = emulator_env(emulator, WAREHOUSE_BATCH_REALTIME_CONCURRENCY="1")

@@ -298,6 +298,8 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                     _merge(report.collected, collect_ready(con, provider, spec.name,
                                                            options.log))
             report.polls += 1
+            if not submit:
+                report.collected.warnings += _left_half_done(con, spec.name)
             moved = report.collected.batches_collected > before
             if moved:   # rows answered now need no rendering by the prepare below
                 mark_answered(con, spec.name, answered_since_sql(since))
@@ -352,6 +354,25 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
         due = notify.after_pass(con, spec, report, options.env)
     notify.deliver(due, where, report, options.env, options.log)   # no file held
     return True
+
+
+def _left_half_done(con: duckdb.DuckDBPyConnection, job_name: str) -> list[str]:
+    """For `collect`, which sends nothing: the job's batches a crash (or a stopped pass) left
+    before they were created or while a real-time send was under way, which only a command
+    that sends (`run`, `submit`) finishes. Without this, `collect` would only say "come back
+    later" about rows it will never move."""
+    warnings = []
+    for batch in unfinished_batches(con, job_name):
+        if batch.mode == "realtime":
+            (answered,) = con.execute(f"SELECT count(*) FROM {SCHEMA}.realtime_lines "
+                                      "WHERE batch_id = ?", [batch.batch_id]).fetchone()
+            what = (f"was cut short while it was sent in real time ({answered:,} of "
+                    f"{batch.request_count:,} request(s) answered; their answers are kept)")
+        else:
+            what = f"was left half done ({batch.state}) before the provider had it"
+        warnings.append(f"batch {batch.batch_id} {what}; `collect` sends nothing: `run` or "
+                        "`submit` finishes it")
+    return warnings
 
 
 def _bring_output_up_to_date(con: duckdb.DuckDBPyConnection, spec: JobSpec, provider: Any,
