@@ -137,6 +137,19 @@ def test_bad_input_is_refused_and_nothing_is_sent(tmp_path, fast_emulator, case)
     assert provider_calls(fast_emulator) == []
 
 
+@pytest.mark.parametrize("variable,value", [
+    ("WAREHOUSE_BATCH_MEMORY_LIMIT", "lots"), ("WAREHOUSE_BATCH_LOCK_TIMEOUT", "-1"),
+    ("WAREHOUSE_BATCH_DAILY_BUDGET_USD", "free")])
+def test_a_bad_setting_in_the_environment_is_named_and_nothing_is_sent(
+        tmp_path, fast_emulator, variable, value):
+    job, db = make_job(tmp_path)
+    for command in ("plan", "run"):
+        result = cli([command, job, "--db", db], {**emulator_env(fast_emulator), variable: value})
+        assert result.returncode == 2, (command, result.stderr)
+        assert f"${variable}" in result.stderr and "Traceback" not in result.stderr
+    assert provider_calls(fast_emulator) == []
+
+
 def test_missing_api_key_sends_nothing(tmp_path, fast_emulator):
     job, db = make_job(tmp_path)
     env = emulator_env(fast_emulator)

@@ -28,15 +28,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from .errors import BudgetConflictError, JobFileError, Location, UserError
+from .errors import BudgetConflictError, JobFileError, Location
 from .models import output_limit
+from .settings import env_setting
 from .sqlutil import load_sql
 from .state import SCHEMA, fetch_dicts, now_utc
 
@@ -66,13 +66,7 @@ def check_usd(value: Any) -> float:
 def default_daily_budget() -> float | None:
     """`--daily-budget-usd` default: $WAREHOUSE_BATCH_DAILY_BUDGET_USD (which the project
     file's `daily_budget_usd` fills in), else no daily cap."""
-    value = os.environ.get(DAILY_ENV)
-    if not value:
-        return None
-    try:
-        return check_usd(value)
-    except ValueError as e:
-        raise UserError(f"${DAILY_ENV}: {e}") from None
+    return env_setting(DAILY_ENV, check_usd, None)
 
 
 def parse_budget(value: Any, where: Location) -> float:

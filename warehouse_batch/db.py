@@ -19,8 +19,9 @@ import duckdb
 
 from .clock import SystemClock
 from .errors import (BusyError, MemoryLimitError, MissingDatabaseError, StateError,
-                     UserError, WarehouseBatchError)
+                     WarehouseBatchError)
 from .identity import sql_literal
+from .settings import env_setting
 from .sqlutil import quote_ident
 from .state import SCHEMA, ensure_schema, schema_current
 
@@ -54,8 +55,8 @@ def memory_settings(path: str, memory_limit: str | None = None) -> dict[str, str
     argument, else $WAREHOUSE_BATCH_MEMORY_LIMIT, else 512MB; spills go to
     $WAREHOUSE_BATCH_TEMP_DIR, else `<path>.tmp` beside the file (DuckDB's own convention),
     else (in-memory) the system temp folder."""
-    limit = check_memory_limit(memory_limit or os.environ.get(MEMORY_ENV) or
-                               DEFAULT_MEMORY_LIMIT)
+    limit = (check_memory_limit(memory_limit) if memory_limit else
+             env_setting(MEMORY_ENV, check_memory_limit, DEFAULT_MEMORY_LIMIT))
     temp = os.environ.get(TEMP_ENV) or (
         path + ".tmp" if path != ":memory:" else os.path.join(tempfile.gettempdir(),
                                                               "warehouse-batch.tmp"))
@@ -96,13 +97,7 @@ def as_target(where: "Target | str") -> Target:
 
 def default_lock_timeout() -> float:
     """`--lock-timeout` default: $WAREHOUSE_BATCH_LOCK_TIMEOUT, else 10 seconds."""
-    value = os.environ.get(LOCK_TIMEOUT_ENV)
-    if not value:
-        return DEFAULT_LOCK_TIMEOUT
-    try:
-        return check_lock_timeout(value)
-    except ValueError as e:
-        raise UserError(f"${LOCK_TIMEOUT_ENV}: {e}") from None
+    return env_setting(LOCK_TIMEOUT_ENV, check_lock_timeout, DEFAULT_LOCK_TIMEOUT)
 
 
 def check_lock_timeout(value: Any) -> float:

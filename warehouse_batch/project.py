@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
 from .budget import DAILY_ENV, check_usd
-from .db import DB_ENV, MEMORY_ENV, STATE_DB_ENV
+from .db import DB_ENV, MEMORY_ENV, STATE_DB_ENV, check_memory_limit
 from .errors import Location, UserError
 from .paths import ALLOW_HOOKS_ENV
 
@@ -180,7 +180,6 @@ def _check(data: dict, where: _Where) -> Project:
             if not isinstance(value, str) or not value.strip():
                 raise UserError(f"{key} must be a string", where.of(key))
             if key == "memory_limit":
-                from .db import check_memory_limit
                 try:
                     check_memory_limit(value)
                 except ValueError as e:
