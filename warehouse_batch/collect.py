@@ -59,9 +59,6 @@ def collect_ready(con: duckdb.DuckDBPyConnection, provider: Provider, job_name: 
     providers = BatchProviders(provider)
     with collect_tuning(con), CommitGroup(con, report) as group:
         batches = submitted_batches(con, job_name)
-        if batches:
-            con.execute(load_sql("maybe_cached.sql"), {"job_name": job_name})
-            group.maybe_cached = "wb_maybe_cached"
         for batch in batches:
             batch_provider = providers.for_batch(batch)
             remote = poll(con, batch_provider, batch)
@@ -74,6 +71,9 @@ def collect_ready(con: duckdb.DuckDBPyConnection, provider: Provider, job_name: 
                 report.batches_in_progress += 1
                 continue
             log(f"collecting batch {remote.provider_batch_id} ({remote.status})")
+            if group.maybe_cached is None:   # once per pass, and only if something ended
+                con.execute(load_sql("maybe_cached.sql"), {"job_name": job_name})
+                group.maybe_cached = "wb_maybe_cached"
             if ingest(con, batch_provider, batch, remote, report, group):
                 report.batches_collected += 1
             else:
@@ -106,8 +106,8 @@ class CommitGroup:
         self.batches: list[tuple[Provider, LedgerBatch, RemoteBatch]] = []
         self.open = False
         self.consistent = True              # False while a batch is half recorded
-        # a temp table of the hashes that may be cached already (maybe_cached.sql), set by
-        # the pass that computed it for its batches; None: check the whole cache
+        # a temp table of the hashes that may be cached already (maybe_cached.sql), computed
+        # by the pass before it records its first ended batch; None: check the whole cache
         self.maybe_cached: str | None = None
 
     def __enter__(self) -> "CommitGroup":
