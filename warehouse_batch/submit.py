@@ -460,11 +460,11 @@ def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
         resume_unfinished(con, prepared, Path(tmp), report, log)
         if not classified:   # in-flight requests changed: classify again
             classify(con, prepared)
-            build_send_table(con)
+            build_send_table(con, in_row_order=True)
         if con.execute("SELECT count(*) FROM wb_send").fetchone()[0] \
                 and recover_tagged(con, prepared, report):
             classify(con, prepared)
-            build_send_table(con)
+            build_send_table(con, in_row_order=True)
         to_send = con.execute("SELECT count(*) FROM wb_send").fetchone()[0]
         below = prepared.spec.realtime_below
         mode = "realtime" if below is not None and 0 < to_send < below else "batch"
@@ -495,7 +495,7 @@ def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
 
 def _has_work(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> bool:
     classify(con, prepared)
-    return build_send_table(con) > 0
+    return build_send_table(con, in_row_order=True) > 0
 
 
 def _count(con: duckdb.DuckDBPyConnection, report: SubmitReport, batch: LedgerBatch,
