@@ -133,3 +133,23 @@ def test_bodies_stored_before_version_11_are_kept(tmp_path):
         assert path.read_bytes() == (expected + "\n").encode("utf-8")
     finally:
         con.close()
+
+
+def test_new_requests_are_numbered_and_stored_in_source_row_order(tmp_path, emulator):
+    """A submit numbers its new requests (`seq`) in the order of their source rows and cuts
+    batches in that order, so each batch is one contiguous range of numbers, stored together:
+    writing a batch's payload then reads only its own part of the requests table (numbered
+    in the grouping's hash order, every part held some of every batch)."""
+    job = Job(tmp_path, emulator, rows=200)
+    api.submit(job.path, job.options(batch_max_requests=50))
+    rows = job.sql(f"""SELECT CAST(j.key_json ->> '$.id' AS INTEGER) AS id, r.seq, br.batch_id
+        FROM {SCHEMA}.job_rows j JOIN {SCHEMA}.requests r USING (request_hash)
+        JOIN {SCHEMA}.batch_requests br USING (request_hash) ORDER BY id""")
+    assert len(rows) == 200
+    seqs = [seq for _, seq, _ in rows]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 200
+    batches = [b for _, _, b in rows]
+    assert batches == sorted(batches) and len(set(batches)) == 4
+    # stored in that order too: the table's own order is the numbering's
+    stored = [s for (s,) in job.sql(f"SELECT seq FROM {SCHEMA}.requests")]
+    assert stored == sorted(stored)
