@@ -67,9 +67,7 @@ def estimate_cost(con: duckdb.DuckDBPyConnection, prepared: Prepared, requests: 
     the expected and worst-case totals. The worst case also has every request writing its
     `cache_tokens` to the prompt cache, as the budget reserves it (`budget.worst_case_sql`).
     Empty when the model has no price."""
-    price = con.execute("""SELECT arg_max(p, length(p.model)) FROM warehouse_batch.prices p
-                           WHERE p.provider = ? AND starts_with(?, p.model)""",
-                        [prepared.provider.name, prepared.spec.model]).fetchone()[0]
+    price = budget.price(con, prepared.provider.name, prepared.spec.model)
     if price is None:
         return {}
     max_tokens = estimate.max_output_tokens(prepared)
@@ -80,11 +78,11 @@ def estimate_cost(con: duckdb.DuckDBPyConnection, prepared: Prepared, requests: 
         worst = round(requests * max_tokens * price["output"] / 1e6, 6)
     cost_in = round(input_tokens * price["input"] / 1e6, 6)
     cost_out = round(output_tokens * price["output"] / 1e6, 6)
+    cache_writes = requests * cache_tokens * budget.cache_write_extra(price) / 1e6
     return {"est_input_cost_usd": cost_in, "max_output_cost_usd": worst,
             "est_output_cost_usd": cost_out, "est_cost_usd": round(cost_in + cost_out, 6),
             "worst_case_cost_usd": None if worst is None else round(
-                cost_in + worst + requests * cache_tokens * budget.cache_write_extra(price) / 1e6,
-                6)}
+                cost_in + worst + cache_writes, 6)}
 
 
 def build_plan(con: duckdb.DuckDBPyConnection, prepared: Prepared) -> PlanReport:
