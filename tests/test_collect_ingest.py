@@ -12,6 +12,7 @@ import pytest
 
 from warehouse_batch.collect import collect_ready
 from warehouse_batch.identity import custom_id_for, sha256_hex
+from warehouse_batch.providers.openai import OpenAIProvider
 from warehouse_batch.state import ensure_schema, now_utc
 
 _NAMES: dict[str, str] = {}   # custom_id -> the short name a test uses for it
@@ -41,6 +42,7 @@ class FakeProvider:
 
     name = "openai"
     results_sql = "openai_results.sql"
+    result_records = OpenAIProvider.result_records
 
     def __init__(self, files: dict[str, str]):
         self.files = files        # provider_batch_id -> result file text
@@ -214,3 +216,35 @@ def test_collect_leaves_duckdb_threads_as_it_found_them(tmp_path, monkeypatch):
     monkeypatch.setattr(collect_module, "build_outcomes", real)
     collect_ready(con, FakeProvider({"p1": answer("c1", "one")}), "job")
     assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 3
+
+
+@pytest.mark.parametrize("line, outcome, error_type, message", [
+    ({"response": {"body": {}}, "error": None}, "errored", None,
+     "the result line has a response without a status_code"),
+    # a response that is not an object reads as one without a status_code
+    ({"response": "not an object", "error": None}, "errored", None,
+     "the result line has a response without a status_code"),
+    ({"response": None, "error": None}, "errored", "no_answer",
+     "the result line has neither a response nor an error (response: null)"),
+    ({"error": {}}, "errored", None, "the result line has an error without a message"),
+    ({"response": None, "error": {"code": "batch_expired", "message": "too late"}},
+     "expired", "batch_error", "too late"),
+    # a field of another JSON type is cast where it can be (as json_transform did)
+    ({"response": {"status_code": "200", "body": {}}, "error": None}, "errored", "no_answer",
+     "no answer: HTTP 200 but the body has no choices"),
+    ({"response": {"status_code": 200, "body": "text"}, "error": None}, "errored",
+     "no_answer", "no answer: HTTP 200 with no response body"),
+    ({"response": {"status_code": 200, "body": {"choices": {"0": 1}}}, "error": None},
+     "errored", "no_answer", "no answer: HTTP 200 but the body has no choices"),
+])
+def test_result_lines_of_odd_shapes_are_failures_that_say_why(tmp_path, line, outcome,
+                                                              error_type, message):
+    """Each line is read as a typed record (jsonl.read_records): a part of the wrong shape is
+    NULL, never a failed batch, and the failure names what the line lacked."""
+    con = ledger(tmp_path / "w.duckdb", {"b1": ["c1", "c2"]})
+    text = json.dumps({"custom_id": cid("c1"), **line}) + "\n" + answer("c2", "two") + "\n"
+    report = collect_ready(con, FakeProvider({"p1": text}), "job")
+    assert report.succeeded == 1
+    assert con.execute("SELECT outcome, error_type, error_message FROM warehouse_batch.attempts "
+                       "WHERE custom_id = ?", [cid("c1")]).fetchall() == [
+        (outcome, error_type, message)]

@@ -180,7 +180,7 @@ def ingest(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatc
         paths = [p for p in provider.download_results(batch, remote, Path(tmp))
                  if p.stat().st_size > 0]
         faults.checkpoint("during_collect")
-        load_lines(con, paths)
+        load_lines(con, paths, provider.result_records)
         # a view: the lines are parsed once, by the statement that builds wb_outcomes
         con.execute(f"CREATE OR REPLACE TEMP VIEW wb_norm AS {load_sql(provider.results_sql)}")
         group.begin()

@@ -147,6 +147,9 @@ class Provider(ABC):
     uploads_files: ClassVar[bool] = True         # False: requests go inline in the create call
     supports_embeddings: ClassVar[bool] = False
     results_sql: ClassVar[str]                   # a file in warehouse_batch/sql/
+    # when its results SQL reads typed records (view wb_records, `jsonl.read_records`)
+    # rather than raw lines (view wb_lines): each line's columns and DuckDB types
+    result_records: ClassVar[dict[str, str] | None] = None
     option_keys: ClassVar[frozenset[str]] = frozenset()   # provider settings it understands
     api_key_env: ClassVar[tuple[str, ...]] = ()  # variables holding its key, first set wins
     # the modules whose exceptions `translate` understands (its SDK and transport); any

@@ -101,6 +101,10 @@ class OpenAIProvider(Provider):
     limits: ClassVar[Limits] = Limits(max_requests=50_000, max_bytes=200_000_000)  # 200 MB, decimal
     supports_embeddings: ClassVar[bool] = True
     results_sql: ClassVar[str] = "openai_results.sql"
+    result_records: ClassVar[dict[str, str] | None] = {
+        "custom_id": "VARCHAR",
+        "response": "STRUCT(status_code INTEGER, body JSON)",
+        "error": "STRUCT(code VARCHAR, message VARCHAR)"}
     option_keys: ClassVar[frozenset[str]] = frozenset({"base_url"})
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     base_url_env: ClassVar[str] = "OPENAI_BASE_URL"

@@ -11,28 +11,28 @@
 -- (`finish_reason = content_filter`, Responses `incomplete_details.reason = content_filter`;
 -- error_type `content_filter`). Answers cut off by max_tokens are judged by
 -- outcomes.answer_check_sql (the job may allow them).
--- Each line and each body is parsed once (json_transform into a STRUCT; lenient: a field of
--- the wrong type becomes NULL instead of failing the batch). A plain answer (chat content, no
--- refusal) is recognised from those structs alone; the costlier checks that parse again
--- (json_type: is the body an object, is `choices` an array) run only, lazily inside CASE,
--- for the rare lines that are not one.
--- Input: temp view wb_lines(line VARCHAR) holding the non-blank lines of both files. A line
--- that is not JSON parses (`try`) to NULL: it has no custom_id, so it matches no request.
+-- Each line is parsed once, by DuckDB's JSON reader into typed records (temp view wb_records,
+-- `jsonl.read_records` with `OpenAIProvider.result_records`: custom_id, the response's
+-- status_code and body as JSON text, the top-level error), and each body once more
+-- (json_transform into a STRUCT). Both are lenient: a field of the wrong type becomes NULL
+-- instead of failing the batch, and a line that is not a JSON object becomes a row of NULLs:
+-- it has no custom_id, so it matches no request. A plain answer (chat content, no refusal)
+-- is recognised from the structs alone; the costlier checks that parse again (json_type: is
+-- the body an object, is `choices` an array) run only, lazily inside CASE, for the rare
+-- lines that are not one. `response` and `error` are STRUCTs: NULL when absent or null,
+-- present (with NULL fields) for any other value.
 -- Rows without a custom_id are not filtered out here: DuckDB would push such a filter below
--- the parse and parse every line twice. Consumers join on custom_id (NULL never matches).
+-- the parse. Consumers join on custom_id (NULL never matches).
 WITH parsed AS (
-    SELECT line,
-           try(json_transform(line, '{"custom_id": "VARCHAR",
-                                      "response": {"status_code": "INTEGER", "body": "JSON"},
-                                      "error": {"code": "VARCHAR", "message": "VARCHAR"}}')) AS j
-    FROM wb_lines
+    SELECT {'custom_id': custom_id, 'response': response, 'error': error} AS j
+    FROM wb_records
 ), fields AS (
     SELECT
-        line,
         j.custom_id,
         j.response.status_code AS status_code,
         j.response.body        AS body,
         j.error                AS top_error,
+        j.response IS NOT NULL AS has_response,
         json_transform(j.response.body, '{
             "object": "VARCHAR", "status": "VARCHAR", "model": "VARCHAR",
             "choices": [{"message": {"content": "VARCHAR", "refusal": "VARCHAR",
@@ -120,11 +120,9 @@ SELECT
         ELSE true                                    -- never ran (expired, cancelled, other)
     END AS retryable,
     status_code,
-    CASE WHEN ok OR custom_id IS NULL THEN NULL     -- (json_type would fail on a non-JSON line)
+    CASE WHEN ok OR custom_id IS NULL THEN NULL
          WHEN non_answer IS NOT NULL THEN non_answer_type
-         WHEN no_answer IS NOT NULL
-              OR NOT (json_type(line, '$.response') IS NOT DISTINCT FROM 'OBJECT'
-                      OR json_type(line, '$.error') IS NOT DISTINCT FROM 'OBJECT')
+         WHEN no_answer IS NOT NULL OR NOT (has_response OR top_error IS NOT NULL)
              THEN 'no_answer'
          ELSE err_type END AS error_type,
     CASE WHEN NOT ok AND no_answer IS NULL AND non_answer IS NULL THEN err_code
@@ -133,9 +131,9 @@ SELECT
          WHEN non_answer IS NOT NULL THEN non_answer
          WHEN no_answer IS NOT NULL THEN no_answer
          WHEN NOT ok THEN coalesce(err_message, 'HTTP ' || status_code,
-             CASE WHEN json_type(line, '$.response') IS NOT DISTINCT FROM 'OBJECT' THEN
+             CASE WHEN has_response THEN
                  'the result line has a response without a status_code'
-             WHEN json_type(line, '$.error') IS DISTINCT FROM 'OBJECT' THEN
+             WHEN top_error IS NULL THEN
                  'the result line has neither a response nor an error (response: null)'
              ELSE 'the result line has an error without a message' END)
     END AS error_message,
