@@ -13,7 +13,8 @@ from measure import Measured
 
 GIB_MIB = 1024.0
 FLOORS = ("floor: COPY to JSONL", "floor: read_json", "floor: per-row loop",
-          "start-up: warehouse-batch --version", "start-up: import openai")
+          "start-up: warehouse-batch --version", "start-up: Python, DuckDB, one query",
+          "start-up: import openai")
 COMMANDS = ("plan", "submit", "collect", "run, nothing changed", "run, 1% changed",
             "status, no batch ended", "collect, no batch ended")
 # (row label, command, denominator, limit, target as the issue writes it)
@@ -88,6 +89,33 @@ def rows_for(results: dict[str, Measured], facts: dict[str, Any]) -> list[Row]:
     return table
 
 
+def together(results: dict[str, Measured]) -> list[str]:
+    """What the ratio targets ask of each other, from this run's floors.
+
+    Three targets are fractions of `plan`, and `plan` itself is capped at 2 × COPY. Met
+    together, they put absolute ceilings on a poll (0.05 × 2 × COPY) and on `run` after 1%
+    changed (0.4 × 2 × COPY); these lines set those ceilings beside what a process pays
+    before any work (Python with DuckDB answering one query; with the OpenAI SDK imported),
+    so a reader sees when the table cannot be all `ok` on this machine at this size."""
+    copy = results.get("floor: COPY to JSONL")
+    duck = results.get("start-up: Python, DuckDB, one query")
+    sdk = results.get("start-up: import openai")
+    if copy is None or duck is None:
+        return []
+    plan_cap = 2.0 * copy.cpu
+    poll_cap, run_cap = 0.05 * plan_cap, 0.4 * plan_cap
+    lines = [f"Targets together: with `plan` at its cap (2 × COPY = {plan_cap:.2f} CPU s), a "
+             f"poll may cost {poll_cap:.3f} s; Python starting DuckDB and answering one query "
+             f"costs {duck.cpu:.3f} s"
+             + (" (more than the cap)." if duck.cpu > poll_cap else ".")]
+    if sdk is not None:
+        least = duck.cpu + sdk.cpu
+        lines.append(f"`run` after 1% changed may then cost {run_cap:.2f} s; starting DuckDB and "
+                     f"importing the OpenAI SDK (which sends) costs {least:.2f} s before any row "
+                     "is read" + (" (more than the cap)." if least > run_cap else "."))
+    return lines
+
+
 def _floor_label(name: str, facts: dict[str, Any]) -> str:
     rows = facts.get("rows", 0)
     if name == "floor: COPY to JSONL":
@@ -141,7 +169,7 @@ def _summary(meta: dict[str, Any], facts: dict[str, Any]) -> list[str]:
     if "emulator_peak_rss_mib" in facts:
         lines.append(f"Emulator (separate process): peak RSS {facts['emulator_peak_rss_mib']:,.0f}"
                      " MiB; its CPU per phase is the last column.")
-    return lines
+    return lines + list(facts.get("together") or [])
 
 
 def text_table(table: list[Row], meta: dict[str, Any], facts: dict[str, Any]) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import warehouse_batch
 from measure import Emulator, Measured, machine, measure
-from report import Row, markdown, rows_for, text_table
+from report import Row, markdown, rows_for, text_table, together
 
 HERE = Path(__file__).resolve().parent
 TASKS = str(HERE / "tasks.py")
@@ -157,7 +157,10 @@ class Bench:
     def startup(self) -> None:
         """What any command pays before its work: the CLI's start-up, the provider SDK's import
         (context for the polling targets, which are a fraction of `plan`)."""
+        duckdb_query = "import duckdb; duckdb.connect().execute('SELECT 1').fetchall()"
         for name, argv in (("start-up: warehouse-batch --version", [*self.cli, "--version"]),
+                           ("start-up: Python, DuckDB, one query",
+                            [sys.executable, "-c", duckdb_query]),
                            ("start-up: import openai", [sys.executable, "-c", "import openai"])):
             m = measure(name, argv, logdir=self.logs)
             if m.returncode != 0:
@@ -257,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"machine": machine(), **versions(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     table: list[Row] = rows_for(bench.results, bench.facts)
+    bench.facts["together"] = together(bench.results)
     if args.json:
         print(json.dumps({"meta": meta, "facts": bench.facts,
                           "rows": [r.as_dict() for r in table]}, indent=2))

@@ -49,3 +49,7 @@ def test_bench_runs_every_path_and_reports_every_target(tmp_path: Path) -> None:
     assert facts["after_all"]["output_status"] == {"pending": 20, "succeeded": 1980}
     assert facts["after_submit"]["batches"] == 4   # 2000 rows, 500 per batch
     assert "cores" in text and "DuckDB" in text   # the machine and versions are stated
+    # what the targets ask of each other, beside the start-up measured in this run
+    assert any(p.startswith("start-up: Python, DuckDB, one query") for p in by_path)
+    assert "Targets together: with `plan` at its cap" in text
+    assert "`run` after 1% changed may then cost" in text
