@@ -375,10 +375,16 @@ def test_batches_collected_before_budgets_are_settled_by_the_upgrade(tmp_path, f
     before = job.sql("SELECT batch_id, billed_usd FROM warehouse_batch.batches ORDER BY 1")
     assert len(before) == 3 and all(b > 0 for _, b in before)
     # the state as version 18 left it: no reservation, nothing settled, no budget tables
+    # (and requests one table again, as before version 24)
     job.sql("""UPDATE warehouse_batch.batches SET reserved_usd = NULL, billed_usd = NULL,
                    settled_at = NULL, budget_day = NULL;
                DROP TABLE warehouse_batch.job_budgets; DROP TABLE warehouse_batch.budget_holds;
                DELETE FROM warehouse_batch.meta WHERE key = 'budget_serial';
+               CREATE TABLE warehouse_batch.requests_v23 AS
+                   SELECT * FROM warehouse_batch.requests;
+               DROP VIEW warehouse_batch.requests;
+               DROP TABLE warehouse_batch.request_rows; DROP TABLE warehouse_batch.request_sets;
+               ALTER TABLE warehouse_batch.requests_v23 RENAME TO requests;
                DELETE FROM warehouse_batch.schema_migrations WHERE version >= 19""")
     code, status, _ = cli(fast_emulator, "status", job.path, "--db", job.db, "--no-refresh")
     assert code == 0 and status["held"] is None

@@ -151,5 +151,26 @@ def test_new_requests_are_numbered_and_stored_in_source_row_order(tmp_path, emul
     batches = [b for _, _, b in rows]
     assert batches == sorted(batches) and len(set(batches)) == 4
     # stored in that order too: the table's own order is the numbering's
-    stored = [s for (s,) in job.sql(f"SELECT seq FROM {SCHEMA}.requests")]
+    stored = [s for (s,) in job.sql(f"SELECT seq FROM {SCHEMA}.request_rows")]
     assert stored == sorted(stored)
+
+
+def test_what_a_submit_shares_is_stored_once(tmp_path, emulator):
+    """The values every request of one submit repeats (provider, endpoint, model, job, run,
+    time, the body template's halves) are one row of request_sets, not one per request; a
+    submit that stores no request adds none."""
+    job = Job(tmp_path, emulator, rows=30)
+    api.submit(job.path, job.options(batch_max_requests=10))
+    job.sql("UPDATE reviews SET text = text || ' (edited)' WHERE id <= 5")
+    api.submit(job.path, job.options(batch_max_requests=10))
+    api.submit(job.path, job.options(batch_max_requests=10))   # nothing new to store
+    sets = job.sql(f"SELECT set_id, provider, model, job_name, body_prefix IS NOT NULL "
+                   f"FROM {SCHEMA}.request_sets ORDER BY set_id")
+    assert sets == [(1, "openai", job.model, "enriched", True),
+                    (2, "openai", job.model, "enriched", True)]
+    assert job.sql(f"SELECT set_id, count(*) FROM {SCHEMA}.request_rows GROUP BY 1 "
+                   "ORDER BY 1") == [(1, 30), (2, 5)]
+    # the view shows each request with its set's values, its body rebuilt from them
+    ((n, runs),) = job.sql(f"SELECT count(*), count(DISTINCT first_run_id) "
+                           f"FROM {SCHEMA}.requests WHERE body LIKE '%(edited)%'")
+    assert (n, runs) == (5, 1)

@@ -77,7 +77,7 @@ def test_a_file_in_an_older_storage_format_runs_a_job_end_to_end(tmp_path, fast_
     report = job.run()
     assert report.rows.succeeded == 5
     compressions = {c for (c,) in job.sql(
-        "SELECT DISTINCT compression FROM pragma_storage_info('warehouse_batch.requests') "
+        "SELECT DISTINCT compression FROM pragma_storage_info('warehouse_batch.request_rows') "
         "WHERE column_name = 'prompt' AND segment_type = 'VARCHAR'")}
     assert ("ZSTD" in compressions) == (storage == "v1.4.0"), compressions
 
@@ -111,4 +111,45 @@ def test_version_23_derives_results_custom_id_keeping_every_answer(tmp_path):
     assert con.execute("SELECT is_generated FROM duckdb_columns() WHERE schema_name = "
                        "'warehouse_batch' AND table_name = 'results' AND column_name = "
                        "'custom_id'").fetchone() == (True,)
+    con.close()
+
+
+def test_version_24_stores_what_a_submit_shares_once_keeping_every_request(tmp_path):
+    """A file at version 23 with requests stored by two submits (and one verbatim body from
+    before version 11) is moved to request_rows + request_sets: the `requests` view shows
+    every row as the table did, bodies byte for byte, and each submit's shared values are
+    one row."""
+    path = str(tmp_path / "v23.duckdb")
+    con = duckdb.connect(path)
+    con.execute("CREATE SCHEMA warehouse_batch")
+    con.execute("CREATE TABLE warehouse_batch.schema_migrations (version INTEGER PRIMARY KEY, "
+                "name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
+    for version, name, sql in migrations():
+        if version <= 23:
+            con.execute(sql)
+            con.execute("INSERT INTO warehouse_batch.schema_migrations VALUES (?, ?, now())",
+                        [version, name])
+    con.execute("""INSERT INTO warehouse_batch.requests (request_hash, provider, endpoint,
+            model, job_name, first_run_id, created_at, seq, prompt, body_prefix, body_suffix)
+        SELECT sha256(i::VARCHAR), 'openai', '/v1/chat/completions', 'm',
+               CASE WHEN i < 2000 THEN 'a' ELSE 'b' END, 'r' || (i // 2000),
+               TIMESTAMP '2026-11-01' + INTERVAL (i // 2000) HOUR, i + 1,
+               'prompt "' || i || '"\n', '{"messages":[{"content":', '}]}'
+        FROM range(3000) r(i)""")
+    con.execute("""INSERT INTO warehouse_batch.requests (request_hash, provider, endpoint,
+            model, job_name, created_at, seq, body_text)
+        VALUES ('old', 'anthropic', '/v1/messages', 'c', 'a', TIMESTAMP '2026-10-01', 3001,
+                '{"verbatim":true}')""")
+    before = sorted(con.execute("SELECT * FROM warehouse_batch.requests").fetchall())
+    con.close()
+
+    con = duckdb.connect(path)
+    ensure_schema(con)
+    after = sorted(con.execute("SELECT * FROM warehouse_batch.requests").fetchall())
+    assert after == before   # same columns in the same order, every value kept
+    assert con.execute("SELECT body FROM warehouse_batch.requests WHERE seq = 1"
+                       ).fetchone() == ('{"messages":[{"content":"prompt \\"0\\"\\n"}]}',)
+    assert con.execute("SELECT count(*) FROM warehouse_batch.request_sets").fetchone() == (3,)
+    assert con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = "
+                       "'warehouse_batch' AND table_name = 'requests'").fetchone() == ("VIEW",)
     con.close()

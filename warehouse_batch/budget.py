@@ -362,7 +362,7 @@ def _hold(job: str, crossed: CapState, held: list[tuple]) -> Hold:
 def _drop(con: duckdb.DuckDBPyConnection, batch_ids: list[str], stored_from: int) -> None:
     """Forget intents recorded in this transaction (and the requests stored for them alone):
     they were never created, and their rows are sent by a later submit."""
-    con.execute(f"""DELETE FROM {SCHEMA}.requests WHERE seq >= ? AND request_hash IN (
+    con.execute(f"""DELETE FROM {SCHEMA}.request_rows WHERE seq >= ? AND request_hash IN (
             SELECT request_hash FROM {SCHEMA}.batch_requests
             WHERE batch_id IN (SELECT unnest(?::VARCHAR[])))""", [stored_from, batch_ids])
     con.execute(f"""DELETE FROM {SCHEMA}.batch_requests

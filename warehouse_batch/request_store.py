@@ -1,11 +1,14 @@
-"""The `requests` table: every distinct request once, stored compactly (migration 011).
+"""Every distinct request once, stored compactly (migrations 011 and 024).
 
 A request's body is the job's body template (the provider's body for the job, serialised as
-canonical JSON) with the row's prompt spliced in as a JSON string. `requests` stores the
-prompt and the template's two halves; its virtual column `body` splices them again, so a
-payload is rebuilt byte for byte on every retry without each ~600-byte body being stored in
-full (the halves are the same for every request of a job: DuckDB keeps them once per row
-group). `custom_id` is virtual too (derived from `request_hash`).
+canonical JSON) with the row's prompt spliced in as a JSON string. Each request is a row of
+`request_rows` (its hash, `seq`, prompt and `set_id`); what all the requests stored by one
+submit share (provider, endpoint, model, job, run, time, and the template's two halves) is
+one row of `request_sets`. The view `requests` joins them and splices `body` again, so a
+payload is rebuilt byte for byte on every retry without each ~600-byte body, or the values
+every request of a submit repeats, being written per request (at a million requests those
+repeated values were two thirds of the cost of storing them). `custom_id` is derived from
+`request_hash`.
 
 `seq` numbers the requests in the order they were stored, each new batch's requests
 contiguous, so a payload read filtered on its batch's `seq` range (`chunk_ranges`,
@@ -39,26 +42,32 @@ def body_halves(prepared: Prepared) -> tuple[str, str]:
 
 def next_seq(con: duckdb.DuckDBPyConnection) -> int:
     """The first `seq` free for new requests."""
-    return con.execute(f"SELECT coalesce(max(seq), 0) + 1 FROM {SCHEMA}.requests").fetchone()[0]
+    return con.execute(f"SELECT coalesce(max(seq), 0) + 1 FROM {SCHEMA}.request_rows"
+                       ).fetchone()[0]
 
 
 def store_new(con: duckdb.DuckDBPyConnection, prepared: Prepared, chunked: str, send: str,
               base: int, run_id: str, now: dt.datetime) -> None:
     """Store the requests of temp table `chunked` (sid, old_seq, ...) that are not stored yet
     (`old_seq` NULL), found in temp table `send` by row id (`sid`), their prompts read from
-    view `wb_prompt` (by `_rid`), each numbered `base + sid`. Chunks are cut in `sid` order, so a batch's new requests get
-    contiguous numbers (stored in about that order: DuckDB keeps each scanned block together,
-    which is all the row-group ranges need; no sort is paid for)."""
+    view `wb_prompt` (by `_rid`), each numbered `base + sid`, as one new request set. Chunks
+    are cut in `sid` order, so a batch's new requests get contiguous numbers (stored in about
+    that order: DuckDB keeps each scanned block together, which is all the row-group ranges
+    need; no sort is paid for)."""
     spec, provider = prepared.spec, prepared.provider
     before, after = body_halves(prepared)
-    con.execute(f"""INSERT INTO {SCHEMA}.requests (request_hash, provider, endpoint, model,
-            job_name, first_run_id, created_at, seq, prompt, body_prefix, body_suffix)
-        SELECT s.request_hash, ?, ?, ?, ?, ?, ?, {int(base)} + s.sid, p.prompt, ?, ?
+    set_id = con.execute(f"SELECT coalesce(max(set_id), 0) + 1 FROM {SCHEMA}.request_sets"
+                         ).fetchone()[0]
+    stored = con.execute(f"""INSERT INTO {SCHEMA}.request_rows (request_hash, seq, set_id,
+            prompt)
+        SELECT s.request_hash, {int(base)} + s.sid, {int(set_id)}, p.prompt
         FROM (SELECT rowid AS sid, _rid, request_hash FROM {send}
               WHERE rowid IN (SELECT sid FROM {chunked} WHERE old_seq IS NULL)) s
-        JOIN wb_prompt p USING (_rid)""",
-                [provider.name, provider.endpoint_path(), spec.model, spec.name, run_id, now,
-                 before, after])
+        JOIN wb_prompt p USING (_rid)""").fetchone()[0]
+    if stored:
+        con.execute(f"INSERT INTO {SCHEMA}.request_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [set_id, provider.name, provider.endpoint_path(), spec.model, spec.name,
+                     run_id, now, before, after])
 
 
 def chunk_ranges(con: duckdb.DuckDBPyConnection, chunked: str,
@@ -80,7 +89,7 @@ def batch_ranges(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> dict[s
         return {}
     return {b: (lo, hi) for b, lo, hi in con.execute(f"""
         SELECT br.batch_id, min(r.seq), max(r.seq)
-        FROM {SCHEMA}.batch_requests br JOIN {SCHEMA}.requests r USING (request_hash)
+        FROM {SCHEMA}.batch_requests br JOIN {SCHEMA}.request_rows r USING (request_hash)
         WHERE br.batch_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1""",
                                                      [batch_ids]).fetchall()}
 

@@ -99,7 +99,9 @@ def _check_tables(con: duckdb.DuckDBPyConnection, known: list[tuple[int, str, st
     wanted = {m.lower() for _, _, sql in known for m in re.findall(
         rf"CREATE TABLE IF NOT EXISTS {SCHEMA}\.(\w+)", sql, re.IGNORECASE)}
     present = {t.lower() for (t,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?",
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = $1 AND schema_name = $2 "
+        "UNION ALL SELECT view_name FROM duckdb_views() "
+        "WHERE database_name = $1 AND schema_name = $2",   # requests became a view (v24)
         list(state_location(con))).fetchall()}
     missing = sorted(wanted - present)
     if missing:

@@ -91,7 +91,7 @@ def create_intents(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: s
                    {estimator.tokens_sql('s.prompt_chars')} AS ntok,
                    CAST({estimator.chars_sql('s.prompt_chars')} AS INTEGER) AS text_chars,
                    r.seq AS old_seq
-            FROM wb_send s LEFT JOIN (SELECT request_hash, seq FROM {SCHEMA}.requests) r
+            FROM wb_send s LEFT JOIN (SELECT request_hash, seq FROM {SCHEMA}.request_rows) r
                 USING (request_hash)""")
         # the classification is not read again in this pass (a later pass classifies anew):
         # at a million rows its ~100 MB are better left to the inserts below
