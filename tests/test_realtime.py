@@ -346,3 +346,23 @@ def test_try_sample_picks_distinct_rows(tmp_path, emulator):
     assert all(r["source"] == "sent" for r in report.rows)
     assert job.sql("SELECT count(*) FROM information_schema.tables "
                    "WHERE table_name = 'enriched'") == [(0,)]
+
+
+def test_a_bad_concurrency_setting_is_named_before_anything_is_recorded(tmp_path, emulator):
+    """$WAREHOUSE_BATCH_REALTIME_CONCURRENCY that is not a number is a user error (exit 2)
+    naming the variable, refused before any intent is written; a number out of range is held
+    to 1-64 and the send goes on."""
+    job = Job(tmp_path, emulator, rows=3, extra=", realtime_below=10")
+    bad = subprocess.run([*EXE, "run", job.path, "--db", job.db],
+                         env=emulator_env(emulator, WAREHOUSE_BATCH_REALTIME_CONCURRENCY="many"),
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2, bad.stderr
+    assert "$WAREHOUSE_BATCH_REALTIME_CONCURRENCY" in bad.stderr and "'many'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert job.sql("SELECT count(*) FROM warehouse_batch.batches") == [(0,)]
+    assert sync_calls(emulator) == []
+    good = subprocess.run([*EXE, "run", job.path, "--db", job.db],
+                          env=emulator_env(emulator, WAREHOUSE_BATCH_REALTIME_CONCURRENCY="500"),
+                          capture_output=True, text=True, timeout=120)
+    assert good.returncode == 0, good.stderr
+    assert len(sync_calls(emulator)) == 3

@@ -5,7 +5,7 @@ exactly as a batch is.
 the requests to send as ledger batches of mode 'realtime': the requests, the batch rows and
 `batch_requests` are committed before any send, like every intent. This module then sends
 each request of such a batch through `Provider.call_sync` (the official SDK, retries off),
-several at once (`concurrency()` threads), and keeps each answer, as it arrives, as the line a
+several at once (`settings.realtime_concurrency()` threads), and keeps each answer, as it arrives, as the line a
 batch result file would hold for it (`Provider.sync_line`) in `warehouse_batch.realtime_lines`.
 When every request of the batch has its line, the lines are ingested by collect's own
 set-based path (`collect.ingest`, reading them as a downloaded result file), which records
@@ -45,23 +45,13 @@ from .errors import ProviderError, ProviderErrorInfo
 from .ledger import BatchProviders, unfinished_batches, update_batch
 from .providers.base import LedgerBatch, Provider, RemoteBatch
 from .reports import CollectReport, SubmitReport
+from .settings import realtime_concurrency
 from .state import SCHEMA, now_utc
 
-CONCURRENCY_ENV = "WAREHOUSE_BATCH_REALTIME_CONCURRENCY"
-DEFAULT_CONCURRENCY = 4      # requests in flight at once, per command
 MAX_TRIES_RATE_LIMITED = 6   # sends of one request answered 429 before the pass stops
 MAX_TRIES_SERVER_ERROR = 3   # sends of one request answered 5xx/408/409 (the SDKs' 1 + 2)
 FIRST_BACKOFF = 1.0          # seconds, doubling, when no retry-after was given
 RETRY_STATUS = frozenset({408, 409, 429})
-
-
-def concurrency(env: dict[str, str] | None = None) -> int:
-    """How many requests are sent at once: $WAREHOUSE_BATCH_REALTIME_CONCURRENCY, else 4."""
-    raw = (env if env is not None else os.environ).get(CONCURRENCY_ENV)
-    try:
-        return max(1, min(64, int(raw))) if raw else DEFAULT_CONCURRENCY
-    except ValueError:
-        return DEFAULT_CONCURRENCY
 
 
 class Gate:
@@ -138,7 +128,7 @@ def _unanswered(con: duckdb.DuckDBPyConnection, batch_id: str) -> list[tuple[str
 def send_batch(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatch,
                clock: Clock, report: SubmitReport,
                log: Callable[[str], None] = lambda m: None) -> None:
-    """Send every request of a realtime batch that has no answer line yet, `concurrency()`
+    """Send every request of a realtime batch that has no answer line yet, `realtime_concurrency()`
     at a time, storing each line as it arrives (one short transaction each). A sender takes
     its next request only once its last answer is stored, so a crash loses at most the
     answers in flight at that moment (one per sender). Raises the first error that stopped
@@ -149,7 +139,7 @@ def send_batch(con: duckdb.DuckDBPyConnection, provider: Provider, batch: Ledger
     if batch.state == "intent":
         update_batch(con, batch.batch_id, provider_status="sending",
                      submitted_at=now_utc(), error=None)
-    senders = min(concurrency(provider.env), len(todo))
+    senders = min(realtime_concurrency(provider.env), len(todo))
     log(f"sending {len(todo):,} request(s) through the real-time API "
         f"({provider.name}, {senders:,} at a time)")
     gate, stop = Gate(clock), threading.Event()

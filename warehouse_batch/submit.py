@@ -43,6 +43,7 @@ from .reports import SubmitReport
 from .request_store import (SeqRange, batch_ranges, chunk_ranges, next_seq,
                             store_new)
 from .scratch import scratch_dir
+from .settings import realtime_concurrency
 from .state import SCHEMA, fetch_dicts, now_utc
 
 
@@ -468,6 +469,8 @@ def submit_work(con: duckdb.DuckDBPyConnection, prepared: Prepared, run_id: str,
         to_send = con.execute("SELECT count(*) FROM wb_send").fetchone()[0]
         below = prepared.spec.realtime_below
         mode = "realtime" if below is not None and 0 < to_send < below else "batch"
+        if mode == "realtime":
+            realtime_concurrency(provider.env)   # a bad setting: refused before any intent
         intents = create_intents(con, prepared, run_id, mode, caps)
         if intents.hold is not None:
             report.held = intents.hold.to_dict()
