@@ -12,6 +12,7 @@ import pytest
 
 from warehouse_batch.collect import collect_ready
 from warehouse_batch.identity import custom_id_for, sha256_hex
+from warehouse_batch.providers.anthropic import AnthropicProvider
 from warehouse_batch.providers.openai import OpenAIProvider
 from warehouse_batch.state import ensure_schema, now_utc
 
@@ -248,3 +249,51 @@ def test_result_lines_of_odd_shapes_are_failures_that_say_why(tmp_path, line, ou
     assert con.execute("SELECT outcome, error_type, error_message FROM warehouse_batch.attempts "
                        "WHERE custom_id = ?", [cid("c1")]).fetchall() == [
         (outcome, error_type, message)]
+
+
+class FakeAnthropic(FakeProvider):
+    """The same, for Anthropic's results stream."""
+
+    name = "anthropic"
+    results_sql = AnthropicProvider.results_sql
+    result_records = AnthropicProvider.result_records
+
+
+def _message(content, stop: str = "end_turn") -> dict:
+    return {"type": "message", "content": content, "stop_reason": stop,
+            "usage": {"input_tokens": 7, "output_tokens": 1, "cache_read_input_tokens": 3}}
+
+
+@pytest.mark.parametrize("result, outcome, error_type, message", [
+    ({"type": "succeeded", "message": _message([{"type": "text", "text": "hi"}])},
+     "succeeded", None, None),
+    ({"type": "succeeded", "message": _message([{"type": "tool_use", "name": "f"}])},
+     "succeeded", None, None),
+    ({"type": "succeeded", "message": _message([{"type": "text", "text": ""}])}, "errored",
+     "no_answer", "no answer: the message text is empty (stop_reason end_turn)"),
+    ({"type": "succeeded", "message": "not an object"}, "errored", "no_answer",
+     "no answer: the succeeded result has no message"),
+    ({"type": "succeeded", "message": _message([{"type": "text", "text": "no"}], "refusal")},
+     "errored", "refusal", "refused: the model declined to answer (stop_reason refusal): no"),
+    ({"type": "errored", "error": {"type": "error", "error": {
+        "type": "invalid_request_error", "message": "prompt is too long"}}},
+     "errored", "invalid_request_error", "prompt is too long"),
+    ({"type": "canceled"}, "cancelled", "batch_error",
+     "cancelled: the batch was cancelled before this request was processed"),
+    ("not an object", "errored", "no_answer", "no answer: the result line has no result"),
+    (None, "errored", "no_answer", "no answer: the result line has no result"),
+])
+def test_anthropic_result_lines_are_read_as_typed_records(tmp_path, result, outcome,
+                                                          error_type, message):
+    """Anthropic's lines are read as typed records too (jsonl.read_records): every shape a
+    line may take is an outcome that says why, and an answer keeps its text and usage."""
+    con = ledger(tmp_path / "w.duckdb", {"b1": ["c1"]})
+    con.execute("UPDATE warehouse_batch.batches SET provider = 'anthropic', "
+                "endpoint = '/v1/messages'")
+    text = json.dumps({"custom_id": cid("c1"), "result": result}) + "\n"
+    collect_ready(con, FakeAnthropic({"p1": text}), "job")
+    assert con.execute("SELECT outcome, error_type, error_message FROM warehouse_batch.attempts "
+                       ).fetchall() == [(outcome, error_type, message)]
+    if outcome == "succeeded" and result["message"]["content"][0]["type"] == "text":
+        assert con.execute("SELECT response_text, input_tokens, cached_tokens "
+                           "FROM warehouse_batch.results").fetchall() == [("hi", 10, 3)]

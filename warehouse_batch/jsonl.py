@@ -103,7 +103,6 @@ def load_lines(con: duckdb.DuckDBPyConnection, paths: list[Path],
           AND CASE WHEN ascii(line) IN (0, 32) THEN trim(line) <> '' ELSE true END""")
 
 
-
 def read_records(paths: list[Path], columns: dict[str, str]) -> str:
     """SQL reading every line of `paths` as one JSON object with the given typed `columns`.
 
@@ -111,10 +110,10 @@ def read_records(paths: list[Path], columns: dict[str, str]) -> str:
     the lines as text and parsing each with `json_transform`. It is lenient as the results
     SQL must be: a line that is not JSON (or not an object) becomes a row of NULLs, so it
     has no custom_id and matches no request (`ignore_errors`); a field of the wrong type is
-    NULL; blank lines are skipped and a CR before the LF is ignored. A nested object read as
-    a STRUCT is NULL only when it is absent or null (any other value gives a STRUCT of
-    NULLs), so its shape is checked on a `JSON` field inside it, not on the STRUCT itself.
-    Lines may be up to 64 MB (one answer; `read_csv`'s lines stop at 2 MB)."""
+    NULL (or cast, as `json_transform` does); blank lines are skipped and a CR before the LF
+    is ignored. A nested object read as a STRUCT is NULL only when it is absent or null: any
+    other value (a string, say) gives a STRUCT of NULLs, so "is it an object" is asked of a
+    `JSON` field, not of a STRUCT. Lines may be up to 64 MB (`read_csv`'s stop at 2 MB)."""
     spec = "{" + ", ".join(f"{sql_literal(name)}: {sql_literal(kind)}"
                            for name, kind in columns.items()) + "}"
     if not paths:

@@ -65,7 +65,9 @@ def store_new(con: duckdb.DuckDBPyConnection, prepared: Prepared, chunked: str, 
               WHERE rowid IN (SELECT sid FROM {chunked} WHERE old_seq IS NULL)) s
         JOIN wb_prompt p USING (_rid)""").fetchone()[0]
     if stored:
-        con.execute(f"INSERT INTO {SCHEMA}.request_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        con.execute(f"""INSERT INTO {SCHEMA}.request_sets (set_id, provider, endpoint, model,
+                job_name, first_run_id, created_at, body_prefix, body_suffix)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     [set_id, provider.name, provider.endpoint_path(), spec.model, spec.name,
                      run_id, now, before, after])
 

@@ -93,6 +93,9 @@ class AnthropicProvider(Provider):
     uploads_files: ClassVar[bool] = False
     supports_embeddings: ClassVar[bool] = False
     results_sql: ClassVar[str] = "anthropic_results.sql"
+    result_records: ClassVar[dict[str, str] | None] = {
+        "custom_id": "VARCHAR",
+        "result": "STRUCT(type VARCHAR, message JSON, error STRUCT(error STRUCT(type VARCHAR, message VARCHAR)))"}
     option_keys: ClassVar[frozenset[str]] = frozenset(
         {"base_url", "anthropic_version", "cache_system_prompt"})
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")

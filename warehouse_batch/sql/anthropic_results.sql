@@ -1,9 +1,15 @@
 -- Anthropic Message Batches results lines -> warehouse-batch's normalised result rows
 -- (exactly the columns, types and order of openai_results.sql).
--- Input: temp view wb_lines(line VARCHAR) holding the non-blank lines of the results stream.
--- A line that is not JSON parses (TRY_CAST) to NULL: it has no custom_id, so it matches no
--- request. Rows without a custom_id are not filtered out here (a filter would be pushed below
--- the parse and parse every line twice); consumers join on custom_id.
+-- Input: temp view wb_records (jsonl.read_records with AnthropicProvider.result_records):
+-- each line read once by DuckDB's JSON reader as custom_id and result (its type, its
+-- message as JSON text, its error's type and message); each message is parsed once more into
+-- a STRUCT (content blocks, stop_reason, usage). Both are lenient: a line that is not a JSON
+-- object is a row of NULLs (no custom_id, so it matches no request), a field of the wrong
+-- type is NULL. `result` is NULL when absent or null, and a STRUCT of NULLs for any other
+-- non-object value; a result with neither type, message nor error counts as none. Rows without a custom_id are not filtered out here (a filter would be pushed below
+-- the parse); consumers join on custom_id. A plain answer (text or tool use) is recognised
+-- from the STRUCT alone; the check that parses again (json_type: is the message an object)
+-- runs only, lazily inside CASE, for the rare succeeded lines that are not one.
 -- A line is {"custom_id", "result": {"type": succeeded|errored|canceled|expired, ...}}
 -- (batch-apis.md §2.6). Anthropic spells it `canceled`; we say `cancelled`.
 -- Retry policy (field-facts.md, "Error classification"): an errored request whose
@@ -24,26 +30,30 @@
 -- A `succeeded` result without an answer (no message, or no text or tool_use block with
 -- content), and a line without a `result`, are `errored` (retryable) with error_type
 -- `no_answer` and a message saying what was missing.
-WITH parsed AS (
-    SELECT TRY_CAST(line AS JSON) AS j FROM wb_lines
-), fields AS (
+WITH fields AS (
     SELECT
-        j ->> '$.custom_id'                   AS custom_id,
-        j ->> '$.result.type'                 AS result_type,
-        j -> '$.result.message'               AS message,
-        j ->> '$.result.error.error.type'     AS err_type,
-        j ->> '$.result.error.error.message'  AS err_message,
-        json_type(j, '$.result') IS NOT DISTINCT FROM 'OBJECT' AS has_result
-    FROM parsed
+        custom_id,
+        result.type                 AS result_type,
+        result.message              AS message,
+        result.error.error.type     AS err_type,
+        result.error.error.message  AS err_message,
+        -- an object with none of these reads as no result (as a non-object does)
+        (result.type IS NOT NULL OR result.message IS NOT NULL
+         OR result.error IS NOT NULL) AS has_result,
+        json_transform(result.message, '{
+            "content": [{"type": "VARCHAR", "text": "VARCHAR"}],
+            "stop_reason": "VARCHAR",
+            "usage": {"input_tokens": "BIGINT", "output_tokens": "BIGINT",
+                      "cache_read_input_tokens": "BIGINT",
+                      "cache_creation_input_tokens": "BIGINT"}}') AS m
+    FROM wb_records
 ), usage AS (
     SELECT *,
-        TRY_CAST(message ->> '$.usage.input_tokens' AS BIGINT)                AS raw_input,
-        TRY_CAST(message ->> '$.usage.cache_read_input_tokens' AS BIGINT)     AS cache_read,
-        TRY_CAST(message ->> '$.usage.cache_creation_input_tokens' AS BIGINT) AS cache_write,
-        list_filter(CAST(message -> '$.content[*]' AS JSON[]),
-                    lambda b: (b ->> '$.type') = 'text')                        AS text_blocks,
-        len(list_filter(CAST(message -> '$.content[*]' AS JSON[]),
-                        lambda b: (b ->> '$.type') = 'tool_use'))                AS tool_uses
+        m.usage.input_tokens                                         AS raw_input,
+        m.usage.cache_read_input_tokens                              AS cache_read,
+        m.usage.cache_creation_input_tokens                          AS cache_write,
+        list_filter(m.content, lambda b: b.type = 'text')            AS text_blocks,
+        len(list_filter(m.content, lambda b: b.type = 'tool_use'))   AS tool_uses
     FROM fields
 ), answered AS (
     SELECT *,
@@ -51,23 +61,26 @@ WITH parsed AS (
             WHEN NOT has_result THEN
                 'no answer: the result line has no result'
             WHEN result_type <> 'succeeded' THEN NULL
+            -- a plain answer: content blocks imply an object message
+            WHEN m.content IS NOT NULL AND (coalesce(tool_uses, 0) > 0 OR array_to_string(
+                list_transform(text_blocks, lambda b: b.text), '') <> '') THEN NULL
             WHEN json_type(message) IS DISTINCT FROM 'OBJECT' THEN
                 'no answer: the succeeded result has no message'
             WHEN coalesce(tool_uses, 0) > 0 THEN NULL
             WHEN coalesce(len(text_blocks), 0) = 0 THEN
                 'no answer: the message has no text content (stop_reason ' ||
-                coalesce(message ->> '$.stop_reason', 'null') || ')'
-            WHEN array_to_string(list_transform(text_blocks, lambda b: b ->> '$.text'), '') = ''
+                coalesce(m.stop_reason, 'null') || ')'
+            WHEN array_to_string(list_transform(text_blocks, lambda b: b.text), '') = ''
                 THEN 'no answer: the message text is empty (stop_reason ' ||
-                coalesce(message ->> '$.stop_reason', 'null') || ')'
+                coalesce(m.stop_reason, 'null') || ')'
         END AS no_answer,
-        result_type = 'succeeded' AND (message ->> '$.stop_reason') = 'refusal' AS refused
+        result_type = 'succeeded' AND m.stop_reason = 'refusal' AS refused
     FROM usage
 ), judged AS (
     SELECT * REPLACE (CASE WHEN refused THEN NULL ELSE no_answer END AS no_answer),
         CASE WHEN refused THEN 'refused: the model declined to answer (stop_reason refusal)' ||
             coalesce(': ' || nullif(array_to_string(
-                list_transform(text_blocks, lambda b: b ->> '$.text'), ''), ''), '')
+                list_transform(text_blocks, lambda b: b.text), ''), ''), '')
         END AS non_answer
     FROM answered
 )
@@ -115,14 +128,14 @@ SELECT
     END                                                                      AS error_message,
     CASE WHEN no_answer IS NULL AND non_answer IS NULL AND result_type = 'succeeded'
               AND len(text_blocks) > 0 THEN
-        array_to_string(list_transform(text_blocks, lambda b: b ->> '$.text'), '')
+        array_to_string(list_transform(text_blocks, lambda b: b.text), '')
     END                                                                      AS response_text,
     CASE WHEN no_answer IS NULL AND non_answer IS NULL AND result_type = 'succeeded'
          THEN CAST(message AS VARCHAR)
     END                                                                      AS response_body,
-    CASE WHEN result_type = 'succeeded' THEN message ->> '$.stop_reason' END AS finish_reason,
+    CASE WHEN result_type = 'succeeded' THEN m.stop_reason END            AS finish_reason,
     raw_input + coalesce(cache_read, 0) + coalesce(cache_write, 0)           AS input_tokens,
-    TRY_CAST(message ->> '$.usage.output_tokens' AS BIGINT)                  AS output_tokens,
+    m.usage.output_tokens                                                    AS output_tokens,
     cache_read                                                               AS cached_tokens,
     cache_write                                                         AS cache_creation_tokens,
     CAST(NULL AS FLOAT[])                                               AS embedding  -- none here
