@@ -82,19 +82,25 @@ def test_a_file_in_an_older_storage_format_runs_a_job_end_to_end(tmp_path, fast_
     assert ("ZSTD" in compressions) == (storage == "v1.4.0"), compressions
 
 
-def test_version_23_derives_results_custom_id_keeping_every_answer(tmp_path):
-    """A file at version 22 with answers cached is rebuilt: every value is kept and
-    results.custom_id, now a virtual column, is the one it stored."""
-    path = str(tmp_path / "v22.duckdb")
+def _state_at_version(path: str, newest: int) -> duckdb.DuckDBPyConnection:
+    """A new DuckDB file whose state schema is as migrations 1..`newest` left it."""
     con = duckdb.connect(path)
     con.execute("CREATE SCHEMA warehouse_batch")
     con.execute("CREATE TABLE warehouse_batch.schema_migrations (version INTEGER PRIMARY KEY, "
                 "name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
     for version, name, sql in migrations():
-        if version <= 22:
+        if version <= newest:
             con.execute(sql)
             con.execute("INSERT INTO warehouse_batch.schema_migrations VALUES (?, ?, now())",
                         [version, name])
+    return con
+
+
+def test_version_23_derives_results_custom_id_keeping_every_answer(tmp_path):
+    """A file at version 22 with answers cached is rebuilt: every value is kept and
+    results.custom_id, now a virtual column, is the one it stored."""
+    path = str(tmp_path / "v22.duckdb")
+    con = _state_at_version(path, 22)
     con.execute("""INSERT INTO warehouse_batch.results (request_hash, custom_id, status,
             retryable, response_text, response_body, input_tokens, attempts, failures,
             updated_at, embedding, run_id, run_failures)
@@ -120,15 +126,7 @@ def test_version_24_stores_what_a_submit_shares_once_keeping_every_request(tmp_p
     every row as the table did, bodies byte for byte, and each submit's shared values are
     one row."""
     path = str(tmp_path / "v23.duckdb")
-    con = duckdb.connect(path)
-    con.execute("CREATE SCHEMA warehouse_batch")
-    con.execute("CREATE TABLE warehouse_batch.schema_migrations (version INTEGER PRIMARY KEY, "
-                "name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
-    for version, name, sql in migrations():
-        if version <= 23:
-            con.execute(sql)
-            con.execute("INSERT INTO warehouse_batch.schema_migrations VALUES (?, ?, now())",
-                        [version, name])
+    con = _state_at_version(path, 23)
     con.execute("""INSERT INTO warehouse_batch.requests (request_hash, provider, endpoint,
             model, job_name, first_run_id, created_at, seq, prompt, body_prefix, body_suffix)
         SELECT sha256(i::VARCHAR), 'openai', '/v1/chat/completions', 'm',
