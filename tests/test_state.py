@@ -96,6 +96,16 @@ def _state_at_version(path: str, newest: int) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _upgraded(con: duckdb.DuckDBPyConnection, path: str, table: str):
+    """Close `con`, open the file again through the migrations; the connection and the
+    state `table`'s rows before and after."""
+    before = sorted(con.execute(f"SELECT * FROM warehouse_batch.{table}").fetchall())
+    con.close()
+    con = duckdb.connect(path)
+    ensure_schema(con)
+    return con, before, sorted(con.execute(f"SELECT * FROM warehouse_batch.{table}").fetchall())
+
+
 def test_version_23_derives_results_custom_id_keeping_every_answer(tmp_path):
     """A file at version 22 with answers cached is rebuilt: every value is kept and
     results.custom_id, now a virtual column, is the one it stored."""
@@ -107,12 +117,7 @@ def test_version_23_derives_results_custom_id_keeping_every_answer(tmp_path):
         SELECT h, 'wb_' || left(h, 48), 'succeeded', false, 'answer ' || i, '{"i":' || i || '}',
                i, 1, 0, now(), [i::FLOAT], 'r1', i % 3
         FROM (SELECT sha256(i::VARCHAR) AS h, i FROM range(3000) r(i))""")
-    before = sorted(con.execute("SELECT * FROM warehouse_batch.results").fetchall())
-    con.close()
-
-    con = duckdb.connect(path)
-    ensure_schema(con)
-    after = sorted(con.execute("SELECT * FROM warehouse_batch.results").fetchall())
+    con, before, after = _upgraded(con, path, "results")
     assert after == before   # same columns in the same order, every value kept
     assert con.execute("SELECT is_generated FROM duckdb_columns() WHERE schema_name = "
                        "'warehouse_batch' AND table_name = 'results' AND column_name = "
@@ -138,12 +143,7 @@ def test_version_24_stores_what_a_submit_shares_once_keeping_every_request(tmp_p
             model, job_name, created_at, seq, body_text)
         VALUES ('old', 'anthropic', '/v1/messages', 'c', 'a', TIMESTAMP '2026-10-01', 3001,
                 '{"verbatim":true}')""")
-    before = sorted(con.execute("SELECT * FROM warehouse_batch.requests").fetchall())
-    con.close()
-
-    con = duckdb.connect(path)
-    ensure_schema(con)
-    after = sorted(con.execute("SELECT * FROM warehouse_batch.requests").fetchall())
+    con, before, after = _upgraded(con, path, "requests")
     assert after == before   # same columns in the same order, every value kept
     assert con.execute("SELECT body FROM warehouse_batch.requests WHERE seq = 1"
                        ).fetchone() == ('{"messages":[{"content":"prompt \\"0\\"\\n"}]}',)
