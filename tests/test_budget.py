@@ -160,6 +160,9 @@ def test_the_job_budget_holds_back_batches_exits_75_and_status_says_why(tmp_path
                           text=True, env=emulator_env(fast_emulator))
     assert text.returncode == 75 and "held back" in text.stderr and "left" in text.stderr
     assert len(creates(fast_emulator)) == 1            # still held: nothing more was created
+    # the requests of held batches are forgotten, and no request set is left empty
+    assert job.sql("SELECT count(*) FROM warehouse_batch.request_sets WHERE set_id NOT IN "
+                   "(SELECT set_id FROM warehouse_batch.request_rows)") == [(0,)]
     # run collects, settling the first batch to what it was billed (far below its worst
     # case), but what is left is still less than a batch's worst case: --wait stops rather
     # than waiting out a cap once nothing is running

@@ -365,6 +365,9 @@ def _drop(con: duckdb.DuckDBPyConnection, batch_ids: list[str], stored_from: int
     con.execute(f"""DELETE FROM {SCHEMA}.request_rows WHERE seq >= ? AND request_hash IN (
             SELECT request_hash FROM {SCHEMA}.batch_requests
             WHERE batch_id IN (SELECT unnest(?::VARCHAR[])))""", [stored_from, batch_ids])
+    # a request set whose every request was forgotten is forgotten with them
+    con.execute(f"""DELETE FROM {SCHEMA}.request_sets s WHERE NOT EXISTS (
+            SELECT 1 FROM {SCHEMA}.request_rows r WHERE r.set_id = s.set_id)""")
     con.execute(f"""DELETE FROM {SCHEMA}.batch_requests
         WHERE batch_id IN (SELECT unnest(?::VARCHAR[]))""", [batch_ids])
     con.execute(f"DELETE FROM {SCHEMA}.batches WHERE batch_id IN (SELECT unnest(?::VARCHAR[]))",

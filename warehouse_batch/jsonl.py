@@ -11,6 +11,7 @@ import duckdb
 from .identity import canonical_json, sql_literal
 from .providers.base import BODY_PLACEHOLDER, CUSTOM_ID_PLACEHOLDER, Provider
 from .request_store import SeqRange, seq_filter_sql
+from .sqlutil import quote_ident
 from .state import SCHEMA
 
 
@@ -117,7 +118,7 @@ def read_records(paths: list[Path], columns: dict[str, str]) -> str:
     spec = "{" + ", ".join(f"{sql_literal(name)}: {sql_literal(kind)}"
                            for name, kind in columns.items()) + "}"
     if not paths:
-        return ("SELECT " + ", ".join(f"CAST(NULL AS {kind}) AS {name}"
+        return ("SELECT " + ", ".join(f"CAST(NULL AS {kind}) AS {quote_ident(name)}"
                                       for name, kind in columns.items()) + " WHERE false")
     return (f"SELECT * FROM read_json({_file_list(paths)}, format='newline_delimited', "
             f"columns={spec}, ignore_errors=true, maximum_object_size={64 << 20})")

@@ -5,13 +5,13 @@ exactly as a batch is.
 the requests to send as ledger batches of mode 'realtime': the requests, the batch rows and
 `batch_requests` are committed before any send, like every intent. This module then sends
 each request of such a batch through `Provider.call_sync` (the official SDK, retries off),
-several at once (`settings.realtime_concurrency()` threads), and keeps each answer, as it arrives, as the line a
-batch result file would hold for it (`Provider.sync_line`) in `warehouse_batch.realtime_lines`.
-When every request of the batch has its line, the lines are ingested by collect's own
-set-based path (`collect.ingest`, reading them as a downloaded result file), which records
-attempts and results under the same request hashes, judges typed answers and embeddings,
-counts failures against `max_attempts`, and marks the batch collected; then the lines are
-deleted.
+several at once (`settings.realtime_concurrency()` threads), and keeps each answer, as it
+arrives, as the line a batch result file would hold for it (`Provider.sync_line`) in
+`warehouse_batch.realtime_lines`. When every request of the batch has its line, the lines
+are ingested by collect's own set-based path (`collect.ingest`, reading them as a downloaded
+result file), which records attempts and results under the same request hashes, judges
+typed answers and embeddings, counts failures against `max_attempts`, and marks the batch
+collected; then the lines are deleted.
 
 So a crash mid-way never pays twice for what was answered (the answered requests have their
 line; only the others are sent when the batch is resumed by the next pass) and never loses
@@ -28,7 +28,6 @@ with that status would be.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import threading
 from dataclasses import asdict, dataclass, field
@@ -128,8 +127,8 @@ def _unanswered(con: duckdb.DuckDBPyConnection, batch_id: str) -> list[tuple[str
 def send_batch(con: duckdb.DuckDBPyConnection, provider: Provider, batch: LedgerBatch,
                clock: Clock, report: SubmitReport,
                log: Callable[[str], None] = lambda m: None) -> None:
-    """Send every request of a realtime batch that has no answer line yet, `realtime_concurrency()`
-    at a time, storing each line as it arrives (one short transaction each). A sender takes
+    """Send every request of a realtime batch that has no answer line yet,
+    `realtime_concurrency()` at a time, storing each line as it arrives (one short transaction each). A sender takes
     its next request only once its last answer is stored, so a crash loses at most the
     answers in flight at that moment (one per sender). Raises the first error that stopped
     it, after storing every answer that came back."""

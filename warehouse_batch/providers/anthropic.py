@@ -95,7 +95,8 @@ class AnthropicProvider(Provider):
     results_sql: ClassVar[str] = "anthropic_results.sql"
     result_records: ClassVar[dict[str, str] | None] = {
         "custom_id": "VARCHAR",
-        "result": "STRUCT(type VARCHAR, message JSON, error STRUCT(error STRUCT(type VARCHAR, message VARCHAR)))"}
+        "result": "STRUCT(type VARCHAR, message JSON, "
+                  "error STRUCT(error STRUCT(type VARCHAR, message VARCHAR)))"}
     option_keys: ClassVar[frozenset[str]] = frozenset(
         {"base_url", "anthropic_version", "cache_system_prompt"})
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
