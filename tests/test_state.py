@@ -151,3 +151,39 @@ def test_version_24_stores_what_a_submit_shares_once_keeping_every_request(tmp_p
     assert con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = "
                        "'warehouse_batch' AND table_name = 'requests'").fetchone() == ("VIEW",)
     con.close()
+
+
+def _hash_compressions(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    con.execute("CHECKPOINT")
+    return {c for (c,) in con.execute(
+        f"SELECT DISTINCT compression FROM pragma_storage_info('warehouse_batch.{table}') "
+        "WHERE column_name = 'request_hash' AND segment_type = 'VARCHAR'").fetchall()}
+
+
+def test_version_25_stores_the_hashes_a_collect_writes_uncompressed(tmp_path):
+    """A file at version 24 with answers and attempts is rebuilt: every value is kept, and
+    the request hashes of `results` and `attempts` (written by every collect) are stored
+    uncompressed from then on; the hashes a submit writes stay compressed."""
+    path = str(tmp_path / "v24.duckdb")
+    con = _state_at_version(path, 24)
+    con.execute("""INSERT INTO warehouse_batch.results (request_hash, status, retryable,
+            response_text, response_body, input_tokens, attempts, failures, updated_at,
+            embedding, run_id, run_failures)
+        SELECT sha256(i::VARCHAR), 'succeeded', false, 'answer ' || i, '{"i":' || i || '}',
+               i, 1, 0, now(), [i::FLOAT], 'r1', i % 3
+        FROM range(3000) r(i)""")
+    con.execute("""INSERT INTO warehouse_batch.attempts (batch_id, request_hash, outcome,
+            retryable, collected_at, input_tokens, cache_write_1h_tokens)
+        SELECT 'b' || (i // 1000), sha256(i::VARCHAR), 'succeeded', false, now(), i, 0
+        FROM range(3000) r(i)""")
+    con.execute("""INSERT INTO warehouse_batch.batch_requests (batch_id, request_hash)
+        SELECT 'b' || (i // 1000), sha256(i::VARCHAR) FROM range(3000) r(i)""")
+    assert _hash_compressions(con, "results") != {"Uncompressed"}
+    attempts = sorted(con.execute("SELECT * FROM warehouse_batch.attempts").fetchall())
+    con, before, after = _upgraded(con, path, "results")
+    assert after == before   # same columns in the same order, every value kept
+    assert sorted(con.execute("SELECT * FROM warehouse_batch.attempts").fetchall()) == attempts
+    assert _hash_compressions(con, "results") == {"Uncompressed"}
+    assert _hash_compressions(con, "attempts") == {"Uncompressed"}
+    assert _hash_compressions(con, "batch_requests") != {"Uncompressed"}
+    con.close()
