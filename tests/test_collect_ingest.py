@@ -13,6 +13,7 @@ import pytest
 from warehouse_batch.collect import collect_ready
 from warehouse_batch.identity import custom_id_for, sha256_hex
 from warehouse_batch.providers.anthropic import AnthropicProvider
+from warehouse_batch.providers.gemini import GeminiProvider
 from warehouse_batch.providers.openai import OpenAIProvider
 from warehouse_batch.state import ensure_schema, now_utc
 
@@ -297,3 +298,67 @@ def test_anthropic_result_lines_are_read_as_typed_records(tmp_path, result, outc
     if outcome == "succeeded" and result["message"]["content"][0]["type"] == "text":
         assert con.execute("SELECT response_text, input_tokens, cached_tokens "
                            "FROM warehouse_batch.results").fetchall() == [("hi", 10, 3)]
+
+
+class FakeGemini(FakeProvider):
+    """The same, for Gemini's responses file."""
+
+    name = "gemini"
+    results_sql = GeminiProvider.results_sql
+    result_records = GeminiProvider.result_records
+
+
+def _gemini(parts, finish: str = "STOP") -> dict:
+    return {"candidates": [{"content": {"parts": parts, "role": "model"},
+                            "finishReason": finish}],
+            "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 1,
+                              "thoughtsTokenCount": 2, "cachedContentTokenCount": 3},
+            "modelVersion": "gemini-2.5-flash"}
+
+
+@pytest.mark.parametrize("line, outcome, error_type, message", [
+    ({"response": _gemini([{"text": "thinking", "thought": True}, {"text": "hi"}])},
+     "succeeded", None, None),
+    ({"response": _gemini([{"text": ""}])}, "errored", "no_answer",
+     "no answer: the candidate has no text (finishReason STOP)"),
+    ({"response": {"candidates": []}}, "errored", "no_answer",
+     "no answer: the response has no candidates"),
+    ({"response": {"promptFeedback": {"blockReason": "SAFETY"}}}, "errored",
+     "content_filter", "content filter: Gemini blocked the prompt (blockReason SAFETY); a "
+     "retry cannot help: change the prompt"),
+    ({"response": _gemini([{"text": "no"}], "RECITATION")}, "errored", "refusal",
+     "refused: Gemini stopped the answer (finishReason RECITATION)"),
+    ({"error": {"code": 429, "message": "slow down", "status": "RESOURCE_EXHAUSTED"}},
+     "errored", "resource_exhausted", "slow down"),
+    ({"error": {"code": 400, "status": "INVALID_ARGUMENT"}}, "errored", "invalid_argument",
+     "errored (INVALID_ARGUMENT)"),
+    # a field of another JSON type is cast where it can be
+    ({"error": {"code": "503", "message": "later", "status": "UNAVAILABLE"}}, "errored",
+     "unavailable", "later"),
+    ({"response": "not an object"}, "errored", "no_answer",
+     "no answer: the result line has neither a response nor an error"),
+    ({"error": "not an object"}, "errored", "no_answer",
+     "no answer: the result line has neither a response nor an error"),
+    ({"response": None}, "errored", "no_answer",
+     "no answer: the result line has neither a response nor an error"),
+    ({}, "errored", "no_answer",
+     "no answer: the result line has neither a response nor an error"),
+])
+def test_gemini_result_lines_of_every_shape_say_why(tmp_path, line, outcome, error_type,
+                                                    message):
+    """Gemini's lines ({"key", "response" | "error"}): every shape a line may take is an
+    outcome that says why; an answer keeps its text (thoughts left out) and usage."""
+    con = ledger(tmp_path / "w.duckdb", {"b1": ["c1", "c2"]})
+    con.execute("UPDATE warehouse_batch.batches SET provider = 'gemini', "
+                "endpoint = 'generateContent'")
+    text = (json.dumps({"key": cid("c1"), **line}) + "\n" + "not json\n"
+            + json.dumps({"key": cid("c2"), "response": _gemini([{"text": "two"}])}) + "\n")
+    report = collect_ready(con, FakeGemini({"p1": text}), "job")
+    assert report.succeeded == 1 + (outcome == "succeeded")
+    assert con.execute("SELECT outcome, error_type, error_message FROM warehouse_batch.attempts "
+                       "WHERE custom_id = ?", [cid("c1")]).fetchall() == [
+        (outcome, error_type, message)]
+    if outcome == "succeeded":
+        assert con.execute("SELECT response_text, input_tokens, output_tokens, cached_tokens, "
+                           "finish_reason FROM warehouse_batch.results WHERE custom_id = ?",
+                           [cid("c1")]).fetchall() == [("hi", 7, 3, 3, "stop")]

@@ -153,6 +153,11 @@ class GeminiProvider(Provider):
     limits: ClassVar[Limits] = Limits(max_requests=100_000, max_bytes=2_000_000_000)
     supports_embeddings: ClassVar[bool] = True
     results_sql: ClassVar[str] = "gemini_results.sql"
+    # each result line read once as a typed record (jsonl.read_records): the response kept as
+    # JSON (its text is stored and json_transform reads it), the error as a google.rpc.Status
+    result_records: ClassVar[dict[str, str] | None] = {
+        "key": "VARCHAR", "response": "JSON",
+        "error": "STRUCT(code INTEGER, message VARCHAR, status VARCHAR)"}
     option_keys: ClassVar[frozenset[str]] = frozenset({"base_url"})
     api_key_env: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     base_url_env: ClassVar[str] = "GOOGLE_GEMINI_BASE_URL"   # the SDK's own variable

@@ -1,11 +1,14 @@
 -- Gemini batch result lines -> warehouse-batch's normalised result rows
 -- (exactly the columns, types and order of openai_results.sql).
--- Input: temp view wb_lines(line VARCHAR) holding the non-blank lines of the responses file.
--- A line is {"key", "response": GenerateContentResponse | EmbedContentResponse} or
+-- Input: temp view wb_records, each non-blank line of the responses file read once by DuckDB's
+-- JSON reader as a typed record (`jsonl.read_records` with `GeminiProvider.result_records`:
+-- the key, the response as JSON text, the error as a STRUCT). A line is
+-- {"key", "response": GenerateContentResponse | EmbedContentResponse} or
 -- {"key", "error": {"code", "message", "status"}} (a google.rpc.Status). A cancelled or
 -- expired job writes no line for what it never processed: those requests are `missing` and
--- are sent again. A line that is not JSON parses (`try`) to NULL: it has no key, so it
--- matches no request; rows without a key are not filtered out here (consumers join on it).
+-- are sent again. A line that is not a JSON object becomes a row of NULLs: it has no key, so
+-- it matches no request; rows without a key are not filtered out here (consumers join on it).
+-- A field of the wrong type is NULL, or cast where it can be (a code "503" reads 503).
 -- Classification:
 -- * an `error` line is `errored`; retryable for HTTP 408/409/429/5xx and the transient
 --   statuses (RESOURCE_EXHAUSTED, UNAVAILABLE, INTERNAL, DEADLINE_EXCEEDED, ABORTED,
@@ -22,14 +25,10 @@
 -- prompt_tokens includes cached tokens); output is candidates + thoughts (both billed as
 -- output).
 WITH parsed AS (
-    SELECT line,
-           try(json_transform(line, '{"key": "VARCHAR", "response": "JSON",
-                                      "error": {"code": "INTEGER", "message": "VARCHAR",
-                                                "status": "VARCHAR"}}')) AS j
-    FROM wb_lines
+    SELECT {'key': "key", 'response': response, 'error': error} AS j
+    FROM wb_records
 ), fields AS (
     SELECT
-        line,
         j.key AS custom_id,
         j.response AS body,
         j.error AS err,
