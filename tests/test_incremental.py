@@ -191,3 +191,17 @@ def test_job_rows_record_the_documented_row_key_hash(tmp_path, emulator):
     assert len(recorded) == 12
     for key_json, khash, has_fp, answered in recorded:
         assert khash == identity.row_key_hash(json.loads(key_json)) and has_fp and answered
+
+
+def test_job_rows_mark_only_succeeded_answers_answered(tmp_path, emulator):
+    """`job_rows.answered` (what lets the next run skip a row) is set for the rows whose
+    answer succeeded and for no other: a row that failed, retryably or for good, is looked
+    at again by the next run."""
+    job = Job(tmp_path, emulator, extra=", max_attempts=1")
+    job.sql("UPDATE reviews SET text = 'flaky [[emu:error500]]' WHERE id = 4")
+    job.sql("UPDATE reviews SET text = 'too long [[emu:error400]]' WHERE id = 5")
+    report = job.run()
+    assert report.rows.failed == 2 and report.rows.succeeded == 10
+    answered = dict(job.sql("SELECT key_json, answered FROM warehouse_batch.job_rows"))
+    assert len(answered) == 12
+    assert {k for k, a in answered.items() if not a} == {'{"id":4}', '{"id":5}'}

@@ -37,7 +37,7 @@ from .lightpoll import retrieve
 from .ledger import (BatchProviders, is_not_found, known_batch_ids, lost_batches, mark_lost,
                      record_poll, submitted_batches,
                      unfinished_batches, update_batch)
-from .output import (answered_since_sql, count_rows, drop_output, update_answers,
+from .output import (count_rows, drop_output, succeeded_since_sql, update_answers,
                      write_output)
 from .ownership import (check_output, claim_output, record_job_hash, refuse_foreign,
                         resolve_output, stored_job_hash, stored_shape, tables_read)
@@ -302,7 +302,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                 report.collected.warnings += _left_half_done(con, spec.name)
             moved = report.collected.batches_collected > before
             if moved:   # rows answered now need no rendering by the prepare below
-                mark_answered(con, spec.name, answered_since_sql(since))
+                mark_answered(con, spec.name, succeeded_since_sql(since))
             if not first and not full and not moved \
                     and not can_advance(con, provider, spec.name) \
                     and submitted_batches(con, spec.name):
@@ -322,7 +322,7 @@ def _pass(job_path: str, options: Options, report: RunReport, *, first: bool = F
                     _merge(report.submitted, submitted)
                     if send_unfinished(con, provider, spec.name, options.clock,
                                        report.submitted, report.collected, options.log):
-                        mark_answered(con, spec.name, answered_since_sql(since))
+                        mark_answered(con, spec.name, succeeded_since_sql(since))
                     if collect and (submitted.batches_created or submitted.batches_resumed):
                         _merge(report.collected, collect_ready(con, provider, spec.name,
                                                                options.log))

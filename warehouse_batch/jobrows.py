@@ -32,19 +32,20 @@ def record_job_rows(con: duckdb.DuckDBPyConnection, job_name: str, run_id: str,
             (SELECT __wb_key FROM wb_src)""", [job_name])
 
 
-def mark_answered(con: duckdb.DuckDBPyConnection, job_name: str, requests_sql: str) -> None:
-    """Set `answered` on the job's rows whose request is among `requests_sql` (a query
-    yielding request_hash) and has a successful answer.
+def mark_answered(con: duckdb.DuckDBPyConnection, job_name: str, succeeded_sql: str) -> None:
+    """Set `answered` on the job's rows whose request is among `succeeded_sql`: a query
+    yielding the request_hash of requests whose cached answer succeeded (the caller has
+    judged them: `output.succeeded_since_sql`, or `wb_answers` where status is succeeded).
 
     First asks whether any row of the job is still unanswered (one pass over two narrow
     columns): when none is, as after a collect that already marked its answers, the lookup
-    of `requests_sql` in the answer cache is not paid for."""
+    of `succeeded_sql` is not paid for. The requests are not looked up in the answer cache
+    again: at ten million answers that second join of every hash cost ~11 CPU s (spilling
+    under the 512MB default) for nothing."""
     if not con.execute(f"""SELECT EXISTS (SELECT 1 FROM {SCHEMA}.job_rows
             WHERE job_name = ? AND NOT coalesce(answered, false))""", [job_name]).fetchone()[0]:
         return
     with collect_tuning(con):   # joins of up to every answer of the job: see tuning.py
         con.execute(f"""UPDATE {SCHEMA}.job_rows SET answered = true
-            WHERE job_name = ? AND NOT coalesce(answered, false) AND request_hash IN (
-                SELECT request_hash FROM {SCHEMA}.results
-                WHERE status = 'succeeded' AND request_hash IN ({requests_sql}))""",
-                    [job_name])
+            WHERE job_name = ? AND NOT coalesce(answered, false)
+              AND request_hash IN ({succeeded_sql})""", [job_name])
